@@ -1,0 +1,133 @@
+//! Following a request across redeliveries.
+//!
+//! When a worker dies mid-generation, JetStream redelivers the request and another worker starts
+//! it again with a higher `attempt`. The request carries a fixed seed, so the new attempt produces
+//! the same tokens; this filter follows the newest attempt, drops events of older ones, and skips
+//! tokens the client already received, so the client sees one answer, never two.
+
+use coder_nats::WorkerEvent;
+
+#[derive(Debug, Default)]
+pub struct AttemptFilter {
+    current: u32,
+    /// Tokens already passed on (across attempts).
+    forwarded: u32,
+}
+
+/// What a raw worker event means for the client.
+#[derive(Debug, PartialEq)]
+pub enum Filtered {
+    /// A (re)start; `redelivered` when it is not the first attempt.
+    Started {
+        redelivered: bool,
+        first: bool,
+    },
+    Token(String),
+    /// A terminal event of the current attempt.
+    Terminal(WorkerEvent),
+    /// Stale or repeated: nothing for the client.
+    Skip,
+}
+
+impl AttemptFilter {
+    pub fn accept(&mut self, event: WorkerEvent) -> Filtered {
+        let attempt = event.attempt();
+        if attempt < self.current {
+            return Filtered::Skip;
+        }
+        match event {
+            WorkerEvent::Started { .. } if attempt > self.current => {
+                let first = self.current == 0;
+                self.current = attempt;
+                Filtered::Started {
+                    redelivered: attempt > 1,
+                    first,
+                }
+            }
+            WorkerEvent::Started { .. } => Filtered::Skip,
+            _ if attempt > self.current => Filtered::Skip, // events before their `started`
+            WorkerEvent::Token { index, text, .. } => {
+                if index < self.forwarded {
+                    Filtered::Skip
+                } else {
+                    self.forwarded = index + 1;
+                    Filtered::Token(text)
+                }
+            }
+            terminal => Filtered::Terminal(terminal),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coder_nats::{FinishReason, Usage};
+
+    fn started(attempt: u32) -> WorkerEvent {
+        WorkerEvent::Started {
+            attempt,
+            worker_id: "w".into(),
+            queue_wait_ms: 0,
+        }
+    }
+
+    fn token(attempt: u32, index: u32) -> WorkerEvent {
+        WorkerEvent::Token {
+            attempt,
+            index,
+            text: format!("t{index}"),
+        }
+    }
+
+    fn done(attempt: u32) -> WorkerEvent {
+        WorkerEvent::Final {
+            attempt,
+            finish_reason: FinishReason::Length,
+            usage: Usage::default(),
+        }
+    }
+
+    #[test]
+    fn a_redelivered_request_resumes_where_the_client_is() {
+        let mut filter = AttemptFilter::default();
+        assert_eq!(
+            filter.accept(started(1)),
+            Filtered::Started {
+                redelivered: false,
+                first: true
+            }
+        );
+        assert_eq!(filter.accept(token(1, 0)), Filtered::Token("t0".into()));
+        assert_eq!(filter.accept(token(1, 1)), Filtered::Token("t1".into()));
+        // Worker 1 dies; worker 2 starts over.
+        assert_eq!(
+            filter.accept(started(2)),
+            Filtered::Started {
+                redelivered: true,
+                first: false
+            }
+        );
+        assert_eq!(filter.accept(token(2, 0)), Filtered::Skip);
+        assert_eq!(filter.accept(token(2, 1)), Filtered::Skip);
+        assert_eq!(filter.accept(token(2, 2)), Filtered::Token("t2".into()));
+        // A late event of the dead attempt is ignored, and so is its terminal.
+        assert_eq!(filter.accept(token(1, 2)), Filtered::Skip);
+        assert_eq!(filter.accept(done(1)), Filtered::Skip);
+        assert_eq!(filter.accept(done(2)), Filtered::Terminal(done(2)));
+    }
+
+    #[test]
+    fn events_of_an_attempt_not_yet_started_are_dropped() {
+        let mut filter = AttemptFilter::default();
+        assert_eq!(filter.accept(token(1, 0)), Filtered::Skip);
+        assert_eq!(
+            filter.accept(started(1)),
+            Filtered::Started {
+                redelivered: false,
+                first: true
+            }
+        );
+        assert_eq!(filter.accept(started(1)), Filtered::Skip);
+    }
+}

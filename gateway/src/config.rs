@@ -1,0 +1,101 @@
+//! Command-line flags, each also read from `CODER_<FLAG>`.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "OpenAI-compatible gateway in front of a NATS JetStream work queue"
+)]
+pub struct Config {
+    /// Address of the OpenAI-compatible HTTP API.
+    #[arg(long, env = "CODER_LISTEN", default_value = "0.0.0.0:8000")]
+    pub listen: SocketAddr,
+
+    /// Address of the Prometheus `/metrics` listener.
+    #[arg(long, env = "CODER_METRICS_LISTEN", default_value = "0.0.0.0:8001")]
+    pub metrics_listen: SocketAddr,
+
+    /// NATS server(s) to connect to, comma-separated.
+    #[arg(long, env = "CODER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// File with one API key per line; when set, every `/v1` route requires
+    /// `Authorization: Bearer <key>`.
+    #[arg(long, env = "CODER_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Seconds a request may take from receipt to its last token (queueing included) before it is
+    /// cancelled and answered 504.
+    #[arg(long, env = "CODER_REQUEST_TIMEOUT", default_value = "300", value_parser = parse_seconds)]
+    pub request_timeout: Duration,
+
+    /// Requests a model may have queued (not yet started) before new ones get 429.
+    #[arg(long, env = "CODER_MAX_PENDING_PER_MODEL", default_value_t = 256)]
+    pub max_pending_per_model: u64,
+
+    /// Largest accepted request body, in bytes (413 beyond).
+    #[arg(long, env = "CODER_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Models to provision consumers for at start, comma-separated, so requests for them queue
+    /// even before any worker has ever run (scale from zero).
+    #[arg(long, env = "CODER_MODELS", value_delimiter = ',')]
+    pub models: Vec<String>,
+
+    /// Largest `max_tokens` a request may ask for.
+    #[arg(long, env = "CODER_MAX_TOKENS_LIMIT", default_value_t = 32_768)]
+    pub max_tokens_limit: u32,
+
+    /// Seconds between reads of the queue state (backlog gauges, admission, known models).
+    #[arg(long, env = "CODER_QUEUE_POLL_INTERVAL", default_value = "1", value_parser = parse_seconds)]
+    pub queue_poll_interval: Duration,
+
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "CODER_SHUTDOWN_GRACE", default_value = "30", value_parser = parse_seconds)]
+    pub shutdown_grace: Duration,
+
+    /// Record metrics (off only to measure what instrumentation costs).
+    #[arg(long, env = "CODER_METRICS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_enabled: bool,
+
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "CODER_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+}
+
+/// Parses seconds, fractional allowed (`0.5`).
+pub fn parse_seconds(value: &str) -> Result<Duration, String> {
+    let seconds: f64 = value
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number of seconds"))?;
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(format!("`{value}` must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = Config::parse_from(["gateway"]);
+        assert_eq!(config.listen.port(), 8000);
+        assert_eq!(config.metrics_listen.port(), 8001);
+        assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+        assert!(config.metrics_enabled);
+    }
+
+    #[test]
+    fn seconds_must_be_positive() {
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("soon").is_err());
+    }
+}

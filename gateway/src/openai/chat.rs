@@ -1,0 +1,267 @@
+//! `POST /v1/chat/completions`: request, response and stream chunk.
+
+use super::common::{required_model, unix_now, SamplingFields, UsageBody};
+use crate::error::ApiError;
+use crate::openai::json::{parse, parse_value, ApiBody};
+use coder_nats::{ChatMessage, FinishReason, Prompt};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
+
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    pub model: Option<String>,
+    pub messages: Option<Vec<RequestMessage>>,
+    pub max_completion_tokens: Option<u32>,
+    /// Parsed separately from the same JSON (see [`ApiBody`]).
+    #[serde(skip)]
+    pub sampling: SamplingFields,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RequestMessage {
+    pub role: String,
+    /// A string, a list of `{"type": "text", "text": ...}` parts, or null (assistant tool calls).
+    pub content: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ContentPart {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+impl ApiBody for ChatRequest {
+    fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
+        let value: serde_json::Value = parse(bytes)?;
+        let mut request: Self = parse_value(&value)?;
+        request.sampling = parse_value(&value)?;
+        Ok(request)
+    }
+}
+
+impl ChatRequest {
+    pub fn model(&self) -> Result<&str, ApiError> {
+        required_model(&self.model)
+    }
+
+    /// `max_completion_tokens` (current OpenAI name) wins over `max_tokens` (deprecated).
+    pub fn max_tokens(&self) -> (Option<u32>, &'static str) {
+        match self.max_completion_tokens {
+            Some(value) => (Some(value), "max_completion_tokens"),
+            None => (self.sampling.max_tokens, "max_tokens"),
+        }
+    }
+
+    pub fn prompt(&self) -> Result<Prompt, ApiError> {
+        let messages = self
+            .messages
+            .as_ref()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request("messages", "`messages` must be a non-empty list")
+            })?;
+        let converted = messages
+            .iter()
+            .enumerate()
+            .map(|(i, message)| convert(i, message))
+            .collect::<Result<_, _>>()?;
+        Ok(Prompt::Chat(converted))
+    }
+}
+
+fn convert(index: usize, message: &RequestMessage) -> Result<ChatMessage, ApiError> {
+    if !ROLES.contains(&message.role.as_str()) {
+        return Err(ApiError::bad_request(
+            format!("messages[{index}].role"),
+            format!(
+                "`messages[{index}].role` must be one of {}, got `{}`",
+                ROLES.join(", "),
+                message.role
+            ),
+        ));
+    }
+    let field = format!("messages[{index}].content");
+    let content = match &message.content {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(text)) => text.clone(),
+        Some(parts @ serde_json::Value::Array(_)) => {
+            let parts: Vec<ContentPart> = serde_json::from_value(parts.clone())
+                .map_err(|e| ApiError::bad_request(&field, format!("invalid `{field}`: {e}")))?;
+            let mut text = String::new();
+            for part in parts {
+                match (part.kind.as_str(), part.text) {
+                    ("text", Some(part_text)) => text.push_str(&part_text),
+                    (kind, _) => {
+                        return Err(ApiError::bad_request(
+                            &field,
+                            format!("`{field}` parts must be of type `text`, got `{kind}`"),
+                        ))
+                    }
+                }
+            }
+            text
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                &field,
+                format!("`{field}` must be a string or a list of text parts"),
+            ))
+        }
+    };
+    Ok(ChatMessage {
+        role: message.role.clone(),
+        content,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChatResponse {
+    pub id: String,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<ChatChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageBody>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChatChoice {
+    pub index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<AssistantMessage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Delta>,
+    pub logprobs: Option<()>,
+    pub finish_reason: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AssistantMessage {
+    pub role: &'static str,
+    pub content: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Delta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+const ASSISTANT: &str = "assistant";
+
+impl ChatResponse {
+    fn new(
+        id: Uuid,
+        object: &'static str,
+        model: &str,
+        choices: Vec<ChatChoice>,
+        usage: Option<UsageBody>,
+    ) -> Self {
+        Self {
+            id: id.to_string(),
+            object,
+            created: unix_now(),
+            model: model.to_owned(),
+            choices,
+            usage,
+        }
+    }
+
+    pub fn complete(
+        id: Uuid,
+        model: &str,
+        content: String,
+        finish: FinishReason,
+        usage: UsageBody,
+    ) -> Self {
+        let choice = ChatChoice {
+            index: 0,
+            message: Some(AssistantMessage {
+                role: ASSISTANT,
+                content,
+            }),
+            delta: None,
+            logprobs: None,
+            finish_reason: Some(finish.as_str()),
+        };
+        Self::new(id, "chat.completion", model, vec![choice], Some(usage))
+    }
+
+    /// A stream chunk: the first carries the role, later ones content, the last the finish reason.
+    pub fn chunk(id: Uuid, model: &str, delta: Delta, finish: Option<FinishReason>) -> Self {
+        let choice = ChatChoice {
+            index: 0,
+            message: None,
+            delta: Some(delta),
+            logprobs: None,
+            finish_reason: finish.map(FinishReason::as_str),
+        };
+        Self::new(id, "chat.completion.chunk", model, vec![choice], None)
+    }
+
+    pub fn role_delta() -> Delta {
+        Delta {
+            role: Some(ASSISTANT),
+            content: Some(String::new()),
+        }
+    }
+
+    pub fn usage_chunk(id: Uuid, model: &str, usage: UsageBody) -> Self {
+        Self::new(id, "chat.completion.chunk", model, Vec::new(), Some(usage))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: &str) -> ChatRequest {
+        ChatRequest::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn text_parts_are_joined() {
+        let r = request(
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]}"#,
+        );
+        assert_eq!(
+            r.prompt().unwrap(),
+            Prompt::Chat(vec![ChatMessage {
+                role: "user".into(),
+                content: "ab".into()
+            }])
+        );
+    }
+
+    #[test]
+    fn bad_role_and_image_parts_name_the_message() {
+        let bad_role = request(
+            r#"{"messages":[{"role":"user","content":"x"},{"role":"robot","content":"y"}]}"#,
+        );
+        match bad_role.prompt() {
+            Err(ApiError::BadRequest { param, .. }) => {
+                assert_eq!(param.as_deref(), Some("messages[1].role"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let image = request(r#"{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#);
+        match image.prompt() {
+            Err(ApiError::BadRequest { param, .. }) => {
+                assert_eq!(param.as_deref(), Some("messages[0].content"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn max_completion_tokens_wins() {
+        let r = request(r#"{"max_tokens": 5, "max_completion_tokens": 7}"#);
+        assert_eq!(r.max_tokens(), (Some(7), "max_completion_tokens"));
+    }
+}

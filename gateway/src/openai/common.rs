@@ -1,0 +1,236 @@
+//! Fields shared by completions and chat, and their validation into [`SamplingParams`].
+
+use crate::error::ApiError;
+use coder_nats::SamplingParams;
+use serde::{Deserialize, Serialize};
+
+/// At most this many stop sequences (OpenAI's limit).
+const MAX_STOP_SEQUENCES: usize = 4;
+/// `max_tokens` when the client gives none (OpenAI's completions default).
+const DEFAULT_MAX_TOKENS: u32 = 16;
+
+/// A string or a list of strings (`prompt`, `stop`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// Sampling and streaming fields common to both endpoints.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SamplingFields {
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    /// Extension (vLLM, TGI): keep only the k most likely tokens; 0 or absent = off.
+    pub top_k: Option<u32>,
+    pub n: Option<u32>,
+    pub seed: Option<u64>,
+    pub stop: Option<OneOrMany>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    /// Extension (vLLM, TGI): > 1 discourages repeating tokens.
+    pub repetition_penalty: Option<f32>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    pub logprobs: Option<serde_json::Value>,
+}
+
+impl SamplingFields {
+    /// Validates every field against its range and fills defaults; `max_tokens_field` is the name
+    /// the client used (`max_tokens` or `max_completion_tokens`).
+    pub fn to_params(
+        &self,
+        max_tokens: Option<u32>,
+        max_tokens_field: &str,
+        max_tokens_limit: u32,
+    ) -> Result<SamplingParams, ApiError> {
+        let max_tokens = max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+        if max_tokens == 0 || max_tokens > max_tokens_limit {
+            return Err(ApiError::bad_request(
+                max_tokens_field,
+                format!("`{max_tokens_field}` must be between 1 and {max_tokens_limit}, got {max_tokens}"),
+            ));
+        }
+        let temperature = self.temperature.unwrap_or(1.0);
+        check_range("temperature", temperature, 0.0, 2.0)?;
+        let top_p = self.top_p.unwrap_or(1.0);
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(ApiError::bad_request(
+                "top_p",
+                format!("`top_p` must be > 0 and <= 1, got {top_p}"),
+            ));
+        }
+        if let Some(n) = self.n.filter(|&n| n != 1) {
+            return Err(ApiError::bad_request(
+                "n",
+                format!("only `n` = 1 is supported, got {n}"),
+            ));
+        }
+        for (field, value) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if let Some(value) = value.filter(|&v| v != 0.0) {
+                check_range(field, value, -2.0, 2.0)?;
+                return Err(ApiError::bad_request(
+                    field,
+                    format!("`{field}` is not supported (got {value}); use `repetition_penalty`"),
+                ));
+            }
+        }
+        let repetition_penalty = self.repetition_penalty.unwrap_or(1.0);
+        check_range("repetition_penalty", repetition_penalty, 0.01, 10.0)?;
+        if self
+            .logprobs
+            .as_ref()
+            .is_some_and(|v| !v.is_null() && v != &serde_json::json!(false))
+        {
+            return Err(ApiError::bad_request(
+                "logprobs",
+                "`logprobs` is not supported",
+            ));
+        }
+        Ok(SamplingParams {
+            max_tokens,
+            temperature,
+            top_p,
+            top_k: self.top_k.unwrap_or(0),
+            seed: self.seed.unwrap_or_else(rand::random),
+            stop: self.stop_sequences()?,
+            repetition_penalty,
+        })
+    }
+
+    fn stop_sequences(&self) -> Result<Vec<String>, ApiError> {
+        let stops = match &self.stop {
+            None => Vec::new(),
+            Some(OneOrMany::One(stop)) => vec![stop.clone()],
+            Some(OneOrMany::Many(stops)) => stops.clone(),
+        };
+        if stops.len() > MAX_STOP_SEQUENCES {
+            return Err(ApiError::bad_request(
+                "stop",
+                format!(
+                    "`stop` takes at most {MAX_STOP_SEQUENCES} sequences, got {}",
+                    stops.len()
+                ),
+            ));
+        }
+        if stops.iter().any(String::is_empty) {
+            return Err(ApiError::bad_request(
+                "stop",
+                "`stop` sequences must not be empty",
+            ));
+        }
+        Ok(stops)
+    }
+
+    pub fn include_usage(&self) -> bool {
+        self.stream_options.is_some_and(|o| o.include_usage)
+    }
+}
+
+fn check_range(field: &str, value: f32, min: f32, max: f32) -> Result<(), ApiError> {
+    if value.is_finite() && (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            field,
+            format!("`{field}` must be between {min} and {max}, got {value}"),
+        ))
+    }
+}
+
+/// The required `model` field, present and non-empty.
+pub fn required_model(model: &Option<String>) -> Result<&str, ApiError> {
+    match model.as_deref() {
+        Some(model) if !model.trim().is_empty() => Ok(model),
+        _ => Err(ApiError::bad_request("model", "`model` is required")),
+    }
+}
+
+/// OpenAI's `usage` object.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct UsageBody {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
+}
+
+impl From<coder_nats::Usage> for UsageBody {
+    fn from(usage: coder_nats::Usage) -> Self {
+        Self {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            total_tokens: usage.prompt_tokens + usage.completion_tokens,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, for `created`.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(json: &str) -> Result<SamplingParams, ApiError> {
+        let fields: SamplingFields = serde_json::from_str(json).unwrap();
+        fields.to_params(fields.max_tokens, "max_tokens", 4096)
+    }
+
+    fn param_of(json: &str) -> String {
+        match params(json) {
+            Err(ApiError::BadRequest {
+                param: Some(param), ..
+            }) => param,
+            other => panic!("expected a 400 naming a field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_openais() {
+        let p = params("{}").unwrap();
+        assert_eq!(
+            (p.max_tokens, p.temperature, p.top_p, p.top_k),
+            (16, 1.0, 1.0, 0)
+        );
+        assert!(p.stop.is_empty());
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_field() {
+        assert_eq!(param_of(r#"{"temperature": 2.5}"#), "temperature");
+        assert_eq!(param_of(r#"{"top_p": 0}"#), "top_p");
+        assert_eq!(param_of(r#"{"max_tokens": 0}"#), "max_tokens");
+        assert_eq!(param_of(r#"{"max_tokens": 5000}"#), "max_tokens");
+        assert_eq!(param_of(r#"{"n": 2}"#), "n");
+        assert_eq!(param_of(r#"{"stop": ["a","b","c","d","e"]}"#), "stop");
+        assert_eq!(param_of(r#"{"presence_penalty": 1.0}"#), "presence_penalty");
+        assert_eq!(
+            param_of(r#"{"repetition_penalty": 0}"#),
+            "repetition_penalty"
+        );
+    }
+
+    #[test]
+    fn a_given_seed_is_kept_and_a_missing_one_is_drawn() {
+        assert_eq!(params(r#"{"seed": 42}"#).unwrap().seed, 42);
+        let (a, b) = (params("{}").unwrap().seed, params("{}").unwrap().seed);
+        assert_ne!(a, b, "two drawn seeds collided");
+    }
+}

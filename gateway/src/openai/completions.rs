@@ -1,0 +1,187 @@
+//! `POST /v1/completions`: request, response and stream chunk.
+
+use super::common::{required_model, unix_now, OneOrMany, SamplingFields, UsageBody};
+use crate::error::ApiError;
+use crate::openai::json::{parse, parse_value, ApiBody};
+use coder_nats::{FinishReason, Prompt};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Deserialize)]
+pub struct CompletionRequest {
+    pub model: Option<String>,
+    pub prompt: Option<serde_json::Value>,
+    pub echo: Option<bool>,
+    pub best_of: Option<u32>,
+    pub suffix: Option<String>,
+    /// Parsed separately from the same JSON (see [`ApiBody`]).
+    #[serde(skip)]
+    pub sampling: SamplingFields,
+}
+
+impl ApiBody for CompletionRequest {
+    fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
+        let value: serde_json::Value = parse(bytes)?;
+        let mut request: Self = parse_value(&value)?;
+        request.sampling = parse_value(&value)?;
+        Ok(request)
+    }
+}
+
+impl CompletionRequest {
+    pub fn model(&self) -> Result<&str, ApiError> {
+        required_model(&self.model)
+    }
+
+    /// The prompt: a string, or a list holding exactly one string.
+    pub fn prompt(&self) -> Result<Prompt, ApiError> {
+        if self.echo == Some(true) {
+            return Err(ApiError::bad_request("echo", "`echo` is not supported"));
+        }
+        if self.best_of.is_some_and(|b| b != 1) {
+            return Err(ApiError::bad_request(
+                "best_of",
+                "only `best_of` = 1 is supported",
+            ));
+        }
+        if self.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(ApiError::bad_request("suffix", "`suffix` is not supported"));
+        }
+        let value = self
+            .prompt
+            .clone()
+            .ok_or_else(|| ApiError::bad_request("prompt", "`prompt` is required"))?;
+        match serde_json::from_value::<OneOrMany>(value) {
+            Ok(OneOrMany::One(text)) => Ok(Prompt::Text(text)),
+            Ok(OneOrMany::Many(mut texts)) if texts.len() == 1 => Ok(Prompt::Text(texts.remove(0))),
+            Ok(OneOrMany::Many(_)) => Err(ApiError::bad_request(
+                "prompt",
+                "`prompt` must be one string (batches of prompts are not supported)",
+            )),
+            Err(_) => Err(ApiError::bad_request(
+                "prompt",
+                "`prompt` must be a string (token-id prompts are not supported)",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CompletionResponse {
+    pub id: String,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<CompletionChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageBody>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CompletionChoice {
+    pub text: String,
+    pub index: u32,
+    pub logprobs: Option<()>,
+    pub finish_reason: Option<&'static str>,
+}
+
+impl CompletionResponse {
+    const OBJECT: &'static str = "text_completion";
+
+    fn new(
+        id: Uuid,
+        model: &str,
+        choices: Vec<CompletionChoice>,
+        usage: Option<UsageBody>,
+    ) -> Self {
+        Self {
+            id: id.to_string(),
+            object: Self::OBJECT,
+            created: unix_now(),
+            model: model.to_owned(),
+            choices,
+            usage,
+        }
+    }
+
+    /// The whole, non-streamed answer.
+    pub fn complete(
+        id: Uuid,
+        model: &str,
+        text: String,
+        finish: FinishReason,
+        usage: UsageBody,
+    ) -> Self {
+        let choice = CompletionChoice {
+            text,
+            index: 0,
+            logprobs: None,
+            finish_reason: Some(finish.as_str()),
+        };
+        Self::new(id, model, vec![choice], Some(usage))
+    }
+
+    /// A stream chunk with text, or with the finish reason when `finish` is set.
+    pub fn chunk(id: Uuid, model: &str, text: String, finish: Option<FinishReason>) -> Self {
+        let choice = CompletionChoice {
+            text,
+            index: 0,
+            logprobs: None,
+            finish_reason: finish.map(FinishReason::as_str),
+        };
+        Self::new(id, model, vec![choice], None)
+    }
+
+    /// The final usage-only chunk (`stream_options.include_usage`).
+    pub fn usage_chunk(id: Uuid, model: &str, usage: UsageBody) -> Self {
+        Self::new(id, model, Vec::new(), Some(usage))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param_of(json: &str) -> Option<String> {
+        match CompletionRequest::from_json(json.as_bytes()) {
+            Err(ApiError::BadRequest { param, .. }) => param,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_sampling_field_is_named() {
+        assert_eq!(
+            param_of(r#"{"model":"m","prompt":"p","max_tokens":"a"}"#).as_deref(),
+            Some("max_tokens")
+        );
+        assert_eq!(
+            param_of(r#"{"model":"m","prompt":"p","temperature":[1]}"#).as_deref(),
+            Some("temperature")
+        );
+        assert_eq!(
+            param_of(r#"{"model":7,"prompt":"p"}"#).as_deref(),
+            Some("model")
+        );
+    }
+
+    #[test]
+    fn prompt_forms() {
+        let parse = |json: &str| {
+            CompletionRequest::from_json(json.as_bytes())
+                .unwrap()
+                .prompt()
+        };
+        assert_eq!(
+            parse(r#"{"prompt":"a"}"#).unwrap(),
+            Prompt::Text("a".into())
+        );
+        assert_eq!(
+            parse(r#"{"prompt":["a"]}"#).unwrap(),
+            Prompt::Text("a".into())
+        );
+        assert!(parse(r#"{"prompt":["a","b"]}"#).is_err());
+        assert!(parse(r#"{"prompt":[1,2]}"#).is_err());
+        assert!(parse(r#"{}"#).is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! Reads the queue's state from JetStream on an interval and makes it a signal: backlog gauges for
+//! Prometheus (and so for alerts and autoscaling), the observed backlog for admission, and the set
+//! of known models.
+
+use crate::admission::Admission;
+use crate::known_models::KnownModels;
+use crate::workers::WorkerRegistry;
+use async_nats::jetstream::{self, consumer};
+use coder_nats::{provision, subjects};
+use futures::TryStreamExt;
+use metrics_common::GatewayMetrics;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// One model's queue as read from its consumer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueState {
+    pub model: String,
+    pub pending: u64,
+    pub inflight: u64,
+    pub oldest_age: Duration,
+}
+
+pub struct QueueMonitor {
+    pub jetstream: jetstream::Context,
+    pub metrics: GatewayMetrics,
+    pub admission: Arc<Admission>,
+    pub models: Arc<KnownModels>,
+    pub workers: Arc<WorkerRegistry>,
+    /// Models named with `--models`: always known, always reported.
+    pub configured: BTreeSet<String>,
+}
+
+impl QueueMonitor {
+    pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            match self.poll().await {
+                Ok(()) if failing => {
+                    tracing::info!("queue state readable again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                Err(error) if !failing => {
+                    tracing::warn!(%error, "cannot read the queue state; gauges keep their last value");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+            self.report_workers();
+        }
+    }
+
+    async fn poll(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let stream = self
+            .jetstream
+            .get_stream_no_info(subjects::STREAM_NAME)
+            .await?;
+        let consumers: Vec<consumer::Info> = stream.consumers().try_collect().await?;
+        let mut provisioned = self.configured.clone();
+        for info in &consumers {
+            let Some(state) = read_state(&stream, info).await else {
+                continue;
+            };
+            self.metrics.set_queue_state(
+                &state.model,
+                state.pending,
+                state.inflight,
+                state.oldest_age,
+            );
+            self.admission.observe_pending(&state.model, state.pending);
+            provisioned.insert(state.model);
+        }
+        self.models.set_provisioned(provisioned);
+        Ok(())
+    }
+
+    /// `coder_workers_connected` for every known model, zero included (an alert needs the zero).
+    fn report_workers(&self) {
+        let live = self.workers.by_model();
+        let mut models = self.models.provisioned();
+        models.extend(live.keys().cloned());
+        for model in models {
+            let workers = live.get(&model).map_or(0, |w| w.workers);
+            self.metrics.set_workers_connected(&model, workers);
+        }
+    }
+}
+
+async fn read_state(
+    stream: &jetstream::stream::Stream<()>,
+    info: &consumer::Info,
+) -> Option<QueueState> {
+    let model = provision::model_of_consumer(info)?;
+    let oldest_age = if info.num_pending > 0 {
+        oldest_pending_age(
+            stream,
+            &info.config.filter_subject,
+            info.delivered.stream_sequence + 1,
+        )
+        .await
+        .unwrap_or_default()
+    } else {
+        Duration::ZERO
+    };
+    Some(QueueState {
+        model,
+        pending: info.num_pending,
+        inflight: info.num_ack_pending as u64,
+        oldest_age,
+    })
+}
+
+/// Age of the first message on `subject` at or after `sequence`: the oldest undelivered request.
+async fn oldest_pending_age(
+    stream: &jetstream::stream::Stream<()>,
+    subject: &str,
+    sequence: u64,
+) -> Option<Duration> {
+    let message = stream
+        .get_first_raw_message_by_subject(subject, sequence)
+        .await
+        .ok()?;
+    let age = time::OffsetDateTime::now_utc() - message.time;
+    Some(age.try_into().unwrap_or_default())
+}

@@ -1,0 +1,95 @@
+//! Streaming a [`Generation`] as OpenAI server-sent events, ending in `data: [DONE]`.
+//!
+//! The response is committed only when the first token (or the end) arrives, so a request that
+//! fails while queued (expired, too long for the model, ...) still gets its proper HTTP status.
+//! Dropping the stream (the client disconnected) drops the generation, which cancels the request.
+
+use crate::error::ApiError;
+use crate::generation::{Generation, Progress};
+use crate::openai::common::UsageBody;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use coder_nats::FinishReason;
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use std::convert::Infallible;
+use uuid::Uuid;
+
+/// How an endpoint writes its chunks.
+pub trait ChunkFormat: Send + 'static {
+    /// Chunks sent before the first token (chat: the assistant role).
+    fn opening(&self, id: Uuid, model: &str) -> Vec<String>;
+    fn token(&self, id: Uuid, model: &str, text: String) -> String;
+    fn finish(&self, id: Uuid, model: &str, finish_reason: FinishReason) -> String;
+    fn usage(&self, id: Uuid, model: &str, usage: UsageBody) -> String;
+}
+
+pub fn to_json(chunk: &impl Serialize) -> String {
+    serde_json::to_string(chunk).expect("chunks always serialise")
+}
+
+/// Waits for the first progress, then streams the rest.
+pub async fn stream_response(
+    mut generation: Generation,
+    format: impl ChunkFormat,
+    include_usage: bool,
+) -> Result<Response, ApiError> {
+    let first = generation.next().await?;
+    let (id, model) = (generation.id, generation.model.clone());
+    let opening = format.opening(id, &model);
+    let state = StreamState {
+        generation,
+        format,
+        include_usage,
+        pending: Some(first),
+    };
+    let rest = stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        let (chunks, done) = state.step().await;
+        Some((chunks, (!done).then_some(state)))
+    })
+    .flat_map(stream::iter);
+    let events = stream::iter(opening)
+        .chain(rest)
+        .map(|data| Ok::<_, Infallible>(Event::default().data(data)));
+    Ok(Sse::new(events).into_response())
+}
+
+struct StreamState<F> {
+    generation: Generation,
+    format: F,
+    include_usage: bool,
+    /// Progress already received (the first one) and not yet written.
+    pending: Option<Progress>,
+}
+
+impl<F: ChunkFormat> StreamState<F> {
+    /// The chunks for the next progress, and whether the stream is over.
+    async fn step(&mut self) -> (Vec<String>, bool) {
+        let progress = match self.pending.take() {
+            Some(progress) => Ok(progress),
+            None => self.generation.next().await,
+        };
+        let (id, model) = (self.generation.id, self.generation.model.as_str());
+        match progress {
+            Ok(Progress::Token(text)) if text.is_empty() => (Vec::new(), false),
+            Ok(Progress::Token(text)) => (vec![self.format.token(id, model, text)], false),
+            Ok(Progress::Done {
+                finish_reason,
+                usage,
+            }) => {
+                let mut chunks = vec![self.format.finish(id, model, finish_reason)];
+                if self.include_usage {
+                    chunks.push(self.format.usage(id, model, UsageBody::from(usage)));
+                }
+                chunks.push("[DONE]".to_owned());
+                (chunks, true)
+            }
+            Err(error) => {
+                // Headers are sent: report the error in-band, as OpenAI does, then end.
+                tracing::warn!(request_id = %id, %error, "stream ended by an error");
+                (vec![to_json(&error.body()), "[DONE]".to_owned()], true)
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+"""Drives the gateway with the official `openai` Python client: completions and chat, both modes.
+
+Usage: openai_client.py BASE_URL MODEL   (exit status 0 when every check passes)
+"""
+import sys
+
+from openai import OpenAI
+
+
+def main() -> None:
+    base_url, model = sys.argv[1], sys.argv[2]
+    client = OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=30)
+    checks = 0
+
+    completion = client.completions.create(model=model, prompt="def add(a, b):", max_tokens=6)
+    assert completion.choices[0].text, completion
+    assert completion.usage.completion_tokens == 6, completion.usage
+    checks += 1
+
+    pieces = list(client.completions.create(model=model, prompt="x", max_tokens=5, stream=True))
+    assert "".join(p.choices[0].text for p in pieces if p.choices), pieces
+    assert pieces[-1].choices[0].finish_reason == "length", pieces[-1]
+    checks += 1
+
+    chat = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "write a loop"}], max_tokens=4
+    )
+    assert chat.choices[0].message.role == "assistant", chat
+    assert chat.choices[0].message.content, chat
+    checks += 1
+
+    stream = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=4,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text, chunks
+    assert chunks[-1].usage.completion_tokens == 4, chunks[-1]
+    checks += 1
+
+    print(f"openai client: {checks} checks passed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+//! Model backends: what turns a [`GenerationRequest`] into tokens.
+//!
+//! A backend is synchronous and blocking on purpose: the worker runs every generation on a
+//! dedicated thread, never on the async executor, and receives tokens through a [`TokenSink`].
+//! The sink is also the cancellation channel: a backend checks [`TokenSink::is_cancelled`] between
+//! prompt chunks and stops as soon as [`TokenSink::token`] answers [`Flow::Stop`].
+
+pub mod candle;
+pub mod stop;
+pub mod synthetic;
+
+use coder_nats::{FinishReason, GenerationRequest, Usage};
+
+/// What the worker announces about a loaded backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendInfo {
+    /// `candle` or `synthetic`.
+    pub kind: &'static str,
+    /// `cpu`, `cuda:0`, ...
+    pub device: String,
+    /// Longest prompt + completion the model takes, in tokens.
+    pub context_length: u32,
+}
+
+/// Receives a generation's output, one decoded piece of text at a time.
+pub trait TokenSink {
+    /// Called once per generated token (with its text, possibly empty while a multi-byte
+    /// character or a possible stop string is held back). `Flow::Stop` ends generation.
+    fn token(&mut self, text: &str) -> Flow;
+    /// True once the request was cancelled; checked between prompt chunks.
+    fn is_cancelled(&self) -> bool;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// A generation that ran to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation {
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The request cannot run on this model (too long for the context, ...): the client's fault.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The sink asked to stop.
+    #[error("cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// A loaded model. Implementations are shared across slots (`Arc<dyn Backend>`) and must keep
+/// per-generation state (KV caches, RNG) inside `generate`.
+pub trait Backend: Send + Sync + 'static {
+    fn info(&self) -> &BackendInfo;
+
+    /// Runs one generation to completion, blocking the calling thread.
+    fn generate(
+        &self,
+        request: &GenerationRequest,
+        sink: &mut dyn TokenSink,
+    ) -> Result<Generation, BackendError>;
+}

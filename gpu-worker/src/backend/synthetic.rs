@@ -1,0 +1,228 @@
+//! The synthetic backend: deterministic, code-like text at a chosen pace, no model.
+//!
+//! It exists for load tests and for testing the queue without a model: the same request always
+//! produces the same text, `max_tokens` and stop strings are honoured, and tokens are counted the
+//! way a tokenizer would report them (here one prompt token per 4 bytes, rounded up).
+
+use super::stop::{StopCheck, StopMatcher};
+use super::{Backend, BackendError, BackendInfo, Flow, Generation, TokenSink};
+use coder_nats::{FinishReason, GenerationRequest, Prompt, Usage};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::Duration;
+
+/// The text the synthetic backend cycles through, one "token" per word or whitespace run.
+const CORPUS: &str = "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n\n\
+def is_prime(n):\n    if n < 2:\n        return False\n    for d in range(2, int(n ** 0.5) + 1):\n        if n % d == 0:\n            return False\n    return True\n\n\
+fn main() {\n    let total: u64 = (1..=10).sum();\n    println!(\"{total}\");\n}\n\n";
+
+/// Context length the synthetic model claims.
+const CONTEXT_LENGTH: u32 = 32_768;
+
+pub struct SyntheticBackend {
+    info: BackendInfo,
+    per_token: Duration,
+    tokens: Vec<&'static str>,
+}
+
+impl SyntheticBackend {
+    pub fn new(per_token: Duration) -> Self {
+        Self {
+            info: BackendInfo {
+                kind: "synthetic",
+                device: "cpu".into(),
+                context_length: CONTEXT_LENGTH,
+            },
+            per_token,
+            tokens: split_tokens(CORPUS),
+        }
+    }
+}
+
+/// Words and the whitespace between them, in order.
+fn split_tokens(text: &'static str) -> Vec<&'static str> {
+    let mut tokens = Vec::new();
+    let mut start = 0;
+    let mut in_space = text.starts_with(char::is_whitespace);
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() != in_space {
+            tokens.push(&text[start..i]);
+            start = i;
+            in_space = c.is_whitespace();
+        }
+    }
+    tokens.push(&text[start..]);
+    tokens
+}
+
+pub fn prompt_tokens(prompt: &Prompt) -> u32 {
+    (prompt.char_len() as u32).div_ceil(4).max(1)
+}
+
+impl Backend for SyntheticBackend {
+    fn info(&self) -> &BackendInfo {
+        &self.info
+    }
+
+    fn generate(
+        &self,
+        request: &GenerationRequest,
+        sink: &mut dyn TokenSink,
+    ) -> Result<Generation, BackendError> {
+        let params = &request.params;
+        let prompt_tokens = prompt_tokens(&request.prompt);
+        if prompt_tokens + params.max_tokens > CONTEXT_LENGTH {
+            return Err(BackendError::InvalidRequest(format!(
+                "the prompt has {prompt_tokens} tokens and max_tokens is {}, but the model's \
+                 context is {CONTEXT_LENGTH} tokens",
+                params.max_tokens
+            )));
+        }
+        let mut hasher = DefaultHasher::new();
+        request.prompt.hash_key().hash(&mut hasher);
+        if params.temperature > 0.0 {
+            params.seed.hash(&mut hasher);
+        }
+        let offset = (hasher.finish() % self.tokens.len() as u64) as usize;
+        let mut stops = StopMatcher::new(&params.stop);
+        let mut completion_tokens = 0;
+        let mut finish_reason = FinishReason::Length;
+        while completion_tokens < params.max_tokens {
+            if sink.is_cancelled() {
+                return Err(BackendError::Cancelled);
+            }
+            if !self.per_token.is_zero() {
+                std::thread::sleep(self.per_token);
+            }
+            let token = self.tokens[(offset + completion_tokens as usize) % self.tokens.len()];
+            completion_tokens += 1;
+            let (text, stopped) = match stops.push(token) {
+                StopCheck::Emit(text) => (text, false),
+                StopCheck::Stopped(text) => (text, true),
+            };
+            if sink.token(&text) == Flow::Stop {
+                return Err(BackendError::Cancelled);
+            }
+            if stopped {
+                finish_reason = FinishReason::Stop;
+                break;
+            }
+        }
+        let rest = stops.flush();
+        if !rest.is_empty() {
+            sink.token(&rest);
+        }
+        Ok(Generation {
+            finish_reason,
+            usage: Usage {
+                prompt_tokens,
+                completion_tokens,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coder_nats::SamplingParams;
+
+    #[derive(Default)]
+    struct Collect {
+        text: String,
+        calls: u32,
+        stop_after: Option<u32>,
+    }
+
+    impl TokenSink for Collect {
+        fn token(&mut self, text: &str) -> Flow {
+            self.text.push_str(text);
+            self.calls += 1;
+            if self.stop_after == Some(self.calls) {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        }
+        fn is_cancelled(&self) -> bool {
+            false
+        }
+    }
+
+    fn request(prompt: &str, params: SamplingParams) -> GenerationRequest {
+        GenerationRequest {
+            id: uuid::Uuid::now_v7(),
+            model: "synthetic".into(),
+            prompt: Prompt::Text(prompt.into()),
+            params,
+        }
+    }
+
+    fn run(request: &GenerationRequest, sink: &mut Collect) -> Result<Generation, BackendError> {
+        SyntheticBackend::new(Duration::ZERO).generate(request, sink)
+    }
+
+    #[test]
+    fn same_request_same_text_and_max_tokens_honoured() {
+        let params = SamplingParams {
+            max_tokens: 12,
+            seed: 5,
+            ..Default::default()
+        };
+        let (mut a, mut b) = (Collect::default(), Collect::default());
+        let done = run(&request("def f():", params.clone()), &mut a).unwrap();
+        run(&request("def f():", params), &mut b).unwrap();
+        assert_eq!(a.text, b.text);
+        assert!(!a.text.is_empty());
+        assert_eq!(done.usage.completion_tokens, 12);
+        assert_eq!(done.finish_reason, FinishReason::Length);
+        assert_eq!(done.usage.prompt_tokens, 2);
+    }
+
+    #[test]
+    fn a_stop_string_ends_generation_before_it() {
+        let params = SamplingParams {
+            max_tokens: 500,
+            stop: vec!["return".into()],
+            ..Default::default()
+        };
+        let mut sink = Collect::default();
+        let done = run(&request("x", params), &mut sink).unwrap();
+        assert_eq!(done.finish_reason, FinishReason::Stop);
+        assert!(!sink.text.contains("return"), "{}", sink.text);
+    }
+
+    #[test]
+    fn the_sink_can_stop_generation() {
+        let params = SamplingParams {
+            max_tokens: 100,
+            ..Default::default()
+        };
+        let mut sink = Collect {
+            stop_after: Some(3),
+            ..Default::default()
+        };
+        assert!(matches!(
+            run(&request("x", params), &mut sink),
+            Err(BackendError::Cancelled)
+        ));
+        assert_eq!(sink.calls, 3);
+    }
+
+    #[test]
+    fn too_long_for_the_context_names_both_numbers() {
+        let params = SamplingParams {
+            max_tokens: 32_000,
+            ..Default::default()
+        };
+        let prompt = "x".repeat(4 * 1000);
+        match run(&request(&prompt, params), &mut Collect::default()) {
+            Err(BackendError::InvalidRequest(message)) => {
+                assert!(
+                    message.contains("1000") && message.contains("32000"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Cancellations: one subscription to `coder.cancel.*`, flags for the requests running here.
+
+use coder_nats::subjects;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+#[derive(Default)]
+pub struct CancelRegistry {
+    running: Mutex<HashMap<Uuid, Arc<AtomicBool>>>,
+}
+
+impl CancelRegistry {
+    /// The flag a running request's backend checks every token.
+    pub fn register(&self, request_id: Uuid) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.running
+            .lock()
+            .expect("cancel lock")
+            .insert(request_id, Arc::clone(&flag));
+        flag
+    }
+
+    pub fn remove(&self, request_id: Uuid) {
+        self.running
+            .lock()
+            .expect("cancel lock")
+            .remove(&request_id);
+    }
+
+    /// Raises the request's flag if it runs here.
+    pub fn cancel(&self, request_id: Uuid) -> bool {
+        match self.running.lock().expect("cancel lock").get(&request_id) {
+            Some(flag) => {
+                flag.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub async fn run(self: Arc<Self>, mut subscriber: async_nats::Subscriber) {
+        while let Some(message) = subscriber.next().await {
+            if let Some(request_id) = subjects::request_id_from_subject(&message.subject) {
+                if self.cancel(request_id) {
+                    tracing::info!(%request_id, "cancel received: stopping generation");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_named_request_is_cancelled() {
+        let registry = CancelRegistry::default();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let flag_a = registry.register(a);
+        let flag_b = registry.register(b);
+        assert!(registry.cancel(a));
+        assert!(flag_a.load(Ordering::Relaxed));
+        assert!(!flag_b.load(Ordering::Relaxed));
+        registry.remove(b);
+        assert!(!registry.cancel(b));
+    }
+}

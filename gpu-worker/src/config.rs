@@ -1,0 +1,133 @@
+//! Command-line flags, each also read from `CODER_<FLAG>`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gpu-worker",
+    version,
+    about = "Serves a code model from the NATS JetStream work queue"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: WorkerConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Measure prompt and decode speed, time to first token and peak memory of a model file.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// A real model with candle (GGUF file or Hugging Face directory).
+    Candle,
+    /// Deterministic code-like text without a model, for load tests.
+    Synthetic,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerConfig {
+    /// NATS server(s) to connect to, comma-separated.
+    #[arg(long, env = "CODER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// Address of the Prometheus `/metrics` listener.
+    #[arg(long, env = "CODER_METRICS_LISTEN", default_value = "0.0.0.0:8002")]
+    pub metrics_listen: SocketAddr,
+
+    /// What generates the tokens.
+    #[arg(long, env = "CODER_BACKEND", value_enum, default_value_t = BackendKind::Candle)]
+    pub backend: BackendKind,
+
+    /// The model name clients ask for (any string: `.`, `/`, `:` and spaces are fine).
+    #[arg(
+        long,
+        env = "CODER_MODEL",
+        default_value = "qwen2.5-coder-1.5b-instruct"
+    )]
+    pub model: String,
+
+    /// GGUF file or Hugging Face directory (candle backend).
+    #[arg(
+        long,
+        env = "CODER_MODEL_PATH",
+        default_value = "models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    )]
+    pub model_path: PathBuf,
+
+    /// `tokenizer.json` to use instead of the one in the GGUF metadata or model directory.
+    #[arg(long, env = "CODER_TOKENIZER_PATH")]
+    pub tokenizer_path: Option<PathBuf>,
+
+    /// `cpu` or `cuda:N` (needs the `cuda` feature).
+    #[arg(long, env = "CODER_DEVICE", default_value = "cpu")]
+    pub device: String,
+
+    /// Requests generated at once; the worker pulls only when a slot is free.
+    #[arg(long, env = "CODER_CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+
+    /// Synthetic backend: milliseconds per generated token.
+    #[arg(long, env = "CODER_SYNTHETIC_MS_PER_TOKEN", default_value_t = 0.0)]
+    pub synthetic_ms_per_token: f64,
+
+    /// Seconds a delivered request may go without an ack or progress before JetStream redelivers
+    /// it (the consumer's `ack_wait`); progress is sent every third of it while generating.
+    #[arg(long, env = "CODER_ACK_WAIT", default_value = "30", value_parser = parse_seconds)]
+    pub ack_wait: Duration,
+
+    /// Deliveries of one request before JetStream gives up on it.
+    #[arg(long, env = "CODER_MAX_DELIVER", default_value_t = 3)]
+    pub max_deliver: i64,
+
+    /// Seconds between heartbeats; the gateway forgets a worker after three missed ones.
+    #[arg(long, env = "CODER_HEARTBEAT_INTERVAL", default_value = "2", value_parser = parse_seconds)]
+    pub heartbeat_interval: Duration,
+
+    /// Seconds in-flight generations get to finish after SIGTERM.
+    #[arg(long, env = "CODER_SHUTDOWN_GRACE", default_value = "60", value_parser = parse_seconds)]
+    pub shutdown_grace: Duration,
+
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "CODER_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+}
+
+/// Parses seconds, fractional allowed (`0.5`).
+pub fn parse_seconds(value: &str) -> Result<Duration, String> {
+    let seconds: f64 = value
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number of seconds"))?;
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(format!("`{value}` must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let cli = Cli::parse_from(["gpu-worker", "--backend", "synthetic", "--model", "a/b:c d"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.metrics_listen.port(), 8002);
+        assert_eq!(cli.serve.backend, BackendKind::Synthetic);
+        assert_eq!(cli.serve.model, "a/b:c d");
+        assert_eq!(cli.serve.concurrency, 1);
+    }
+
+    #[test]
+    fn zero_concurrency_is_refused() {
+        assert!(Cli::try_parse_from(["gpu-worker", "--concurrency", "0"]).is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! The pull loop: fetch only as many requests as there are free slots.
+
+use crate::execute::Executor;
+use crate::slots::Slots;
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::AckKind;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long one pull request waits on the server for messages.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
+
+pub async fn pull_loop(
+    consumer: PullConsumer,
+    slots: Slots,
+    executor: Arc<Executor>,
+    stopping: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.acquire() => slot,
+            _ = stopping.cancelled() => return,
+        };
+        let wanted = 1 + slots.free() as usize;
+        let batch = consumer
+            .batch()
+            .max_messages(wanted)
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(batch) => {
+                backoff = Duration::from_millis(100);
+                batch
+            }
+            Err(error) => {
+                tracing::warn!(%error, "pull request failed; retrying");
+                drop(slot);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopping.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        let mut slot = Some(slot);
+        while let Some(message) = batch.next().await {
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::debug!(%error, "pull batch ended");
+                    break;
+                }
+            };
+            let free = slot.take().or_else(|| slots.try_acquire());
+            match free {
+                Some(free) if !stopping.is_cancelled() => {
+                    tasks.spawn(Arc::clone(&executor).handle(message, free));
+                }
+                _ => {
+                    // Draining (or, defensively, no slot): hand it straight back for another worker.
+                    if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+                        tracing::warn!(%error, "nak failed; the request returns after ack_wait");
+                    }
+                }
+            }
+        }
+    }
+}

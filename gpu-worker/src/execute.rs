@@ -1,0 +1,183 @@
+//! Running one delivered request: `started`, tokens, `final`/`error`, in-progress acks while it
+//! runs, and the ack only after the last event is out.
+
+use crate::backend::{Backend, BackendError};
+use crate::cancel::CancelRegistry;
+use crate::job::{intake, Intake, Job};
+use crate::sink::ChannelSink;
+use crate::slots::Slots;
+use async_nats::jetstream::{AckKind, Message};
+use coder_nats::{ErrorKind, WorkerEvent};
+use metrics_common::names::value::Outcome;
+use metrics_common::WorkerMetrics;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+pub struct Executor {
+    pub client: async_nats::Client,
+    pub backend: Arc<dyn Backend>,
+    pub cancels: Arc<CancelRegistry>,
+    pub metrics: WorkerMetrics,
+    pub slots: Slots,
+    pub worker_id: String,
+    /// Interval of in-progress acks (a third of the consumer's `ack_wait`).
+    pub progress_every: Duration,
+}
+
+impl Executor {
+    /// Handles one message; `slot` is held until the message is acked.
+    pub async fn handle(self: Arc<Self>, message: Message, slot: OwnedSemaphorePermit) {
+        let running = self.slots.start();
+        self.report_slots();
+        let (attempt, published) = match message.info() {
+            Ok(info) => (info.delivered, SystemTime::from(info.published)),
+            Err(_) => (1, SystemTime::now()),
+        };
+        let fate = intake(
+            message.headers.as_ref(),
+            &message.payload,
+            attempt,
+            published,
+            SystemTime::now(),
+        );
+        let outcome = match fate {
+            Intake::Poison(reason) => {
+                tracing::warn!(subject = %message.subject, %reason, "poison message terminated");
+                ack(&message, AckKind::Term).await;
+                Outcome::Failed
+            }
+            Intake::Expired(job) => {
+                tracing::info!(request_id = %job.request.id, "deadline passed in the queue: not computed");
+                let message_text = "the request's deadline passed while it was queued".to_owned();
+                self.publish(
+                    &job,
+                    WorkerEvent::Error {
+                        attempt: job.attempt,
+                        kind: ErrorKind::Expired,
+                        message: message_text,
+                    },
+                )
+                .await;
+                ack(&message, AckKind::Ack).await;
+                Outcome::Expired
+            }
+            Intake::Run(job) => self.run(job, &message).await,
+        };
+        self.metrics.record_outcome(outcome);
+        drop(running);
+        drop(slot);
+        self.report_slots();
+    }
+
+    fn report_slots(&self) {
+        self.metrics
+            .set_slots(u64::from(self.slots.busy()), u64::from(self.slots.idle()));
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id = %job.request.id, attempt = job.attempt, traceparent = job.traceparent.as_deref().unwrap_or("")))]
+    async fn run(&self, job: Job, message: &Message) -> Outcome {
+        let attempt = job.attempt;
+        let queue_wait_ms = job.queue_wait.as_millis() as u64;
+        let started = WorkerEvent::Started {
+            attempt,
+            worker_id: self.worker_id.clone(),
+            queue_wait_ms,
+        };
+        self.publish(&job, started).await;
+
+        let cancelled = self.cancels.register(job.request.id);
+        let (tokens_tx, mut tokens) = mpsc::unbounded_channel();
+        let backend = Arc::clone(&self.backend);
+        let request = job.request.clone();
+        let generation = tokio::task::spawn_blocking(move || {
+            let mut sink = ChannelSink::new(tokens_tx, cancelled);
+            backend.generate(&request, &mut sink)
+        });
+
+        let mut progress = tokio::time::interval(self.progress_every);
+        progress.tick().await;
+        let mut index = 0u32;
+        loop {
+            tokio::select! {
+                token = tokens.recv() => match token {
+                    Some(text) => {
+                        if !text.is_empty() {
+                            self.publish(&job, WorkerEvent::Token { attempt, index, text }).await;
+                        }
+                        index += 1;
+                    }
+                    None => break,
+                },
+                _ = progress.tick() => ack(message, AckKind::Progress).await,
+            }
+        }
+        self.cancels.remove(job.request.id);
+
+        let result = generation.await.unwrap_or_else(|panic| {
+            Err(BackendError::Internal(anyhow::anyhow!(
+                "generation panicked: {panic}"
+            )))
+        });
+        let (event, outcome) = match result {
+            Ok(done) => (
+                WorkerEvent::Final {
+                    attempt,
+                    finish_reason: done.finish_reason,
+                    usage: done.usage,
+                },
+                Outcome::Completed,
+            ),
+            Err(BackendError::Cancelled) => {
+                let event = WorkerEvent::Error {
+                    attempt,
+                    kind: ErrorKind::Cancelled,
+                    message: "cancelled".into(),
+                };
+                (event, Outcome::Cancelled)
+            }
+            Err(BackendError::InvalidRequest(text)) => {
+                let event = WorkerEvent::Error {
+                    attempt,
+                    kind: ErrorKind::InvalidRequest,
+                    message: text,
+                };
+                (event, Outcome::Failed)
+            }
+            Err(BackendError::Internal(error)) => {
+                tracing::error!(error = format!("{error:#}"), "generation failed");
+                let event = WorkerEvent::Error {
+                    attempt,
+                    kind: ErrorKind::Internal,
+                    message: "generation failed".into(),
+                };
+                (event, Outcome::Failed)
+            }
+        };
+        self.publish(&job, event).await;
+        if let Err(error) = self.client.flush().await {
+            tracing::warn!(%error, "flushing the last event failed; the ack may be retried");
+        }
+        if let Err(error) = message.double_ack().await {
+            tracing::warn!(%error, "ack not confirmed; JetStream may redeliver");
+        }
+        tracing::info!(outcome = outcome.as_str(), tokens = index, "request done");
+        outcome
+    }
+
+    async fn publish(&self, job: &Job, event: WorkerEvent) {
+        if let Err(error) = self
+            .client
+            .publish(job.reply_to.clone(), event.to_json().into())
+            .await
+        {
+            tracing::warn!(request_id = %job.request.id, %error, "event not published");
+        }
+    }
+}
+
+async fn ack(message: &Message, kind: AckKind) {
+    if let Err(error) = message.ack_with(kind).await {
+        tracing::warn!(%error, "ack failed");
+    }
+}

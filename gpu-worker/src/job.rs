@@ -1,0 +1,123 @@
+//! Turning a delivered message into work, or deciding it is not worth any compute.
+
+use async_nats::HeaderMap;
+use coder_nats::headers::RequestHeaders;
+use coder_nats::GenerationRequest;
+use std::time::{Duration, SystemTime};
+
+/// A decoded request ready to run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub request: GenerationRequest,
+    pub reply_to: String,
+    pub deadline: SystemTime,
+    /// JetStream delivery count (1 on the first delivery).
+    pub attempt: u32,
+    /// Publish → now, from JetStream's own publish timestamp.
+    pub queue_wait: Duration,
+    pub traceparent: Option<String>,
+}
+
+/// What to do with a delivered message.
+#[derive(Debug)]
+pub enum Intake {
+    Run(Job),
+    /// Its deadline passed while it was queued: answer `error: expired`, compute nothing.
+    Expired(Job),
+    /// Cannot be decoded: terminate it (never redeliver), log why.
+    Poison(String),
+}
+
+/// Decides a message's fate. `published` is JetStream's timestamp of the publish.
+pub fn intake(
+    headers: Option<&HeaderMap>,
+    payload: &[u8],
+    attempt: i64,
+    published: SystemTime,
+    now: SystemTime,
+) -> Intake {
+    let Some(headers) = headers.and_then(RequestHeaders::from_header_map) else {
+        return Intake::Poison("missing or malformed reply/deadline headers".into());
+    };
+    let request = match GenerationRequest::from_json(payload) {
+        Ok(request) => request,
+        Err(error) => return Intake::Poison(format!("undecodable request: {error}")),
+    };
+    let job = Job {
+        request,
+        reply_to: headers.reply_to,
+        deadline: headers.deadline,
+        attempt: attempt.clamp(1, i64::from(u32::MAX)) as u32,
+        queue_wait: now.duration_since(published).unwrap_or_default(),
+        traceparent: headers.traceparent,
+    };
+    if job.deadline <= now {
+        Intake::Expired(job)
+    } else {
+        Intake::Run(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coder_nats::{Prompt, SamplingParams};
+
+    fn request_bytes() -> Vec<u8> {
+        GenerationRequest {
+            id: uuid::Uuid::now_v7(),
+            model: "m".into(),
+            prompt: Prompt::Text("p".into()),
+            params: SamplingParams::default(),
+        }
+        .to_json()
+    }
+
+    fn headers(deadline: SystemTime) -> HeaderMap {
+        RequestHeaders {
+            msg_id: "id".into(),
+            reply_to: "coder.replies.g.r".into(),
+            deadline,
+            traceparent: None,
+        }
+        .to_header_map()
+    }
+
+    #[test]
+    fn a_fresh_request_runs_with_its_queue_wait() {
+        let now = SystemTime::now();
+        let published = now - Duration::from_millis(250);
+        let h = headers(now + Duration::from_secs(10));
+        match intake(Some(&h), &request_bytes(), 2, published, now) {
+            Intake::Run(job) => {
+                assert_eq!(job.attempt, 2);
+                assert_eq!(job.queue_wait, Duration::from_millis(250));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_request_past_its_deadline_is_expired() {
+        let now = SystemTime::now();
+        let h = headers(now - Duration::from_millis(1));
+        assert!(matches!(
+            intake(Some(&h), &request_bytes(), 1, now, now),
+            Intake::Expired(_)
+        ));
+    }
+
+    #[test]
+    fn garbage_and_missing_headers_are_poison() {
+        let now = SystemTime::now();
+        let h = headers(now + Duration::from_secs(10));
+        assert!(matches!(
+            intake(Some(&h), b"{nope", 1, now, now),
+            Intake::Poison(_)
+        ));
+        assert!(matches!(
+            intake(None, &request_bytes(), 1, now, now),
+            Intake::Poison(_)
+        ));
+    }
+}

@@ -1,0 +1,37 @@
+//! The gpu-worker: pulls generation requests for one model from JetStream and streams tokens back.
+//!
+//! A worker holds `--concurrency` slots and asks JetStream for work only when one is free. Each
+//! request runs on a blocking thread through a [`backend::Backend`]; its events go to the
+//! requesting gateway on core NATS, in-progress acks keep long generations from being redelivered,
+//! and the message is acked only after the last event is published, so a worker that dies leaves
+//! its request to the next one. Cancels stop a generation within one token; requests whose
+//! deadline passed in the queue are answered without compute; undecodable messages are terminated.
+//!
+//! # Layout
+//! - [`config`]: flags (`CODER_*` env too) and the `bench` subcommand.
+//! - [`run`]: wiring, provisioning, drain on shutdown.
+//! - [`consumer`]: the pull loop (fetch only for free slots).
+//! - [`slots`]: the slot pool.
+//! - [`job`]: message → job, expired or poison (pure, unit-tested).
+//! - [`execute`]: one request's events and acks.
+//! - [`sink`]: the token channel from the generation thread.
+//! - [`cancel`]: the cancel subscription and per-request flags.
+//! - [`heartbeat`]: announcing model, slots and device.
+//! - [`load`]: building the configured backend.
+//! - [`backend`]: the `Backend` trait; `synthetic` and `candle`.
+//! - [`bench`]: speed and memory of a model file.
+
+pub mod backend;
+pub mod bench;
+pub mod cancel;
+pub mod config;
+pub mod consumer;
+pub mod execute;
+pub mod heartbeat;
+pub mod job;
+pub mod load;
+pub mod run;
+pub mod sink;
+pub mod slots;
+
+pub use run::run;

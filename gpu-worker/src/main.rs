@@ -1,0 +1,17 @@
+use clap::Parser;
+use gpu_worker::config::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    metrics_common::process::init_logging(cli.serve.log_json);
+    match cli.command {
+        Some(Command::Bench(args)) => {
+            let report =
+                tokio::task::spawn_blocking(move || gpu_worker::bench::run(&args)).await??;
+            println!("{report}");
+            Ok(())
+        }
+        None => gpu_worker::run(cli.serve, metrics_common::process::shutdown_signal()).await,
+    }
+}

@@ -1,0 +1,30 @@
+//! Metrics for the gateway and the workers: OpenTelemetry instruments exported to Prometheus.
+//!
+//! Every metric name, unit, label key, bounded label value and bucket boundary of the catalogue in
+//! `DESIGN.md` is declared here and nowhere else. Instruments are named *without* the `_total`
+//! and unit suffixes: the OpenTelemetry Prometheus exporter appends them (`requests` + counter →
+//! `requests_total`, unit `s` → `_seconds`, `By` → `_bytes`, `1` → `_ratio`). The exposition
+//! carries no `otel_scope_*` labels and no `target_info` series: the names and labels in the
+//! catalogue are the contract dashboards and rules are written against, and Prometheus adds `job`
+//! and `instance` itself.
+//!
+//! # Layout
+//! - [`names`]: the catalogue: names, units, descriptions, label keys and values, buckets.
+//! - [`telemetry`]: the `SdkMeterProvider` wired to a Prometheus registry, and text rendering.
+//! - [`server`]: the `/metrics` HTTP listener, separate from any API port.
+//! - [`gateway`]: the gateway's instruments.
+//! - [`worker`]: the worker's instruments.
+//! - [`process`]: log initialisation and the shutdown signal, shared by both binaries.
+//! - [`gpu`]: the NVML sampler (feature `nvml`): real GPU figures or no GPU series at all.
+
+pub mod gateway;
+pub mod gpu;
+pub mod names;
+pub mod process;
+pub mod server;
+pub mod telemetry;
+pub mod worker;
+
+pub use gateway::GatewayMetrics;
+pub use telemetry::Telemetry;
+pub use worker::WorkerMetrics;

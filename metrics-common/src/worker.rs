@@ -1,0 +1,65 @@
+//! The worker's instruments.
+
+use crate::names::{self, label, value};
+use opentelemetry::metrics::{Counter, Gauge, Meter};
+use opentelemetry::KeyValue;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct WorkerMetrics {
+    model_name: String,
+    slots: Gauge<u64>,
+    requests: Counter<u64>,
+    model_load: Gauge<f64>,
+}
+
+impl WorkerMetrics {
+    pub fn new(meter: &Meter, model_name: &str) -> Self {
+        Self {
+            model_name: model_name.to_owned(),
+            slots: meter
+                .u64_gauge(names::WORKER_SLOTS)
+                .with_description("Generation slots of this worker, by state")
+                .build(),
+            requests: meter
+                .u64_counter(names::WORKER_REQUESTS)
+                .with_description("Requests this worker finished, by outcome")
+                .build(),
+            model_load: meter
+                .f64_gauge(names::WORKER_MODEL_LOAD)
+                .with_description("Time the model took to load and warm up")
+                .with_unit(names::UNIT_SECONDS)
+                .build(),
+        }
+    }
+
+    fn model(&self) -> KeyValue {
+        KeyValue::new(label::MODEL_NAME, self.model_name.clone())
+    }
+
+    pub fn set_slots(&self, busy: u64, idle: u64) {
+        self.slots.record(
+            busy,
+            &[self.model(), KeyValue::new(label::STATE, value::BUSY)],
+        );
+        self.slots.record(
+            idle,
+            &[self.model(), KeyValue::new(label::STATE, value::IDLE)],
+        );
+    }
+
+    pub fn record_outcome(&self, outcome: value::Outcome) {
+        self.requests.add(
+            1,
+            &[
+                self.model(),
+                KeyValue::new(label::OUTCOME, outcome.as_str()),
+            ],
+        );
+    }
+
+    pub fn set_model_load(&self, elapsed: Duration) {
+        self.model_load
+            .record(elapsed.as_secs_f64(), &[self.model()]);
+    }
+}

@@ -1,0 +1,31 @@
+//! The queue contract shared by the gateway and the workers.
+//!
+//! Everything that crosses NATS is defined here, once: subject and stream names, the message
+//! types and headers, and the idempotent provisioning of the JetStream stream and of each model's
+//! durable pull consumer. No service formats a subject by hand.
+//!
+//! # Layout
+//! - [`connection`]: connecting with unlimited, logged reconnects.
+//! - [`subjects`]: subject builders and the subject-safe encoding of model names.
+//! - [`headers`]: the NATS headers a queued request carries (reply subject, deadline, trace).
+//! - [`request`]: the queued generation request and its sampling parameters.
+//! - [`events`]: what a worker sends back (`started`, `token`, `final`, `error`).
+//! - [`heartbeat`]: the worker's periodic announcement (model, slots, device).
+//! - [`provision`]: stream and consumer settings and their create-or-update.
+//! - `testing` (feature `testing`): a real nats-server per test.
+//! - [`publish_error`]: classifying JetStream publish failures (stream full, too large, down).
+
+pub mod connection;
+pub mod events;
+pub mod headers;
+pub mod heartbeat;
+pub mod provision;
+pub mod publish_error;
+pub mod request;
+pub mod subjects;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use events::{ErrorKind, FinishReason, Usage, WorkerEvent};
+pub use heartbeat::Heartbeat;
+pub use request::{ChatMessage, GenerationRequest, Prompt, SamplingParams};

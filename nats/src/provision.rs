@@ -1,0 +1,129 @@
+//! Idempotent provisioning of the request stream and of each model's consumer.
+//!
+//! Both calls create what is missing and update what differs, so gateways and workers can run them
+//! at every start in any order.
+
+use crate::subjects;
+use async_nats::jetstream::{self, consumer, stream};
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+/// Consumer metadata key holding the model name exactly as clients write it.
+pub const MODEL_METADATA_KEY: &str = "coder.model";
+
+/// Limits of the request stream. A full stream rejects new publishes (discard-new): the gateway
+/// turns that into 429, never into an unbounded queue.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    pub max_messages: i64,
+    pub max_bytes: i64,
+    /// Per model (per subject): a second, server-side bound on one model's backlog.
+    pub max_messages_per_model: i64,
+    /// Window in which a re-published request id is dropped as a duplicate.
+    pub duplicate_window: Duration,
+    /// Requests older than this are removed even if never consumed (e.g. a model nobody serves).
+    pub max_age: Duration,
+    pub replicas: usize,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            max_messages: 100_000,
+            max_bytes: 1 << 30,
+            max_messages_per_model: 10_000,
+            duplicate_window: Duration::from_secs(120),
+            max_age: Duration::from_secs(3600),
+            replicas: 1,
+        }
+    }
+}
+
+/// Delivery settings of a model's durable pull consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// Time a worker has to ack (or send in-progress) before the request is redelivered.
+    pub ack_wait: Duration,
+    /// Deliveries before the request is given up on.
+    pub max_deliver: i64,
+    /// Requests handed out and not yet acked, across all workers of the model.
+    pub max_ack_pending: i64,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 3,
+            max_ack_pending: 10_000,
+        }
+    }
+}
+
+pub type ProvisionError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Creates the request stream or updates its limits.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<stream::Stream, ProvisionError> {
+    let config = stream::Config {
+        name: subjects::STREAM_NAME.to_owned(),
+        description: Some("Queued code-model generation requests".to_owned()),
+        subjects: vec![subjects::REQUESTS_WILDCARD.to_owned()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        discard: stream::DiscardPolicy::New,
+        discard_new_per_subject: true,
+        max_messages: settings.max_messages,
+        max_bytes: settings.max_bytes,
+        max_messages_per_subject: settings.max_messages_per_model,
+        max_age: settings.max_age,
+        duplicate_window: settings.duplicate_window,
+        num_replicas: settings.replicas,
+        ..Default::default()
+    };
+    js.create_or_update_stream(config).await?;
+    Ok(js.get_stream(subjects::STREAM_NAME).await?)
+}
+
+/// Creates the model's durable pull consumer or updates its settings.
+pub async fn ensure_consumer(
+    js: &jetstream::Context,
+    model: &str,
+    settings: &ConsumerSettings,
+) -> Result<consumer::PullConsumer, ProvisionError> {
+    let stream = js.get_stream(subjects::STREAM_NAME).await?;
+    let config = consumer::pull::Config {
+        durable_name: Some(subjects::consumer_name(model)),
+        description: Some(format!("Generation requests for model {model}")),
+        filter_subject: subjects::request_subject(model),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: settings.ack_wait,
+        max_deliver: settings.max_deliver,
+        max_ack_pending: settings.max_ack_pending,
+        metadata: HashMap::from([(MODEL_METADATA_KEY.to_owned(), model.to_owned())]),
+        ..Default::default()
+    };
+    Ok(stream.create_consumer(config).await?)
+}
+
+/// Models that have a consumer on the stream: the models this deployment knows, whether or not a
+/// worker is up right now.
+pub async fn provisioned_models(
+    js: &jetstream::Context,
+) -> Result<BTreeSet<String>, ProvisionError> {
+    use futures::TryStreamExt;
+    let stream = js.get_stream(subjects::STREAM_NAME).await?;
+    let infos: Vec<consumer::Info> = stream.consumers().try_collect().await?;
+    Ok(infos.iter().filter_map(model_of_consumer).collect())
+}
+
+/// The model a consumer serves, from its metadata or, failing that, its filter subject.
+pub fn model_of_consumer(info: &consumer::Info) -> Option<String> {
+    info.config
+        .metadata
+        .get(MODEL_METADATA_KEY)
+        .cloned()
+        .or_else(|| subjects::model_from_request_subject(&info.config.filter_subject))
+}

