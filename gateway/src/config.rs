@@ -47,6 +47,10 @@ pub struct Config {
     #[arg(long, env = "CODER_MODELS", value_delimiter = ',')]
     pub models: Vec<String>,
 
+    /// Replicas of the request stream (3 on a 3-node NATS cluster).
+    #[arg(long, env = "CODER_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub stream_replicas: u8,
+
     /// Largest `max_tokens` a request may ask for.
     #[arg(long, env = "CODER_MAX_TOKENS_LIMIT", default_value_t = 32_768)]
     pub max_tokens_limit: u32,

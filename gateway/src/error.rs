@@ -128,7 +128,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
-            ApiError::Unavailable(detail) => tracing::warn!(%detail, "answering 503"),
+            ApiError::Unavailable(detail) => tracing::info!(%detail, "answering 503"),
             ApiError::Internal(detail) => tracing::error!(%detail, "answering 500"),
             _ => tracing::debug!(error = %self, "answering {}", self.status()),
         }

@@ -108,8 +108,13 @@ pub async fn serve(
         workers: Arc::clone(&workers),
         configured: config.models.iter().cloned().collect(),
     };
+    let stream_settings = StreamSettings {
+        replicas: usize::from(config.stream_replicas),
+        ..StreamSettings::default()
+    };
     tokio::spawn(provision_then_monitor(
         monitor,
+        stream_settings,
         config.queue_poll_interval,
         stopping.clone(),
     ));
@@ -176,13 +181,14 @@ async fn serve_with_grace(
 /// polls the queue state until shutdown.
 async fn provision_then_monitor(
     monitor: QueueMonitor,
+    stream_settings: StreamSettings,
     interval: Duration,
     stopping: CancellationToken,
 ) {
     let mut delay = Duration::from_millis(100);
     loop {
         let provisioned = async {
-            provision::ensure_stream(&monitor.jetstream, &StreamSettings::default()).await?;
+            provision::ensure_stream(&monitor.jetstream, &stream_settings).await?;
             for model in &monitor.configured {
                 provision::ensure_consumer(&monitor.jetstream, model, &ConsumerSettings::default())
                     .await?;

@@ -88,6 +88,10 @@ pub struct WorkerConfig {
     #[arg(long, env = "CODER_MAX_DELIVER", default_value_t = 3)]
     pub max_deliver: i64,
 
+    /// Replicas of the request stream (3 on a 3-node NATS cluster).
+    #[arg(long, env = "CODER_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub stream_replicas: u8,
+
     /// Seconds between heartbeats; the gateway forgets a worker after three missed ones.
     #[arg(long, env = "CODER_HEARTBEAT_INTERVAL", default_value = "2", value_parser = parse_seconds)]
     pub heartbeat_interval: Duration,

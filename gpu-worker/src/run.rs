@@ -64,13 +64,15 @@ pub async fn run(
             .await
             .context("connecting to NATS")?;
     let jetstream = jetstream::new(client.clone());
+    let stream_settings =
+        StreamSettings { replicas: usize::from(config.stream_replicas), ..StreamSettings::default() };
     let consumer_settings = ConsumerSettings {
         ack_wait: config.ack_wait,
         max_deliver: config.max_deliver,
         ..ConsumerSettings::default()
     };
     let Some(consumer) =
-        provision_with_retry(&jetstream, &config.model, &consumer_settings, &stopping).await
+        provision_with_retry(&jetstream, &config.model, &stream_settings, &consumer_settings, &stopping).await
     else {
         return Ok(());
     };
@@ -140,13 +142,14 @@ pub async fn run(
 async fn provision_with_retry(
     jetstream: &jetstream::Context,
     model: &str,
+    stream: &StreamSettings,
     settings: &ConsumerSettings,
     stopping: &CancellationToken,
 ) -> Option<jetstream::consumer::PullConsumer> {
     let mut delay = Duration::from_millis(100);
     loop {
         let attempt = async {
-            provision::ensure_stream(jetstream, &StreamSettings::default()).await?;
+            provision::ensure_stream(jetstream, stream).await?;
             provision::ensure_consumer(jetstream, model, settings).await
         };
         match attempt.await {

@@ -124,7 +124,7 @@ impl Service {
             .envs(envs.iter().copied())
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

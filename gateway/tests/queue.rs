@@ -1,0 +1,146 @@
+//! Queue semantics: fair sharing, cancellation, deadlines and poison messages.
+
+mod support;
+
+use coder_nats::testing::NatsServer;
+use futures::StreamExt;
+use serde_json::json;
+use std::time::Duration;
+use support::*;
+
+const MODEL: &str = "queue/model:v1";
+
+#[tokio::test]
+async fn two_workers_share_the_queue() {
+    let nats = NatsServer::start();
+    let gateway = Gateway::start(&nats, &[]);
+    let pace = ["--synthetic-ms-per-token", "10"];
+    let first = Worker::start(&nats, MODEL, &pace);
+    let second = Worker::start(&nats, MODEL, &pace);
+    wait_for_model(&gateway, MODEL).await;
+
+    let body = completion_body(MODEL, 5);
+    let requests = (0..20).map(|_| post(&gateway, "/v1/completions", &body));
+    let responses = futures::future::join_all(requests).await;
+
+    assert!(responses.iter().all(|r| r.status() == 200));
+    let completed = |url: String| async move {
+        sample(
+            &scrape(&url).await,
+            "coder_worker_requests_total",
+            &[("outcome", "completed")],
+        )
+    };
+    let (a, b) = (
+        completed(first.metrics_url()).await,
+        completed(second.metrics_url()).await,
+    );
+    assert_eq!(a + b, 20.0, "every request was answered exactly once");
+    assert!(a > 0.0 && b > 0.0, "both workers served some: {a} and {b}");
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_stops_the_generation() {
+    let (_nats, gateway, worker) = stack(MODEL, &[], &["--synthetic-ms-per-token", "20"]).await;
+    let body = json!({"model": MODEL, "prompt": "loop", "max_tokens": 2000, "stream": true});
+
+    let response = post(&gateway, "/v1/completions", &body).await;
+    let mut stream = response.bytes_stream();
+    stream.next().await.expect("a first chunk").expect("bytes");
+    drop(stream); // the client goes away after the first token
+
+    let cancelled = wait_for_sample(
+        &worker.metrics_url(),
+        "coder_worker_requests_total",
+        &[("outcome", "cancelled")],
+        1.0,
+    )
+    .await;
+    assert_eq!(cancelled, 1.0);
+    let generated = sample(
+        &scrape(&gateway.metrics_url()).await,
+        "coder_model_generation_tokens_total",
+        &[],
+    );
+    assert_eq!(generated, 0.0, "a cancelled request reports no usage");
+    let completed = sample(
+        &scrape(&worker.metrics_url()).await,
+        "coder_worker_requests_total",
+        &[("outcome", "completed")],
+    );
+    assert_eq!(completed, 0.0);
+}
+
+#[tokio::test]
+async fn a_request_whose_deadline_passed_in_the_queue_is_never_computed() {
+    let nats = NatsServer::start();
+    let gateway = Gateway::start(&nats, &["--models", MODEL, "--request-timeout", "1"]);
+
+    let response = post(&gateway, "/v1/completions", &completion_body(MODEL, 3)).await;
+    assert_eq!(response.status(), 504);
+    let worker = Worker::start(&nats, MODEL, &[]);
+
+    wait_for_sample(
+        &worker.metrics_url(),
+        "coder_worker_requests_total",
+        &[("outcome", "expired")],
+        1.0,
+    )
+    .await;
+    let completed = sample(
+        &scrape(&worker.metrics_url()).await,
+        "coder_worker_requests_total",
+        &[("outcome", "completed")],
+    );
+    assert_eq!(completed, 0.0, "the expired request was computed");
+}
+
+#[tokio::test]
+async fn a_poison_message_is_terminated_and_the_worker_keeps_serving() {
+    let (nats, gateway, worker) = stack(MODEL, &[], &[]).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let subject = coder_nats::subjects::request_subject(MODEL);
+
+    jetstream
+        .publish(subject.clone(), "{not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(coder_nats::headers::REPLY_TO, "coder.replies.x.y");
+    headers.insert(coder_nats::headers::DEADLINE_MS, "99999999999999");
+    jetstream
+        .publish_with_headers(subject, headers, b"\xff\xfe".as_slice().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    wait_for_sample(
+        &worker.metrics_url(),
+        "coder_worker_requests_total",
+        &[("outcome", "failed")],
+        2.0,
+    )
+    .await;
+    let response = post(&gateway, "/v1/completions", &completion_body(MODEL, 2)).await;
+    assert_eq!(response.status(), 200, "the worker survived the poison");
+    let stream = jetstream
+        .get_stream(coder_nats::subjects::STREAM_NAME)
+        .await
+        .unwrap();
+    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_consumer(&coder_nats::subjects::consumer_name(MODEL))
+        .await
+        .unwrap();
+    let mut consumer = consumer;
+    let info = consumer.info().await.unwrap();
+    assert_eq!(
+        (info.num_pending, info.num_ack_pending),
+        (0, 0),
+        "poison is not redelivered"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}

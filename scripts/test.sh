@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test: installs what is missing (scripts/setup.sh), fetches the default model
+# (scripts/fetch-model.sh), builds once (dev profile), then
+#   1. cargo test --workspace: unit tests, and black-box tests against a real nats-server per test,
+#      the real gateway and gpu-worker binaries, the default model and the openai Python client;
+#   2. infra/tests/static_checks.sh: promtool, amtool, Alertmanager, dashboards, Kubernetes;
+#   3. scripts/infra-live-check.sh: every rule and dashboard query on a real Prometheus scraping
+#      the real binaries, and federation into a second Prometheus.
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+scripts/setup.sh
+scripts/fetch-model.sh
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked --no-fail-fast
+INFRA_SKIP_LIVE=1 infra/tests/static_checks.sh
+scripts/infra-live-check.sh
+echo "all test suites passed"
