@@ -16,6 +16,7 @@ use metrics_common::GatewayMetrics;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::time::Instant;
+use tracing::Instrument;
 use uuid::Uuid;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -39,12 +40,19 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
     let id = Uuid::now_v7();
     let traceparent = crate::trace::incoming_traceparent(request.headers())
         .unwrap_or_else(|| crate::trace::traceparent_for(id));
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        traceparent = %traceparent,
+    );
     request.extensions_mut().insert(RequestContext {
         id,
         received_at: Instant::now(),
         traceparent,
     });
-    let mut response = next.run(request).await;
+    let mut response = next.run(request).instrument(span).await;
     let value = HeaderValue::from_str(&id.to_string()).expect("a UUID is a valid header value");
     response.headers_mut().insert(REQUEST_ID_HEADER, value);
     response

@@ -17,6 +17,7 @@ use async_nats::jetstream;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use coder_nats::provision::{self, ConsumerSettings, StreamSettings};
 use coder_nats::subjects;
@@ -162,6 +163,13 @@ async fn serve_with_grace(
     stopping: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
+    // Small SSE frames must leave at once: without TCP_NODELAY, Nagle's algorithm and delayed
+    // ACKs hold tokens back ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+    });
     let server =
         axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
     let deadline = async {

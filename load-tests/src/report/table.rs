@@ -1,0 +1,115 @@
+//! The plain-text table printed at the end of a run.
+
+use crate::result::RunResult;
+use crate::stats::Summary;
+use std::fmt::Write;
+
+pub fn render(result: &RunResult) -> String {
+    let s = &result.settings;
+    let mut out = String::new();
+    let shape = match (s.concurrency, s.rate) {
+        (Some(c), _) => format!("closed loop, {c} connections"),
+        (_, Some(r)) => format!("open loop, {r} req/s (Poisson)"),
+        _ => String::from("?"),
+    };
+    let stream = if s.stream { ", streaming" } else { "" };
+    let _ = writeln!(
+        out,
+        "{}: {shape}, {} {}{stream}, model {}, max_tokens {}",
+        s.label, s.url, s.endpoint, s.model, s.max_tokens
+    );
+    let _ = writeln!(
+        out,
+        "{:<16}{:>10}{:>10}{:>10}{:>10}{:>10}{:>9}",
+        "", "p50", "p90", "p99", "max", "mean", "n"
+    );
+    let rows: [(&str, &Summary); 6] = [
+        ("latency ms", &result.latency_ms),
+        ("ttft ms", &result.ttft_ms),
+        ("itl ms", &result.itl_ms),
+        ("tokens/s/req", &result.tokens_per_s),
+        ("prompt tokens", &result.prompt_tokens),
+        ("output tokens", &result.output_tokens),
+    ];
+    for (name, summary) in rows.into_iter().filter(|(_, s)| s.count > 0) {
+        let _ = writeln!(
+            out,
+            "{name:<16}{:>10}{:>10}{:>10}{:>10}{:>10}{:>9}",
+            num(summary.p50),
+            num(summary.p90),
+            num(summary.p99),
+            num(summary.max),
+            num(summary.mean),
+            summary.count
+        );
+    }
+    let _ = writeln!(
+        out,
+        "requests {} (ok {}, errors {}{}) in {:.2} s: {:.1} ok/s, {:.1} req/s, {:.1} output tok/s",
+        result.requests,
+        result.successes,
+        result.errors,
+        match result.skipped {
+            0 => String::new(),
+            n => format!(", skipped {n}"),
+        },
+        result.duration_s,
+        result.throughput_rps,
+        result.requests_rps,
+        result.output_tokens_per_s
+    );
+    if !result.errors_by_status.is_empty() {
+        let errors: Vec<String> = result
+            .errors_by_status
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        let _ = writeln!(out, "errors by status: {}", errors.join(", "));
+    }
+    out.push_str(&accounting_line(result));
+    out
+}
+
+fn accounting_line(result: &RunResult) -> String {
+    let accounting = &result.accounting;
+    match accounting.verdict() {
+        None => "accounting: skipped\n".to_owned(),
+        Some(true) => {
+            let counted = accounting.codes.iter().fold(0.0, |sum, c| sum + c.gateway);
+            format!(
+                "accounting: ok ({} sent, {} outcomes, gateway counted {counted})\n",
+                accounting.client.sent, accounting.client.terminal
+            )
+        }
+        Some(false) => {
+            let mut line = String::from("accounting: FAILED\n");
+            for problem in &accounting.problems {
+                let _ = writeln!(line, "  - {problem}");
+            }
+            line
+        }
+    }
+}
+
+/// A figure with precision fitting its size; `-` when absent.
+pub fn num(value: Option<f64>) -> String {
+    match value {
+        None => "-".to_owned(),
+        Some(v) if v.abs() >= 1000.0 => format!("{v:.0}"),
+        Some(v) if v.abs() >= 10.0 => format!("{v:.1}"),
+        Some(v) => format!("{v:.3}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_keep_a_readable_precision() {
+        assert_eq!(num(None), "-");
+        assert_eq!(num(Some(0.1234)), "0.123");
+        assert_eq!(num(Some(12.345)), "12.3");
+        assert_eq!(num(Some(12345.6)), "12346");
+    }
+}

@@ -1,0 +1,209 @@
+//! Server-sent events as the OpenAI API streams them.
+//!
+//! [`SseDecoder`] turns body bytes, split anywhere, into the `data` payloads of complete events
+//! (`data:` lines joined by `\n`, dispatched at a blank line, comments and other fields ignored,
+//! `\n` or `\r\n` line ends). [`parse_event`] reads one payload: `[DONE]`, a completion or chat
+//! chunk, or an OpenAI error object sent mid-stream.
+
+use serde::Deserialize;
+
+/// Incremental SSE decoder.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    /// Bytes of a line not yet terminated.
+    pending: Vec<u8>,
+    /// `data` of the event being assembled.
+    data: String,
+    has_data: bool,
+}
+
+impl SseDecoder {
+    /// Feeds body bytes; appends the data of every event they complete to `events`.
+    pub fn push(&mut self, bytes: &[u8], events: &mut Vec<String>) {
+        let mut rest = bytes;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            let (head, tail) = rest.split_at(end);
+            rest = &tail[1..];
+            if self.pending.is_empty() {
+                self.line(head, events);
+            } else {
+                let mut line = std::mem::take(&mut self.pending);
+                line.extend_from_slice(head);
+                self.line(&line, events);
+            }
+        }
+        self.pending.extend_from_slice(rest);
+    }
+
+    fn line(&mut self, line: &[u8], events: &mut Vec<String>) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            if self.has_data {
+                events.push(std::mem::take(&mut self.data));
+                self.has_data = false;
+            }
+            return;
+        }
+        let Some(value) = line.strip_prefix(b"data:") else {
+            return; // a comment (`:`), or a field this client does not use (`event:`, `id:`)
+        };
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        if self.has_data {
+            self.data.push('\n');
+        }
+        self.data.push_str(&String::from_utf8_lossy(value));
+        self.has_data = true;
+    }
+}
+
+/// What one event's data means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// `[DONE]`: the stream ended normally.
+    Done,
+    /// A chunk; `has_content` when it carries generated text.
+    Chunk {
+        has_content: bool,
+        usage: Option<Usage>,
+    },
+    /// An error object in place of a chunk.
+    Error { error_type: Option<String> },
+}
+
+/// Token counts the server reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+#[derive(Deserialize)]
+struct ChunkBody<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<Choice<'a>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<ErrorObject>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The `error` object of an OpenAI error body.
+#[derive(Debug, Deserialize)]
+pub struct ErrorObject {
+    #[serde(default, rename = "type")]
+    pub error_type: Option<String>,
+}
+
+/// Reads one event's data.
+pub fn parse_event(data: &str) -> Result<StreamEvent, serde_json::Error> {
+    if data.trim() == "[DONE]" {
+        return Ok(StreamEvent::Done);
+    }
+    let chunk: ChunkBody = serde_json::from_str(data)?;
+    if let Some(error) = chunk.error {
+        return Ok(StreamEvent::Error {
+            error_type: error.error_type,
+        });
+    }
+    let has_content = chunk.choices.iter().any(|choice| {
+        let text = choice
+            .text
+            .as_deref()
+            .or(choice.delta.as_ref().and_then(|d| d.content.as_deref()));
+        text.is_some_and(|t| !t.is_empty())
+    });
+    Ok(StreamEvent::Chunk {
+        has_content,
+        usage: chunk.usage,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_in_pieces(body: &[u8], piece: usize) -> Vec<String> {
+        let mut decoder = SseDecoder::default();
+        let mut events = Vec::new();
+        for part in body.chunks(piece) {
+            decoder.push(part, &mut events);
+        }
+        events
+    }
+
+    #[test]
+    fn events_survive_any_split_of_the_body() {
+        let body = b"data: {\"a\":1}\n\n: keep-alive\n\ndata: {\"b\":2}\r\n\r\ndata: [DONE]\n\n";
+        for piece in 1..body.len() {
+            assert_eq!(
+                decode_in_pieces(body, piece),
+                vec!["{\"a\":1}", "{\"b\":2}", "[DONE]"],
+                "split every {piece} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn multi_line_data_is_joined_and_other_fields_ignored() {
+        let events = decode_in_pieces(b"event: x\nid: 3\ndata: one\ndata:two\n\n", 64);
+        assert_eq!(events, vec!["one\ntwo"]);
+    }
+
+    #[test]
+    fn an_unterminated_event_is_not_dispatched() {
+        assert!(decode_in_pieces(b"data: {\"a\":1}\n", 64).is_empty());
+    }
+
+    #[test]
+    fn completion_and_chat_chunks_are_told_apart_from_empty_ones() {
+        let text = r#"{"choices":[{"index":0,"text":"fn"}]}"#;
+        let delta = r#"{"choices":[{"index":0,"delta":{"content":"x\n"}}]}"#;
+        let role_only = r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#;
+        let usage =
+            r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":9,"total_tokens":14}}"#;
+        let content = |data| match parse_event(data).unwrap() {
+            StreamEvent::Chunk { has_content, .. } => has_content,
+            other => panic!("{other:?}"),
+        };
+        assert!(content(text));
+        assert!(content(delta));
+        assert!(!content(role_only));
+        assert_eq!(
+            parse_event(usage).unwrap(),
+            StreamEvent::Chunk {
+                has_content: false,
+                usage: Some(Usage {
+                    prompt_tokens: 5,
+                    completion_tokens: 9
+                })
+            }
+        );
+    }
+
+    #[test]
+    fn done_and_errors_are_recognised() {
+        assert_eq!(parse_event("[DONE]").unwrap(), StreamEvent::Done);
+        let error = r#"{"error":{"message":"m","type":"server_error","param":null,"code":null}}"#;
+        assert_eq!(
+            parse_event(error).unwrap(),
+            StreamEvent::Error {
+                error_type: Some("server_error".into())
+            }
+        );
+        assert!(parse_event("{not json").is_err());
+    }
+}
