@@ -2,9 +2,9 @@
 # The four benchmarks of the load-tests issue, each against a stack this script starts itself
 # (nats-server, gateway, gpu-worker(s) on free loopback ports) and stops afterwards.
 #
-#   load-tests/bench.sh [OUT_DIR] [pipeline] [scaling] [overload] [model]
+#   load-tests/bench.sh [OUT_DIR] [pipeline] [scaling] [overload] [model] [instrumentation]
 #
-# With no benchmark named, all four run. Results go under OUT_DIR (default
+# With no benchmark named, all five run. Results go under OUT_DIR (default
 # bench-results/<timestamp>): one folder per run with result.json and report.html, a summary.md
 # per benchmark, machine.txt, commands.txt (every command, as run) and README.md (all summaries).
 #
@@ -16,6 +16,8 @@
 #                nothing lost (accounting against gateway and worker metrics), gateway memory.
 #   4. model     the real default model (candle): tokens/s and time to first token at
 #                concurrency 1 and 4. Skipped when the model file is missing.
+#   5. instrumentation  the gateway with metrics recording on vs off (--metrics-enabled false),
+#                synthetic 1-token completions at 16 connections: the cost of the metrics.
 #
 # Everything shares the machine: run it on a quiet one and say so next to the figures.
 # Exit status: 0 when every run's accounting held and nothing failed to run, 1 otherwise.
@@ -44,7 +46,7 @@ OUT="${1:-$ROOT/bench-results/$(date +%Y%m%d-%H%M%S)}"
 shift || true
 BENCHES=("$@")
 if [ ${#BENCHES[@]} -eq 0 ]; then
-    BENCHES=(pipeline scaling overload model)
+    BENCHES=(pipeline scaling overload model instrumentation)
 fi
 
 DURATION="${BENCH_DURATION:-20}"
@@ -290,6 +292,41 @@ bench_pipeline() {
         "$(awk -v r="$rps" 'BEGIN { print (r >= 4400) ? "true" : "false" }')" "$summary"
     verdict "closed loop p99 $p99 ms (target < 10 ms)" \
         "$(awk -v p="$p99" 'BEGIN { print (p != "null" && p < 10) ? "true" : "false" }')" "$summary"
+}
+
+bench_instrumentation() {
+    local dir="$OUT/5-instrumentation"
+    mkdir -p "$dir"
+    log "5. cost of instrumentation: metrics recording on vs off (synthetic, 1-token completions)"
+    local state specs=()
+    # Alternate on/off twice so a drift of the machine's speed does not favour either side.
+    for state in on-1 off-1 on-2 off-2; do
+        if [[ $state == off-* ]]; then GATEWAY_EXTRA=(--metrics-enabled false); else GATEWAY_EXTRA=(); fi
+        start_stack "$dir/stack-$state" 1 "$SYNTHETIC" 60 --backend synthetic --model "$SYNTHETIC" \
+            --concurrency 64 --synthetic-ms-per-token 0
+        local accounting=()
+        # With recording off the gateway exports nothing to account against.
+        [[ $state == off-* ]] && accounting=(--no-accounting)
+        load "metrics-$state" "$dir" "$SYNTHETIC" --concurrency 16 --duration "$DURATION" \
+            --max-tokens 1 --warmup-requests 200 ${accounting[@]+"${accounting[@]}"}
+        stop_stack
+        specs+=("metrics-$state=$dir/metrics-$state")
+    done
+    GATEWAY_EXTRA=()
+
+    local summary="$dir/summary.md"
+    summarize "$summary" "5. Cost of instrumentation (gateway metrics on vs off)" metrics-off-1 "${specs[@]}"
+    local on off cost
+    on=$(awk -v a="$(field "$dir/metrics-on-1" .throughput_rps)" -v b="$(field "$dir/metrics-on-2" .throughput_rps)" 'BEGIN { print (a + b) / 2 }')
+    off=$(awk -v a="$(field "$dir/metrics-off-1" .throughput_rps)" -v b="$(field "$dir/metrics-off-2" .throughput_rps)" 'BEGIN { print (a + b) / 2 }')
+    cost=$(awk -v on="$on" -v off="$off" 'BEGIN { printf "%.1f", (off > 0) ? 100 * (off - on) / off : 0 }')
+    {
+        echo
+        echo "Closed loop, 16 connections, max_tokens 1, ${DURATION} s per run, on/off alternated twice; mean on ${on} req/s, mean off ${off} req/s."
+        echo
+    } >>"$summary"
+    verdict "metrics recording costs ${cost}% of throughput (target < 3%)" \
+        "$(awk -v c="$cost" 'BEGIN { print (c < 3) ? "true" : "false" }')" "$summary"
 }
 
 bench_scaling() {

@@ -23,6 +23,7 @@ use coder_nats::provision::{self, ConsumerSettings, StreamSettings};
 use coder_nats::subjects;
 use metrics_common::{GatewayMetrics, Telemetry};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -101,6 +102,9 @@ pub async fn serve(
 
     let admission = Admission::new(config.max_pending_per_model);
     let models = Arc::new(KnownModels::new(Arc::clone(&workers), jetstream.clone()));
+    // Known from the first request on; their consumers are created before /readyz says ready.
+    models.set_provisioned(config.models.iter().cloned().collect());
+    let queue_ready = Arc::new(AtomicBool::new(false));
     let monitor = QueueMonitor {
         jetstream: jetstream.clone(),
         metrics: metrics.clone(),
@@ -116,6 +120,7 @@ pub async fn serve(
     tokio::spawn(provision_then_monitor(
         monitor,
         stream_settings,
+        Arc::clone(&queue_ready),
         config.queue_poll_interval,
         stopping.clone(),
     ));
@@ -134,6 +139,7 @@ pub async fn serve(
         models,
         workers,
         metrics,
+        queue_ready,
     };
     tracing::info!(%gateway_id, api = %api.local_addr()?, metrics = %metrics_listener.local_addr()?, "gateway listening");
     let metrics_server = tokio::spawn(metrics_common::server::serve(
@@ -190,6 +196,7 @@ async fn serve_with_grace(
 async fn provision_then_monitor(
     monitor: QueueMonitor,
     stream_settings: StreamSettings,
+    queue_ready: Arc<AtomicBool>,
     interval: Duration,
     stopping: CancellationToken,
 ) {
@@ -204,7 +211,10 @@ async fn provision_then_monitor(
             Ok::<_, provision::ProvisionError>(())
         };
         match provisioned.await {
-            Ok(()) => break,
+            Ok(()) => {
+                queue_ready.store(true, Ordering::Relaxed);
+                break;
+            }
             Err(error) => tracing::warn!(%error, "provisioning the stream failed; retrying"),
         }
         tokio::select! {

@@ -9,6 +9,7 @@ use crate::middleware::RequestContext;
 use crate::workers::WorkerRegistry;
 use coder_nats::{GenerationRequest, Prompt, SamplingParams};
 use metrics_common::GatewayMetrics;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -19,6 +20,8 @@ pub struct AppState {
     pub models: Arc<KnownModels>,
     pub workers: Arc<WorkerRegistry>,
     pub metrics: GatewayMetrics,
+    /// Set once the stream and the `--models` consumers exist: `/readyz` waits for it.
+    pub queue_ready: Arc<AtomicBool>,
 }
 
 impl AppState {

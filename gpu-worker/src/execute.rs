@@ -21,6 +21,8 @@ pub struct Executor {
     pub metrics: WorkerMetrics,
     pub slots: Slots,
     pub worker_id: String,
+    /// Serialises slot gauge updates.
+    pub slot_report: std::sync::Mutex<()>,
     /// Interval of in-progress acks (a third of the consumer's `ack_wait`).
     pub progress_every: Duration,
 }
@@ -70,9 +72,13 @@ impl Executor {
         self.report_slots();
     }
 
+    /// One read of the busy count, recorded under a lock, so two requests finishing together
+    /// cannot leave a stale pair behind.
     fn report_slots(&self) {
-        self.metrics
-            .set_slots(u64::from(self.slots.busy()), u64::from(self.slots.idle()));
+        let _serialised = self.slot_report.lock().expect("slot report lock");
+        let busy = self.slots.busy();
+        let idle = self.slots.total() - busy;
+        self.metrics.set_slots(u64::from(busy), u64::from(idle));
     }
 
     #[tracing::instrument(skip_all, fields(request_id = %job.request.id, attempt = job.attempt, traceparent = job.traceparent.as_deref().unwrap_or("")))]

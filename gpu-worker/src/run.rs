@@ -87,6 +87,7 @@ pub async fn run(
         metrics,
         slots: slots.clone(),
         worker_id: worker_id.clone(),
+        slot_report: std::sync::Mutex::default(),
         progress_every: config.ack_wait / 3,
     });
     let template = Heartbeat {

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use coder_nats::subjects;
 use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// How long the readiness check waits for JetStream.
@@ -16,6 +17,11 @@ pub async fn healthz() -> Json<Value> {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if !state.queue_ready.load(Ordering::Relaxed) {
+        return Err(ApiError::Unavailable(
+            "the queue is not provisioned yet".into(),
+        ));
+    }
     let dispatcher = &state.dispatcher;
     if dispatcher.client.connection_state() != async_nats::connection::State::Connected {
         return Err(ApiError::Unavailable("not connected to NATS".into()));
