@@ -11,7 +11,7 @@ use std::time::Duration;
     version,
     about = "Serves a code model from the NATS JetStream work queue"
 )]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
