@@ -1,6 +1,7 @@
 //! Command-line flags, each also read from `CODER_<FLAG>`.
 
 use clap::Parser;
+use metrics_common::process::parse_seconds;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -72,17 +73,6 @@ pub struct Config {
     pub log_json: bool,
 }
 
-/// Parses seconds, fractional allowed (`0.5`).
-pub fn parse_seconds(value: &str) -> Result<Duration, String> {
-    let seconds: f64 = value
-        .parse()
-        .map_err(|_| format!("`{value}` is not a number of seconds"))?;
-    if !seconds.is_finite() || seconds <= 0.0 {
-        return Err(format!("`{value}` must be a positive number of seconds"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,12 +84,5 @@ mod tests {
         assert_eq!(config.metrics_listen.port(), 8001);
         assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
         assert!(config.metrics_enabled);
-    }
-
-    #[test]
-    fn seconds_must_be_positive() {
-        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
-        assert!(parse_seconds("0").is_err());
-        assert!(parse_seconds("soon").is_err());
     }
 }

@@ -134,24 +134,8 @@ async fn models_lists_live_workers_and_health_routes_answer() {
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], MODEL);
     assert_eq!(models["data"][0]["workers"], 1);
-    assert_eq!(
-        http()
-            .get(gateway.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        http()
-            .get(gateway.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&gateway, "/healthz").await, 200);
+    assert_eq!(get_status(&gateway, "/readyz").await, 200);
 
     // A worker that leaves is gone from the list (its last heartbeat says so).
     worker.process.signal(15);
@@ -173,30 +157,5 @@ async fn models_lists_live_workers_and_health_routes_answer() {
 #[tokio::test]
 async fn the_official_openai_python_client_works_in_both_modes() {
     let (_nats, gateway, _worker) = stack(MODEL, &[], &[]).await;
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
-
-    let output = tokio::process::Command::new(&python)
-        .arg(&script)
-        .arg(gateway.url("/v1"))
-        .arg(MODEL)
-        .output()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {} (run scripts/setup.sh): {e}",
-                python.display()
-            )
-        });
-
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        stdout.contains("openai client: 4 checks passed"),
-        "{stdout}"
-    );
+    assert_openai_client_works(&gateway, MODEL).await;
 }

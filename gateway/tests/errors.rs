@@ -146,24 +146,8 @@ async fn api_keys_guard_v1_routes_but_not_health() {
     expect_error(wrong, 401, None).await;
     let models = http().get(gateway.url("/v1/models")).send().await.unwrap();
     expect_error(models, 401, None).await;
-    assert_eq!(
-        http()
-            .get(gateway.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        http()
-            .get(gateway.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&gateway, "/healthz").await, 200);
+    assert_eq!(get_status(&gateway, "/readyz").await, 200);
 }
 
 #[tokio::test]

@@ -61,18 +61,5 @@ async fn the_default_model_answers_through_the_gateway() {
     );
 
     // The official client, both modes, completions and chat.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let output = tokio::process::Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("gateway/tests/openai_client.py"))
-        .arg(gateway.url("/v1"))
-        .arg(MODEL)
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_openai_client_works(&gateway, MODEL).await;
 }

@@ -9,13 +9,6 @@ use support::*;
 
 const MODEL: &str = "resilient";
 
-async fn readyz(gateway: &Gateway) -> u16 {
-    match http().get(gateway.url("/readyz")).send().await {
-        Ok(response) => response.status().as_u16(),
-        Err(_) => 0,
-    }
-}
-
 #[tokio::test]
 async fn readyz_fails_while_nats_is_down_and_recovers() {
     let mut nats = NatsServer::start();
@@ -23,23 +16,15 @@ async fn readyz_fails_while_nats_is_down_and_recovers() {
 
     nats.stop();
     let down = eventually(Duration::from_secs(10), || async {
-        (readyz(&gateway).await == 503).then_some(())
+        (get_status(&gateway, "/readyz").await == 503).then_some(())
     })
     .await;
     assert!(down.is_some(), "/readyz still ready with NATS down");
-    assert_eq!(
-        http()
-            .get(gateway.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&gateway, "/healthz").await, 200);
 
     nats.restart();
     let up = eventually(Duration::from_secs(15), || async {
-        (readyz(&gateway).await == 200).then_some(())
+        (get_status(&gateway, "/readyz").await == 200).then_some(())
     })
     .await;
     assert!(up.is_some(), "/readyz did not recover");
@@ -138,7 +123,7 @@ async fn requests_accepted_before_a_nats_restart_are_answered_after_it() {
 
     nats.restart();
     let up = eventually(Duration::from_secs(15), || async {
-        (readyz(&gateway).await == 200).then_some(())
+        (get_status(&gateway, "/readyz").await == 200).then_some(())
     })
     .await;
     assert!(up.is_some(), "the gateway did not reconnect");

@@ -1,6 +1,7 @@
 //! Command-line flags, each also read from `CODER_<FLAG>`.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use metrics_common::process::parse_seconds;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -103,17 +104,6 @@ pub struct WorkerConfig {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "CODER_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
-}
-
-/// Parses seconds, fractional allowed (`0.5`).
-pub fn parse_seconds(value: &str) -> Result<Duration, String> {
-    let seconds: f64 = value
-        .parse()
-        .map_err(|_| format!("`{value}` is not a number of seconds"))?;
-    if !seconds.is_finite() || seconds <= 0.0 {
-        return Err(format!("`{value}` must be a positive number of seconds"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Process plumbing both binaries share: log initialisation and the shutdown signal.
+//! Process plumbing both binaries share: log initialisation, the shutdown signal, and the
+//! parser of seconds-valued flags.
 
 use tracing_subscriber::EnvFilter;
 
@@ -40,5 +41,33 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => tracing::info!("Ctrl-C received: shutting down"),
         _ = terminate => tracing::info!("SIGTERM received: shutting down"),
+    }
+}
+
+/// Parses a flag given in seconds, fractions allowed (`0.5`); zero and negatives are refused.
+pub fn parse_seconds(value: &str) -> Result<std::time::Duration, String> {
+    let seconds: f64 = value
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number of seconds"))?;
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(format!("`{value}` must be a positive number of seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_must_be_positive_numbers() {
+        assert_eq!(
+            parse_seconds("0.5"),
+            Ok(std::time::Duration::from_millis(500))
+        );
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("soon").is_err());
+        assert!(parse_seconds("inf").is_err());
     }
 }

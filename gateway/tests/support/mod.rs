@@ -242,3 +242,40 @@ pub fn label_sets(scrape: &prometheus_parse::Scrape, name: &str) -> Vec<HashMap<
         })
         .collect()
 }
+
+/// The status of `GET path`, or 0 when nothing answered.
+pub async fn get_status(gateway: &Gateway, path: &str) -> u16 {
+    match http().get(gateway.url(path)).send().await {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// Runs `openai_client.py` (the official openai Python client, both modes, completions and chat)
+/// against the gateway and asserts every check passed.
+pub async fn assert_openai_client_works(gateway: &Gateway, model: &str) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join(".venv/bin/python");
+    let output = tokio::process::Command::new(&python)
+        .arg(root.join("gateway/tests/openai_client.py"))
+        .arg(gateway.url("/v1"))
+        .arg(model)
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} (run scripts/setup.sh): {e}",
+                python.display()
+            )
+        });
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("openai client: 4 checks passed"),
+        "{stdout}"
+    );
+}
