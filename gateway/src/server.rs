@@ -7,9 +7,12 @@ use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::known_models::KnownModels;
 use crate::middleware::{http_metrics, request_context};
+use crate::openai::chat::ChatRequest;
+use crate::openai::completions::CompletionRequest;
 use crate::queue_monitor::QueueMonitor;
 use crate::replies::ReplyRouter;
 use crate::routes;
+use crate::routes::generate::generate;
 use crate::state::AppState;
 use crate::workers::WorkerRegistry;
 use anyhow::Context;
@@ -32,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 /// The HTTP application, for `axum::serve` or `oneshot` tests.
 pub fn app(state: AppState, api_keys: Option<ApiKeys>) -> Router {
     let mut v1 = Router::new()
-        .route("/v1/completions", post(routes::completions::completions))
-        .route("/v1/chat/completions", post(routes::chat::chat_completions))
+        .route("/v1/completions", post(generate::<CompletionRequest>))
+        .route("/v1/chat/completions", post(generate::<ChatRequest>))
         .route("/v1/models", get(routes::models::list_models));
     if let Some(keys) = api_keys {
         v1 = v1.route_layer(from_fn_with_state(keys, require_api_key));

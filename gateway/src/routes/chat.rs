@@ -1,51 +1,48 @@
 //! `POST /v1/chat/completions`.
 
-use super::labelled;
+use super::generate::GenerationEndpoint;
 use crate::error::ApiError;
-use crate::middleware::RequestContext;
 use crate::openai::chat::{ChatRequest, ChatResponse, Delta};
-use crate::openai::common::UsageBody;
-use crate::openai::json::ApiJson;
-use crate::sse::{stream_response, to_json, ChunkFormat};
-use crate::state::AppState;
-use axum::extract::State;
+use crate::openai::common::{SamplingFields, UsageBody};
+use crate::sse::{to_json, ChunkFormat};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use coder_nats::FinishReason;
+use axum::Json;
+use coder_nats::{FinishReason, Prompt, SamplingParams};
 use uuid::Uuid;
 
-pub async fn chat_completions(
-    State(state): State<AppState>,
-    Extension(context): Extension<RequestContext>,
-    ApiJson(body): ApiJson<ChatRequest>,
-) -> Response {
-    let model = body.model().ok().map(str::to_owned);
-    labelled(model, handle(&state, &context, body).await)
-}
+impl GenerationEndpoint for ChatRequest {
+    type Chunks = ChatChunks;
 
-async fn handle(
-    state: &AppState,
-    context: &RequestContext,
-    body: ChatRequest,
-) -> Result<Response, ApiError> {
-    let model = body.model()?;
-    let prompt = body.prompt()?;
-    let (max_tokens, field) = body.max_tokens();
-    let params = body
-        .sampling
-        .to_params(max_tokens, field, state.config.max_tokens_limit)?;
-    let mut generation = state
-        .start_generation(context, model, prompt, params)
-        .await?;
-    if body.sampling.stream {
-        return stream_response(generation, ChatChunks, body.sampling.include_usage()).await;
+    fn model(&self) -> Result<&str, ApiError> {
+        ChatRequest::model(self)
     }
-    let (text, finish_reason, usage) = generation.collect().await?;
-    let response = ChatResponse::complete(context.id, model, text, finish_reason, usage.into());
-    Ok(Json(response).into_response())
+
+    fn prompt(&self) -> Result<Prompt, ApiError> {
+        ChatRequest::prompt(self)
+    }
+
+    fn params(&self, max_tokens_limit: u32) -> Result<SamplingParams, ApiError> {
+        let (max_tokens, field) = self.max_tokens();
+        self.sampling.to_params(max_tokens, field, max_tokens_limit)
+    }
+
+    fn sampling(&self) -> &SamplingFields {
+        &self.sampling
+    }
+
+    fn complete(
+        id: Uuid,
+        model: &str,
+        text: String,
+        finish: FinishReason,
+        usage: UsageBody,
+    ) -> Response {
+        Json(ChatResponse::complete(id, model, text, finish, usage)).into_response()
+    }
 }
 
-struct ChatChunks;
+#[derive(Default)]
+pub struct ChatChunks;
 
 impl ChunkFormat for ChatChunks {
     fn opening(&self, id: Uuid, model: &str) -> Vec<String> {

@@ -1,52 +1,48 @@
 //! `POST /v1/completions`.
 
-use super::labelled;
+use super::generate::GenerationEndpoint;
 use crate::error::ApiError;
-use crate::middleware::RequestContext;
-use crate::openai::common::UsageBody;
+use crate::openai::common::{SamplingFields, UsageBody};
 use crate::openai::completions::{CompletionRequest, CompletionResponse};
-use crate::openai::json::ApiJson;
-use crate::sse::{stream_response, to_json, ChunkFormat};
-use crate::state::AppState;
-use axum::extract::State;
+use crate::sse::{to_json, ChunkFormat};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use coder_nats::FinishReason;
+use axum::Json;
+use coder_nats::{FinishReason, Prompt, SamplingParams};
 use uuid::Uuid;
 
-pub async fn completions(
-    State(state): State<AppState>,
-    Extension(context): Extension<RequestContext>,
-    ApiJson(body): ApiJson<CompletionRequest>,
-) -> Response {
-    let model = body.model().ok().map(str::to_owned);
-    labelled(model, handle(&state, &context, body).await)
-}
+impl GenerationEndpoint for CompletionRequest {
+    type Chunks = CompletionChunks;
 
-async fn handle(
-    state: &AppState,
-    context: &RequestContext,
-    body: CompletionRequest,
-) -> Result<Response, ApiError> {
-    let model = body.model()?;
-    let prompt = body.prompt()?;
-    let limit = state.config.max_tokens_limit;
-    let params = body
-        .sampling
-        .to_params(body.sampling.max_tokens, "max_tokens", limit)?;
-    let mut generation = state
-        .start_generation(context, model, prompt, params)
-        .await?;
-    if body.sampling.stream {
-        return stream_response(generation, CompletionChunks, body.sampling.include_usage()).await;
+    fn model(&self) -> Result<&str, ApiError> {
+        CompletionRequest::model(self)
     }
-    let (text, finish_reason, usage) = generation.collect().await?;
-    let response =
-        CompletionResponse::complete(context.id, model, text, finish_reason, usage.into());
-    Ok(Json(response).into_response())
+
+    fn prompt(&self) -> Result<Prompt, ApiError> {
+        CompletionRequest::prompt(self)
+    }
+
+    fn params(&self, max_tokens_limit: u32) -> Result<SamplingParams, ApiError> {
+        self.sampling
+            .to_params(self.sampling.max_tokens, "max_tokens", max_tokens_limit)
+    }
+
+    fn sampling(&self) -> &SamplingFields {
+        &self.sampling
+    }
+
+    fn complete(
+        id: Uuid,
+        model: &str,
+        text: String,
+        finish: FinishReason,
+        usage: UsageBody,
+    ) -> Response {
+        Json(CompletionResponse::complete(id, model, text, finish, usage)).into_response()
+    }
 }
 
-struct CompletionChunks;
+#[derive(Default)]
+pub struct CompletionChunks;
 
 impl ChunkFormat for CompletionChunks {
     fn opening(&self, _: Uuid, _: &str) -> Vec<String> {
