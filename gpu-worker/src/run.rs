@@ -64,15 +64,23 @@ pub async fn run(
             .await
             .context("connecting to NATS")?;
     let jetstream = jetstream::new(client.clone());
-    let stream_settings =
-        StreamSettings { replicas: usize::from(config.stream_replicas), ..StreamSettings::default() };
+    let stream_settings = StreamSettings {
+        replicas: usize::from(config.stream_replicas),
+        ..StreamSettings::default()
+    };
     let consumer_settings = ConsumerSettings {
         ack_wait: config.ack_wait,
         max_deliver: config.max_deliver,
         ..ConsumerSettings::default()
     };
-    let Some(consumer) =
-        provision_with_retry(&jetstream, &config.model, &stream_settings, &consumer_settings, &stopping).await
+    let Some(consumer) = provision_with_retry(
+        &jetstream,
+        &config.model,
+        &stream_settings,
+        &consumer_settings,
+        &stopping,
+    )
+    .await
     else {
         return Ok(());
     };

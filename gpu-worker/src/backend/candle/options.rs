@@ -1,0 +1,51 @@
+//! What `CandleBackend::load` needs to know.
+
+use std::path::PathBuf;
+
+pub use super::qmatrix::PromptTiles;
+
+/// Options for [`super::CandleBackend::load`].
+#[derive(Debug, Clone)]
+pub struct CandleOptions {
+    /// A `.gguf` file, or a Hugging Face directory (`config.json`, `*.safetensors`,
+    /// `tokenizer.json`).
+    pub model_path: PathBuf,
+    /// `cpu`, `cuda` or `cuda:N` (CUDA needs the crate's `cuda` feature).
+    pub device: String,
+    /// A `tokenizer.json` to use instead of the one beside or inside the model.
+    pub tokenizer_path: Option<PathBuf>,
+    /// The name the model is served under; only used in logs.
+    pub model_name: String,
+    /// Prompt tokens fed to the model per forward pass: bounds prefill memory and how long a
+    /// cancelled request keeps computing.
+    pub prefill_chunk: usize,
+    /// CPU, GGUF qwen2: keep the tiles candle builds for prompt products (faster prompts,
+    /// about twice the weights' memory) rather than rebuilding them per prompt chunk.
+    pub prompt_tiles: PromptTiles,
+}
+
+impl CandleOptions {
+    /// Prompts are fed in chunks of this many tokens unless told otherwise.
+    pub const DEFAULT_PREFILL_CHUNK: usize = 512;
+
+    pub fn new(model_path: impl Into<PathBuf>, model_name: impl Into<String>) -> Self {
+        Self {
+            model_path: model_path.into(),
+            device: "cpu".to_owned(),
+            tokenizer_path: None,
+            model_name: model_name.into(),
+            prefill_chunk: Self::DEFAULT_PREFILL_CHUNK,
+            prompt_tiles: PromptTiles::default(),
+        }
+    }
+
+    pub fn with_device(mut self, device: impl Into<String>) -> Self {
+        self.device = device.into();
+        self
+    }
+
+    pub fn with_tokenizer(mut self, tokenizer_path: impl Into<PathBuf>) -> Self {
+        self.tokenizer_path = Some(tokenizer_path.into());
+        self
+    }
+}

@@ -1,0 +1,180 @@
+//! The candle backend on the default model, Qwen2.5-Coder-1.5B-Instruct Q4_K_M, fetched by
+//! `scripts/fetch-model.sh` into `models/`. Without the file these tests print a notice and
+//! pass; the project's test command fetches it first.
+//!
+//! One backend is loaded for the whole file and shared by the tests, as a worker shares it
+//! across slots. Generations are kept to a few tokens: the CPU decodes ~25 tokens/s.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use coder_nats::{ChatMessage, FinishReason, GenerationRequest, Prompt, SamplingParams};
+use gpu_worker::backend::candle::{CandleBackend, CandleOptions};
+use gpu_worker::backend::{Backend, BackendError, Flow, Generation, TokenSink};
+
+const MODEL_FILE: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
+
+fn model_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("models")
+        .join(MODEL_FILE)
+}
+
+/// The shared backend, or `None` (with a notice) when the model was not fetched.
+fn backend() -> Option<&'static CandleBackend> {
+    static BACKEND: OnceLock<Option<CandleBackend>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let path = model_path();
+            if !path.is_file() {
+                eprintln!(
+                    "NOTICE: {} is absent; skipping default-model tests (run scripts/fetch-model.sh)",
+                    path.display()
+                );
+                return None;
+            }
+            let options = CandleOptions::new(path, "qwen2.5-coder-1.5b-instruct");
+            Some(CandleBackend::load(&options).expect("the default model loads"))
+        })
+        .as_ref()
+}
+
+#[derive(Default)]
+struct Recorder {
+    pieces: Vec<String>,
+}
+
+impl TokenSink for Recorder {
+    fn token(&mut self, text: &str) -> Flow {
+        self.pieces.push(text.to_owned());
+        Flow::Continue
+    }
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+fn generate(
+    backend: &CandleBackend,
+    prompt: Prompt,
+    params: SamplingParams,
+) -> (Generation, String) {
+    let request = GenerationRequest {
+        id: uuid::Uuid::now_v7(),
+        model: "qwen2.5-coder-1.5b-instruct".into(),
+        prompt,
+        params,
+    };
+    let mut sink = Recorder::default();
+    let generation = backend
+        .generate(&request, &mut sink)
+        .expect("generation succeeds");
+    assert_eq!(sink.pieces.len() as u32, generation.usage.completion_tokens);
+    (generation, sink.pieces.concat())
+}
+
+#[test]
+fn info_reports_candle_on_cpu_with_the_gguf_context() {
+    let Some(backend) = backend() else { return };
+
+    let info = backend.info();
+
+    assert_eq!(
+        (info.kind, info.device.as_str(), info.context_length),
+        ("candle", "cpu", 32768)
+    );
+    assert_eq!(backend.architecture(), "qwen2");
+}
+
+#[test]
+fn greedy_fibonacci_completes_with_a_return() {
+    let Some(backend) = backend() else { return };
+    let params = SamplingParams {
+        max_tokens: 40,
+        temperature: 0.0,
+        ..Default::default()
+    };
+
+    let (_, text) = generate(backend, Prompt::Text("def fibonacci(n):".into()), params);
+
+    assert!(
+        text.contains("return"),
+        "completion without `return`: {text:?}"
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_text() {
+    let Some(backend) = backend() else { return };
+    let params = SamplingParams {
+        max_tokens: 12,
+        temperature: 0.8,
+        top_p: 0.95,
+        seed: 1234,
+        ..Default::default()
+    };
+    let prompt = Prompt::Text("# A Python function that reverses a string\n".into());
+
+    let (_, first) = generate(backend, prompt.clone(), params.clone());
+    let (_, second) = generate(backend, prompt, params);
+
+    assert_eq!(first, second);
+    assert!(!first.is_empty());
+}
+
+#[test]
+fn a_chat_answer_ends_at_the_end_of_turn_token() {
+    let Some(backend) = backend() else { return };
+    let messages = vec![ChatMessage {
+        role: "user".into(),
+        content: "Answer with one word only: what language uses `fn main()`?".into(),
+    }];
+    let params = SamplingParams {
+        max_tokens: 24,
+        temperature: 0.0,
+        ..Default::default()
+    };
+
+    let (generation, text) = generate(backend, Prompt::Chat(messages), params);
+
+    assert_eq!(
+        generation.finish_reason,
+        FinishReason::Stop,
+        "text so far: {text:?}"
+    );
+    assert!(generation.usage.completion_tokens < 24);
+    assert!(!text.contains("<|im_end|>"), "{text:?}");
+    assert!(text.to_lowercase().contains("rust"), "{text:?}");
+}
+
+#[test]
+fn an_over_long_request_is_invalid_and_names_both_numbers() {
+    let Some(backend) = backend() else { return };
+    let prompt = "x = 1\n".repeat(12_000);
+    let request = GenerationRequest {
+        id: uuid::Uuid::now_v7(),
+        model: "qwen2.5-coder-1.5b-instruct".into(),
+        prompt: Prompt::Text(prompt),
+        params: SamplingParams {
+            max_tokens: 512,
+            ..Default::default()
+        },
+    };
+
+    let err = backend
+        .generate(&request, &mut Recorder::default())
+        .unwrap_err();
+
+    let BackendError::InvalidRequest(message) = err else {
+        panic!("expected InvalidRequest: {err:?}")
+    };
+    assert!(message.contains("max_tokens is 512"), "{message}");
+    assert!(message.contains("32768"), "{message}");
+    let prompt_tokens: usize = message
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no token count in {message:?}"));
+    assert!(prompt_tokens + 512 > 32768, "{message}");
+}
