@@ -487,8 +487,8 @@ fi
 
 for bench in "${BENCHES[@]}"; do
     case "$bench" in
-        pipeline | scaling | overload | model) ;;
-        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model)" >&2; exit 2 ;;
+        pipeline | scaling | overload | model | instrumentation) ;;
+        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model, instrumentation)" >&2; exit 2 ;;
     esac
 done
 for bench in "${BENCHES[@]}"; do
