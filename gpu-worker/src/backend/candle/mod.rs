@@ -12,12 +12,14 @@
 //! - `device.rs`: `cpu` / `cuda:N` strings to candle devices.
 //! - `gguf.rs`, `hf.rs`, `hf_config.rs`: the two checkpoint formats and which configs run.
 //! - `qwen2.rs`: the default model's architecture, written here for speed and memory, over
-//!   `linear.rs` and `qmatrix.rs` (quantized weights held once, in their GGUF blocks).
+//!   `linear.rs` and `qmatrix.rs` (quantized weights held once, in their GGUF blocks) and
+//!   `attention.rs` (the per-generation KV cache and its attention kernels).
 //! - `model.rs`: weights shared across generations, a session (KV cache) per generation.
 //! - `vocab.rs`, `chat.rs`, `detokenize.rs`: tokens, chat templates, streaming text.
 //! - `sampler.rs`, `generate.rs`: the decoding loop.
 //! - `progress.rs`: loading progress in the log and on a terminal.
 
+mod attention;
 mod chat;
 mod detokenize;
 mod device;

@@ -23,8 +23,11 @@ use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 use half::f16;
 
 /// From this many input rows on, a product goes through candle's tiled kernels (see the
-/// module comment); below, tiling costs more than it saves.
-const TILED_MIN_ROWS: usize = 16;
+/// module comment); below, the block kernels are cheaper. Building the tiles for the default
+/// model costs ~1.5 s of one core, which the tiles repay from ~35 rows on (one core: ~55 ms per
+/// row with blocks, ~12 ms with tiles); kept tiles are built once, so they pay from 16.
+const TILED_MIN_ROWS_TRANSIENT: usize = 40;
+const TILED_MIN_ROWS_KEPT: usize = 16;
 
 /// What happens to the tiles candle builds for a prompt chunk's products.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -191,7 +194,11 @@ impl QMatrix {
     /// `x · Wᵀ` for f32 `x` of shape `(.., k)`: `(.., n)`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let rows = x.elem_count() / self.k.max(1);
-        if rows < TILED_MIN_ROWS || !self.blocks.tiles() {
+        let min_rows = match self.tiles {
+            PromptTiles::Transient => TILED_MIN_ROWS_TRANSIENT,
+            PromptTiles::Kept => TILED_MIN_ROWS_KEPT,
+        };
+        if rows < min_rows || !self.blocks.tiles() {
             return x.apply_op1_no_bwd(self);
         }
         // candle tiles a quantized tensor on its first product and keeps the tiles inside it.

@@ -8,39 +8,22 @@
 //! - on the CPU, weights stay in their GGUF blocks, once (see `qmatrix.rs`), with Q/K/V and
 //!   gate/up stacked so each group is one matrix product;
 //! - weights sit behind an `Arc` shared by every generation, the cache in a [`Qwen2Session`];
-//! - on the CPU, K and V go into one preallocated interleaved buffer per layer that candle-nn's
-//!   flash-attention kernels read in place (no concatenation, no repeated K/V heads, prompt
-//!   chunks attend with a causal offset instead of a materialised mask);
-//!
-//! Other devices take a plain tensor path (concatenated cache, explicit mask).
+//! - on the CPU, the cache is a preallocated interleaved buffer per layer that candle-nn's
+//!   attention kernels read in place (see `attention.rs`).
 
 use std::io::{Read, Seek};
 use std::sync::Arc;
 
 use anyhow::Context;
 use candle_core::quantized::gguf_file;
-use candle_core::{DType, Device, IndexOp, Module, Storage, Tensor};
-use candle_nn::attention::cpu_flash::causal::causal_decode_f32_interleaved;
-use candle_nn::attention::{flash_attn, AttnMask};
-use candle_nn::kv_cache::RawInterleavedKvCache;
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::rotary_emb::rope_thd;
 use candle_transformers::quantized_nn::RmsNorm;
-use candle_transformers::utils::{build_additive_causal_mask, build_causal_mask, repeat_kv};
 
+use super::attention::{Heads, KvCache, MATMUL_ATTENTION_BYTES};
 use super::linear::{Linear, Projection, WeightReader};
 use super::model::{Model, Session};
 use super::qmatrix::PromptTiles;
-
-/// Shapes read from the GGUF metadata.
-#[derive(Debug, Clone, Copy)]
-struct Shape {
-    n_head: usize,
-    n_kv_head: usize,
-    head_dim: usize,
-    context_length: usize,
-    /// Prompt chunks whose attention scores fit in this many bytes use matrix products.
-    matmul_attention_bytes: usize,
-}
 
 struct Layer {
     attn_norm: RmsNorm,
@@ -57,7 +40,8 @@ struct Layer {
 }
 
 struct Weights {
-    shape: Shape,
+    heads: Heads,
+    context_length: usize,
     device: Device,
     /// `(vocab, hidden)`, quantized.
     embed: Linear,
@@ -94,13 +78,13 @@ impl Qwen2 {
             Ok(v) => v.to_u32()? as usize,
             Err(_) => hidden / n_head,
         };
-        let shape = Shape {
+        let heads = Heads {
             n_head,
             n_kv_head,
             head_dim,
-            context_length: meta("context_length")?.to_u32()? as usize,
             matmul_attention_bytes: MATMUL_ATTENTION_BYTES,
         };
+        let context_length = meta("context_length")?.to_u32()? as usize;
         let blocks = meta("block_count")?.to_u32()? as usize;
         let eps = meta("attention.layer_norm_rms_epsilon")?.to_f32()? as f64;
         let rope_base = meta("rope.freq_base")
@@ -157,9 +141,10 @@ impl Qwen2 {
             // Tied embeddings: the same quantized matrix, not a second copy.
             false => embed.clone(),
         };
-        let (cos, sin) = rotary_tables(head_dim, rope_base, shape.context_length, device)?;
+        let (cos, sin) = rotary_tables(head_dim, rope_base, context_length, device)?;
         let weights = Weights {
-            shape,
+            heads,
+            context_length,
             device: device.clone(),
             embed,
             layers,
@@ -195,18 +180,11 @@ fn rotary_tables(
 impl Model for Qwen2 {
     fn new_session(&self, capacity: usize) -> anyhow::Result<Box<dyn Session>> {
         let w = &self.weights;
-        let capacity = capacity.clamp(1, w.shape.context_length);
+        let capacity = capacity.min(w.context_length);
         let caches = w
             .layers
             .iter()
-            .map(|_| match w.device.is_cpu() {
-                true => KvCache::Cpu(RawInterleavedKvCache::new(
-                    w.shape.n_kv_head,
-                    w.shape.head_dim,
-                    capacity,
-                )),
-                false => KvCache::Tensors(None),
-            })
+            .map(|_| KvCache::new(&w.device, w.heads, capacity))
             .collect();
         Ok(Box::new(Qwen2Session {
             weights: w.clone(),
@@ -215,7 +193,7 @@ impl Model for Qwen2 {
     }
 
     fn context_length(&self) -> usize {
-        self.weights.shape.context_length
+        self.weights.context_length
     }
 }
 
@@ -225,29 +203,22 @@ pub struct Qwen2Session {
     caches: Vec<KvCache>,
 }
 
-enum KvCache {
-    /// `(positions, kv_heads, 2 * head_dim)`: each position's K then V, per head.
-    Cpu(RawInterleavedKvCache),
-    /// `(1, kv_heads, positions, head_dim)` K and V.
-    Tensors(Option<(Tensor, Tensor)>),
-}
-
 impl Session for Qwen2Session {
     fn forward(&mut self, tokens: &[u32], pos: usize) -> candle_core::Result<Tensor> {
         let w = &*self.weights;
         let t = tokens.len();
-        if t == 0 || pos + t > w.shape.context_length {
+        if t == 0 || pos + t > w.context_length {
             candle_core::bail!(
                 "qwen2: positions {pos}..{} outside the context of {}",
                 pos + t,
-                w.shape.context_length
+                w.context_length
             );
         }
         let mut x = w.embed.embedding(tokens, &w.device)?;
         let cos = w.cos.narrow(0, pos, t)?;
         let sin = w.sin.narrow(0, pos, t)?;
         for (layer, cache) in w.layers.iter().zip(self.caches.iter_mut()) {
-            x = layer.forward(&x, &cos, &sin, pos, cache, w.shape)?;
+            x = layer.forward(&x, &cos, &sin, pos, cache, w.heads)?;
         }
         let last = x.i((.., t - 1.., ..))?.contiguous()?;
         let logits = w.output.forward(&w.norm.forward(&last)?)?;
@@ -255,12 +226,7 @@ impl Session for Qwen2Session {
     }
 
     fn reset(&mut self) {
-        for cache in &mut self.caches {
-            match cache {
-                KvCache::Cpu(raw) => raw.reset(),
-                KvCache::Tensors(kv) => *kv = None,
-            }
-        }
+        self.caches.iter_mut().for_each(KvCache::reset);
     }
 }
 
@@ -272,15 +238,15 @@ impl Layer {
         sin: &Tensor,
         pos: usize,
         cache: &mut KvCache,
-        shape: Shape,
+        heads: Heads,
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        let Shape {
+        let Heads {
             n_head,
             n_kv_head,
             head_dim,
             ..
-        } = shape;
+        } = heads;
         let h = self.attn_norm.forward(x)?;
         let [q, k, v] = three(self.qkv.forward(&h)?)?;
         let q = q
@@ -294,7 +260,7 @@ impl Layer {
             .reshape((b, t, n_kv_head, head_dim))?;
         let q = rope_thd(&q, cos, sin)?;
         let k = rope_thd(&k, cos, sin)?;
-        let y = cache.attend(&q, &k, &v, pos, shape)?;
+        let y = cache.attend(&q, &k, &v, pos, heads)?;
         let x = (x + self.wo.forward(&y)?)?;
 
         let h = self.ffn_norm.forward(&x)?;
@@ -312,144 +278,6 @@ fn three(outs: Vec<Tensor>) -> candle_core::Result<[Tensor; 3]> {
 fn two(outs: Vec<Tensor>) -> candle_core::Result<[Tensor; 2]> {
     <[Tensor; 2]>::try_from(outs)
         .map_err(|o| candle_core::Error::Msg(format!("{} outputs, not 2", o.len())))
-}
-
-impl KvCache {
-    /// Appends this step's K/V (`(1, t, kv_heads, head_dim)`, rotated) and attends `q`
-    /// (`(1, t, heads, head_dim)`) over everything cached. Returns `(1, t, heads * head_dim)`.
-    fn attend(
-        &mut self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        pos: usize,
-        shape: Shape,
-    ) -> candle_core::Result<Tensor> {
-        let Shape {
-            n_head,
-            n_kv_head,
-            head_dim,
-            ..
-        } = shape;
-        let (b, t, _, _) = q.dims4()?;
-        let scale = 1.0 / (head_dim as f32).sqrt();
-        match self {
-            KvCache::Cpu(raw) => {
-                if raw.len() != pos {
-                    candle_core::bail!("qwen2: cache holds {} positions, fed at {pos}", raw.len());
-                }
-                with_f32(k, |k| with_f32(v, |v| raw.write_kv_batch(k, v, t)))??;
-                let kv_len = raw.len();
-                if t == 1 {
-                    let y = with_f32(q, |q| {
-                        causal_decode_f32_interleaved(
-                            q,
-                            raw.data(),
-                            n_head,
-                            n_kv_head,
-                            head_dim,
-                            kv_len,
-                            scale,
-                        )
-                    })??;
-                    return y.reshape((b, 1, n_head * head_dim));
-                }
-                let kv =
-                    Tensor::from_slice(raw.data(), (kv_len, n_kv_head, 2 * head_dim), q.device())?;
-                let k_all = kv.narrow(2, 0, head_dim)?;
-                let v_all = kv.narrow(2, head_dim, head_dim)?;
-                if n_head * t * kv_len * 4 <= shape.matmul_attention_bytes {
-                    return matmul_attention(q, &k_all, &v_all, pos, shape);
-                }
-                let (k_all, v_all) = (k_all.unsqueeze(0)?, v_all.unsqueeze(0)?);
-                let mask = AttnMask::causal_with_offset(pos);
-                let y = flash_attn::<f32>(q, &k_all, &v_all, scale, mask, None, None)?;
-                y.transpose(1, 2)?.reshape((b, t, n_head * head_dim))
-            }
-            KvCache::Tensors(cached) => {
-                let k = k.transpose(1, 2)?.contiguous()?;
-                let v = v.transpose(1, 2)?.contiguous()?;
-                let (k, v) = match cached.take() {
-                    Some((ck, cv)) => (Tensor::cat(&[&ck, &k], 2)?, Tensor::cat(&[&cv, &v], 2)?),
-                    None => (k, v),
-                };
-                *cached = Some((k.clone(), v.clone()));
-                let q = q.transpose(1, 2)?.contiguous()?;
-                let k = repeat_kv(k, n_head / n_kv_head)?.contiguous()?;
-                let v = repeat_kv(v, n_head / n_kv_head)?.contiguous()?;
-                let att = (q.matmul(&k.t()?)? * scale as f64)?;
-                let att = match t {
-                    1 => att,
-                    _ => {
-                        let mask =
-                            build_causal_mask(t, pos, q.device())?.broadcast_as(att.shape())?;
-                        let neg_inf = Tensor::new(f32::NEG_INFINITY, q.device())?
-                            .to_dtype(att.dtype())?
-                            .broadcast_as(att.shape())?;
-                        mask.where_cond(&neg_inf, &att)?
-                    }
-                };
-                let y = candle_nn::ops::softmax_last_dim(&att)?.matmul(&v)?;
-                y.transpose(1, 2)?.reshape((b, t, n_head * head_dim))
-            }
-        }
-    }
-}
-
-/// Largest score matrix (bytes) a prompt chunk's attention materialises; longer contexts use
-/// the flash kernel, whose memory does not grow with the context but whose per-score `exp` is
-/// slower than two matrix products for short ones.
-const MATMUL_ATTENTION_BYTES: usize = 64 << 20;
-
-/// Attention of a prompt chunk as two matrix products. `q` is `(1, t, heads, head_dim)`, `k`
-/// and `v` are `(kv_len, kv_heads, head_dim)`; the query heads that share a KV head are
-/// stacked so K and V are never repeated. Returns `(1, t, heads * head_dim)`.
-fn matmul_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    pos: usize,
-    shape: Shape,
-) -> candle_core::Result<Tensor> {
-    let Shape {
-        n_head,
-        n_kv_head,
-        head_dim,
-        ..
-    } = shape;
-    let (_, t, _, _) = q.dims4()?;
-    let kv_len = k.dim(0)?;
-    let group = n_head / n_kv_head;
-    let q =
-        q.squeeze(0)?
-            .transpose(0, 1)?
-            .contiguous()?
-            .reshape((n_kv_head, group * t, head_dim))?;
-    let k = k.transpose(0, 1)?.contiguous()?;
-    let v = v.transpose(0, 1)?.contiguous()?;
-    let scores = (q.matmul(&k.t()?)? * (1.0 / (head_dim as f64).sqrt()))?;
-    let mask = build_additive_causal_mask(t, pos, None, q.device(), DType::F32)?;
-    let scores = scores
-        .reshape((n_kv_head, group, t, kv_len))?
-        .broadcast_add(&mask)?;
-    let probs =
-        candle_nn::ops::softmax_last_dim(&scores)?.reshape((n_kv_head, group * t, kv_len))?;
-    let y = probs.matmul(&v)?;
-    y.reshape((n_head, t, head_dim))?
-        .transpose(0, 1)?
-        .reshape((1, t, n_head * head_dim))
-}
-
-/// Runs `f` over a contiguous CPU f32 tensor's elements.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("expected a CPU tensor");
-    };
-    let data = cpu.as_slice::<f32>()?;
-    let start = layout.start_offset();
-    Ok(f(&data[start..start + t.elem_count()]))
 }
 
 #[cfg(test)]
@@ -554,7 +382,7 @@ mod tests {
         let mut model = Qwen2::from_gguf(&content, &mut reader, &Device::Cpu, tiles).unwrap();
         Arc::get_mut(&mut model.weights)
             .unwrap()
-            .shape
+            .heads
             .matmul_attention_bytes = matmul_attention_bytes;
         model.new_session(8).unwrap()
     }
@@ -600,7 +428,7 @@ mod tests {
         let bytes = tiny_gguf(tied);
         let mut session = ours_with(&bytes, matmul_attention_bytes, tiles);
         let mut candle = reference(&bytes);
-        let prompt: Vec<u32> = (0..20).map(|i| (i * 37 + 11) % VOCAB as u32).collect();
+        let prompt: Vec<u32> = (0..48).map(|i| (i * 37 + 11) % VOCAB as u32).collect();
 
         let mut logits = None;
         for (i, piece) in prompt.chunks(chunk).enumerate() {

@@ -1,0 +1,111 @@
+//! Helpers shared by the candle backend's test files: a word-level tokenizer, deterministic
+//! noise for weights, a recording sink and request builders.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use coder_nats::{GenerationRequest, Prompt, SamplingParams};
+use gpu_worker::backend::candle::CandleBackend;
+use gpu_worker::backend::{Backend, Flow, Generation, TokenSink};
+use tokenizers::models::wordlevel::WordLevel;
+use tokenizers::pre_tokenizers::whitespace::Whitespace;
+use tokenizers::{AddedToken, Tokenizer};
+
+pub const BOS: u32 = 1;
+pub const EOS: u32 = 2;
+
+/// Writes `tokenizer.json` (and the `vocab.json` it is built from) into `dir`: words `<unk>`,
+/// `<s>`, `</s>`, then `w3` ... `w{vocab-1}`, each id equal to the number in its word.
+pub fn write_tokenizer(dir: &Path, vocab_size: usize) {
+    let mut vocab: HashMap<String, u32> = HashMap::new();
+    for id in 0..vocab_size as u32 {
+        let word = match id {
+            0 => "<unk>".to_owned(),
+            1 => "<s>".to_owned(),
+            2 => "</s>".to_owned(),
+            n => format!("w{n}"),
+        };
+        vocab.insert(word, id);
+    }
+    let vocab_file = dir.join("vocab.json");
+    std::fs::write(&vocab_file, serde_json::to_string(&vocab).unwrap()).unwrap();
+    let model = WordLevel::builder()
+        .files(vocab_file.to_string_lossy().into_owned())
+        .unk_token("<unk>".to_owned())
+        .build()
+        .unwrap();
+    let mut tokenizer = Tokenizer::new(model);
+    tokenizer.with_pre_tokenizer(Some(Whitespace));
+    let specials = ["<unk>", "<s>", "</s>"].map(|t| AddedToken::from(t.to_owned(), true));
+    tokenizer.add_special_tokens(specials).unwrap();
+    tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
+}
+
+/// Deterministic pseudo-random numbers in (-scale, scale).
+pub fn noise(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// Records what the backend streams; can ask to stop after some tokens.
+#[derive(Default)]
+pub struct Recorder {
+    pub pieces: Vec<String>,
+    pub stop_after: Option<usize>,
+    pub cancelled: bool,
+}
+
+impl Recorder {
+    pub fn text(&self) -> String {
+        self.pieces.concat()
+    }
+}
+
+impl TokenSink for Recorder {
+    fn token(&mut self, text: &str) -> Flow {
+        self.pieces.push(text.to_owned());
+        match self.stop_after {
+            Some(n) if self.pieces.len() >= n => Flow::Stop,
+            _ => Flow::Continue,
+        }
+    }
+    fn is_cancelled(&self) -> bool {
+        self.cancelled
+    }
+}
+
+pub fn request(prompt: Prompt, params: SamplingParams) -> GenerationRequest {
+    GenerationRequest {
+        id: uuid::Uuid::now_v7(),
+        model: "tiny".into(),
+        prompt,
+        params,
+    }
+}
+
+pub fn greedy(max_tokens: u32) -> SamplingParams {
+    SamplingParams {
+        max_tokens,
+        temperature: 0.0,
+        ..Default::default()
+    }
+}
+
+pub fn text(words: &str) -> Prompt {
+    Prompt::Text(words.to_owned())
+}
+
+pub fn run(backend: &CandleBackend, req: &GenerationRequest) -> (Generation, Recorder) {
+    let mut sink = Recorder::default();
+    let generation = backend.generate(req, &mut sink).unwrap();
+    (generation, sink)
+}
