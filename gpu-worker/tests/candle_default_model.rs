@@ -173,7 +173,7 @@ fn an_over_long_request_is_invalid_and_names_both_numbers() {
     assert!(message.contains("32768"), "{message}");
     let prompt_tokens: usize = message
         .split_whitespace()
-        .nth(2)
+        .nth(3)
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no token count in {message:?}"));
     assert!(prompt_tokens + 512 > 32768, "{message}");

@@ -56,6 +56,22 @@ pub enum BackendError {
     Internal(#[from] anyhow::Error),
 }
 
+/// Refuses a request whose prompt and completion together exceed the model's context, naming
+/// both numbers (the gateway answers it with 400).
+pub fn check_context(
+    prompt_tokens: usize,
+    max_tokens: u32,
+    context: u32,
+) -> Result<(), BackendError> {
+    if prompt_tokens + max_tokens as usize > context as usize {
+        return Err(BackendError::InvalidRequest(format!(
+            "the prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}, but the \
+             model's context is {context} tokens"
+        )));
+    }
+    Ok(())
+}
+
 /// A loaded model. Implementations are shared across slots (`Arc<dyn Backend>`) and must keep
 /// per-generation state (KV caches, RNG) inside `generate`.
 pub trait Backend: Send + Sync + 'static {

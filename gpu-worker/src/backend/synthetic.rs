@@ -70,13 +70,7 @@ impl Backend for SyntheticBackend {
     ) -> Result<Generation, BackendError> {
         let params = &request.params;
         let prompt_tokens = prompt_tokens(&request.prompt);
-        if prompt_tokens + params.max_tokens > CONTEXT_LENGTH {
-            return Err(BackendError::InvalidRequest(format!(
-                "the prompt has {prompt_tokens} tokens and max_tokens is {}, but the model's \
-                 context is {CONTEXT_LENGTH} tokens",
-                params.max_tokens
-            )));
-        }
+        super::check_context(prompt_tokens as usize, params.max_tokens, CONTEXT_LENGTH)?;
         let mut hasher = DefaultHasher::new();
         request.prompt.hash_key().hash(&mut hasher);
         if params.temperature > 0.0 {

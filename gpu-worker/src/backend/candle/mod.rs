@@ -157,15 +157,8 @@ impl CandleBackend {
         params: &SamplingParams,
         sink: &mut dyn TokenSink,
     ) -> Result<Generation, BackendError> {
+        super::check_context(prompt.len(), params.max_tokens, self.info.context_length)?;
         let max_tokens = params.max_tokens as usize;
-        let context = self.info.context_length as usize;
-        if prompt.len() + max_tokens > context {
-            return Err(BackendError::InvalidRequest(format!(
-                "prompt has {} tokens and max_tokens is {max_tokens}, but the model's context is \
-                 {context} tokens",
-                prompt.len()
-            )));
-        }
         if prompt.is_empty() {
             return Err(BackendError::InvalidRequest(
                 "the prompt is empty".to_owned(),
