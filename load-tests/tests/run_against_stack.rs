@@ -116,6 +116,23 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// Every request was answered without error and counted exactly once.
+fn assert_accounted_without_errors(outcome: &load_tests::RunOutcome) {
+    let accounting = &outcome.result.accounting;
+    assert_eq!(
+        outcome.accounting_ok(),
+        Some(true),
+        "{:?}",
+        accounting.problems
+    );
+    assert!(outcome.result.requests > 0);
+    assert_eq!(
+        outcome.result.errors, 0,
+        "{:?}",
+        outcome.result.errors_by_status
+    );
+}
+
 fn assert_reports_written(out: &Path) -> serde_json::Value {
     let html = std::fs::read_to_string(out.join("report.html")).expect("report.html written");
     assert!(html.contains("<svg"), "the report has charts");
@@ -147,19 +164,7 @@ fn a_closed_loop_of_completions_is_accounted_for_end_to_end() {
         .block_on(load_tests::run(args))
         .expect("the run completes");
 
-    let accounting = &outcome.result.accounting;
-    assert_eq!(
-        outcome.accounting_ok(),
-        Some(true),
-        "{:?}",
-        accounting.problems
-    );
-    assert!(outcome.result.requests > 0);
-    assert_eq!(
-        outcome.result.errors, 0,
-        "{:?}",
-        outcome.result.errors_by_status
-    );
+    assert_accounted_without_errors(&outcome);
     let result = assert_reports_written(out.path());
     assert_eq!(result["accounting_ok"], true);
     assert!(result["latency_ms"]["p99"].as_f64().is_some());
@@ -189,18 +194,7 @@ fn an_open_loop_of_streamed_chat_is_accounted_for_end_to_end() {
         .block_on(load_tests::run(args))
         .expect("the run completes");
 
-    let accounting = &outcome.result.accounting;
-    assert_eq!(
-        outcome.accounting_ok(),
-        Some(true),
-        "{:?}",
-        accounting.problems
-    );
-    assert_eq!(
-        outcome.result.errors, 0,
-        "{:?}",
-        outcome.result.errors_by_status
-    );
+    assert_accounted_without_errors(&outcome);
     let result = assert_reports_written(out.path());
     assert!(
         result["ttft_ms"]["p50"].as_f64().is_some(),
