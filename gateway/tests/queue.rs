@@ -31,10 +31,20 @@ async fn two_workers_share_the_queue() {
             &[("outcome", "completed")],
         )
     };
-    let (a, b) = (
-        completed(first.metrics_url()).await,
-        completed(second.metrics_url()).await,
-    );
+    // A worker counts a request after its last event and ack, so the counters trail the answers.
+    let counts = || async {
+        (
+            completed(first.metrics_url()).await,
+            completed(second.metrics_url()).await,
+        )
+    };
+    let settled = eventually(Duration::from_secs(10), || async {
+        let (a, b) = counts().await;
+        (a + b >= 20.0).then_some(())
+    })
+    .await;
+    assert!(settled.is_some(), "the workers never counted 20 requests");
+    let (a, b) = counts().await;
     assert_eq!(a + b, 20.0, "every request was answered exactly once");
     assert!(a > 0.0 && b > 0.0, "both workers served some: {a} and {b}");
 }

@@ -61,12 +61,15 @@ async fn a_worker_killed_mid_generation_leaves_its_request_to_another() {
         .filter(|c| !c["choices"][0]["finish_reason"].is_null())
         .count();
     assert_eq!(finishes, 1, "one answer, not two");
-    let completed = sample(
-        &scrape(&survivor.metrics_url()).await,
+    // The worker counts a request after its last event and ack: wait for it, then check it once.
+    let completed = wait_for_sample(
+        &survivor.metrics_url(),
         "coder_worker_requests_total",
         &[("outcome", "completed")],
-    );
-    assert_eq!(completed, 1.0, "the second worker answered");
+        1.0,
+    )
+    .await;
+    assert_eq!(completed, 1.0, "the second worker answered, once");
     // The same seed regenerates the same text: the client saw it once, without repeats or gaps.
     let mut again = body;
     again["stream"] = json!(false);
