@@ -8,7 +8,7 @@ use coder_nats::headers::RequestHeaders;
 use coder_nats::publish_error::{classify, PublishFailure};
 use coder_nats::{subjects, GenerationRequest, WorkerEvent};
 use metrics_common::names::value::RejectReason;
-use metrics_common::GatewayMetrics;
+use metrics_common::{GatewayMetrics, ModelLabel};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
@@ -43,7 +43,8 @@ impl Dispatcher {
         traceparent: Option<String>,
     ) -> Result<Submitted, ApiError> {
         let model = request.model.as_str();
-        let reject = |reason: RejectReason| self.metrics.record_rejection(model, reason);
+        let label = ModelLabel::new(model);
+        let reject = |reason: RejectReason| self.metrics.record_rejection(&label, reason);
         if self.client.connection_state() != async_nats::connection::State::Connected {
             reject(RejectReason::NatsUnavailable);
             return Err(ApiError::Unavailable("not connected to NATS".into()));
@@ -71,7 +72,7 @@ impl Dispatcher {
             traceparent,
         };
         let events = self.router.register(request.id);
-        let guard = InFlight::new(self, request.id, model, ticket);
+        let guard = InFlight::new(self, request.id, label.clone(), ticket);
         let published = self
             .jetstream
             .publish_with_headers(
@@ -119,20 +120,26 @@ pub struct InFlight {
     router: Arc<ReplyRouter>,
     metrics: GatewayMetrics,
     request_id: Uuid,
-    model: String,
+    /// The request's model, for its metrics.
+    pub model: ModelLabel,
     pub ticket: QueueTicket,
     done: bool,
 }
 
 impl InFlight {
-    fn new(dispatcher: &Dispatcher, request_id: Uuid, model: &str, ticket: QueueTicket) -> Self {
-        dispatcher.metrics.active_requests_add(model, 1);
+    fn new(
+        dispatcher: &Dispatcher,
+        request_id: Uuid,
+        model: ModelLabel,
+        ticket: QueueTicket,
+    ) -> Self {
+        dispatcher.metrics.active_requests_add(&model, 1);
         Self {
             client: dispatcher.client.clone(),
             router: Arc::clone(&dispatcher.router),
             metrics: dispatcher.metrics.clone(),
             request_id,
-            model: model.to_owned(),
+            model,
             ticket,
             done: false,
         }

@@ -88,10 +88,11 @@ impl Generation {
             Filtered::Skip => Ok(None),
             Filtered::Started { redelivered, .. } => {
                 self.submitted.guard.ticket.started();
-                self.metrics.record_queue_wait(&self.model, queue_wait);
+                self.metrics
+                    .record_queue_wait(&self.submitted.guard.model, queue_wait);
                 if redelivered {
                     tracing::warn!(request_id = %self.id, "request redelivered to another worker");
-                    self.metrics.record_redelivery(&self.model);
+                    self.metrics.record_redelivery(&self.submitted.guard.model);
                 }
                 Ok(None)
             }
@@ -99,8 +100,10 @@ impl Generation {
                 let now = Instant::now();
                 if self.first_token_at.is_none() {
                     self.first_token_at = Some(now);
-                    self.metrics
-                        .record_time_to_first_token(&self.model, now - self.received_at);
+                    self.metrics.record_time_to_first_token(
+                        &self.submitted.guard.model,
+                        now - self.received_at,
+                    );
                 }
                 self.last_token_at = Some(now);
                 self.tokens += 1;
@@ -140,14 +143,16 @@ impl Generation {
 
     fn record_completion(&self, usage: Usage) {
         self.metrics.record_usage(
-            &self.model,
+            &self.submitted.guard.model,
             u64::from(usage.prompt_tokens),
             u64::from(usage.completion_tokens),
         );
         if let (Some(first), Some(last)) = (self.first_token_at, self.last_token_at) {
             if self.tokens > 1 {
-                self.metrics
-                    .record_time_per_output_token(&self.model, (last - first) / (self.tokens - 1));
+                self.metrics.record_time_per_output_token(
+                    &self.submitted.guard.model,
+                    (last - first) / (self.tokens - 1),
+                );
             }
         }
     }

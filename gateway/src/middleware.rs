@@ -3,16 +3,18 @@
 //! Metrics are recorded when the response body is dropped (fully sent, or the client went away),
 //! so a streamed response counts its whole duration, not just its headers.
 
+use crate::routes::endpoint_label;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
 use http_body::Frame;
-use metrics_common::names::value::{UNKNOWN_MODEL, UNMATCHED_ENDPOINT};
-use metrics_common::GatewayMetrics;
+use metrics_common::names::value::UNKNOWN_MODEL;
+use metrics_common::{GatewayMetrics, ModelLabel};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::time::Instant;
@@ -30,10 +32,6 @@ pub struct RequestContext {
     /// The client's W3C trace context, or one started here.
     pub traceparent: String,
 }
-
-/// Set by a handler on its response once the model name is validated (a bounded label value).
-#[derive(Debug, Clone)]
-pub struct ModelLabel(pub String);
 
 /// Gives every request an id and context, and every response its `x-request-id`.
 pub async fn request_context(mut request: Request, next: Next) -> Response {
@@ -61,22 +59,18 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
 /// Records `coder_model_requests_total` and `coder_model_request_duration_seconds`.
 pub async fn http_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let endpoint = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ENDPOINT.to_owned(), |path| {
-            path.as_str().to_owned()
-        });
-    let response = next.run(request).await;
+    let endpoint = endpoint_label(request.extensions().get::<MatchedPath>());
+    let mut response = next.run(request).await;
+    // Set by a handler once the model name is validated: label values stay bounded.
     let model = response
-        .extensions()
-        .get::<ModelLabel>()
-        .map_or(UNKNOWN_MODEL.to_owned(), |label| label.0.clone());
+        .extensions_mut()
+        .remove::<ModelLabel>()
+        .unwrap_or_else(|| ModelLabel::new(UNKNOWN_MODEL));
     let recorder = Recorder {
         metrics: state.metrics.clone(),
         model,
         endpoint,
-        code: response.status().as_u16(),
+        code: response.status(),
         started,
     };
     let (parts, body) = response.into_parts();
@@ -91,9 +85,9 @@ pub async fn http_metrics(State(state): State<AppState>, request: Request, next:
 
 struct Recorder {
     metrics: GatewayMetrics,
-    model: String,
-    endpoint: String,
-    code: u16,
+    model: ModelLabel,
+    endpoint: &'static str,
+    code: StatusCode,
     started: Instant,
 }
 
@@ -127,7 +121,7 @@ impl Drop for MeteredBody {
     fn drop(&mut self) {
         if let Some(r) = self.recorder.take() {
             r.metrics
-                .record_request(&r.model, &r.endpoint, r.code, r.started.elapsed());
+                .record_request(&r.model, r.endpoint, r.code, r.started.elapsed());
         }
     }
 }

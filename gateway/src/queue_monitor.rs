@@ -8,7 +8,7 @@ use crate::workers::WorkerRegistry;
 use async_nats::jetstream::{self, consumer};
 use coder_nats::{provision, subjects};
 use futures::TryStreamExt;
-use metrics_common::GatewayMetrics;
+use metrics_common::{GatewayMetrics, ModelLabel};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,7 +71,7 @@ impl QueueMonitor {
                 continue;
             };
             self.metrics.set_queue_state(
-                &state.model,
+                &ModelLabel::new(&state.model),
                 state.pending,
                 state.inflight,
                 state.oldest_age,
@@ -90,7 +90,8 @@ impl QueueMonitor {
         models.extend(live.keys().cloned());
         for model in models {
             let workers = live.get(&model).map_or(0, |w| w.workers);
-            self.metrics.set_workers_connected(&model, workers);
+            self.metrics
+                .set_workers_connected(&ModelLabel::new(&model), workers);
         }
     }
 }

@@ -35,17 +35,17 @@ use tokio_util::sync::CancellationToken;
 /// The HTTP application, for `axum::serve` or `oneshot` tests.
 pub fn app(state: AppState, api_keys: Option<ApiKeys>) -> Router {
     let mut v1 = Router::new()
-        .route("/v1/completions", post(generate::<CompletionRequest>))
-        .route("/v1/chat/completions", post(generate::<ChatRequest>))
-        .route("/v1/models", get(routes::models::list_models));
+        .route(routes::COMPLETIONS, post(generate::<CompletionRequest>))
+        .route(routes::CHAT_COMPLETIONS, post(generate::<ChatRequest>))
+        .route(routes::MODELS, get(routes::models::list_models));
     if let Some(keys) = api_keys {
         v1 = v1.route_layer(from_fn_with_state(keys, require_api_key));
     }
     let max_body_bytes = state.config.max_body_bytes;
     Router::new()
         .merge(v1)
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
+        .route(routes::HEALTHZ, get(routes::health::healthz))
+        .route(routes::READYZ, get(routes::health::readyz))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(from_fn_with_state(state.clone(), http_metrics))

@@ -13,12 +13,14 @@
 //! - [`telemetry`]: the `SdkMeterProvider` wired to a Prometheus registry, and text rendering.
 //! - [`server`]: the `/metrics` HTTP listener, separate from any API port.
 //! - [`gateway`]: the gateway's instruments.
+//! - [`model_label`]: the `model_name` label, built once per request and shared.
 //! - [`worker`]: the worker's instruments.
 //! - [`process`]: log initialisation and the shutdown signal, shared by both binaries.
 //! - [`gpu`]: the NVML sampler (feature `nvml`): real GPU figures or no GPU series at all.
 
 pub mod gateway;
 pub mod gpu;
+pub mod model_label;
 pub mod names;
 pub mod process;
 pub mod server;
@@ -26,5 +28,6 @@ pub mod telemetry;
 pub mod worker;
 
 pub use gateway::GatewayMetrics;
+pub use model_label::ModelLabel;
 pub use telemetry::Telemetry;
 pub use worker::WorkerMetrics;

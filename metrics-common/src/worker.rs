@@ -1,5 +1,6 @@
 //! The worker's instruments.
 
+use crate::model_label::ModelLabel;
 use crate::names::{self, label, value};
 use opentelemetry::metrics::{Counter, Gauge, Meter};
 use opentelemetry::KeyValue;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 #[derive(Clone)]
 pub struct WorkerMetrics {
-    model_name: String,
+    model: ModelLabel,
     slots: Gauge<u64>,
     requests: Counter<u64>,
     model_load: Gauge<f64>,
@@ -16,7 +17,7 @@ pub struct WorkerMetrics {
 impl WorkerMetrics {
     pub fn new(meter: &Meter, model_name: &str) -> Self {
         Self {
-            model_name: model_name.to_owned(),
+            model: ModelLabel::new(model_name),
             slots: meter
                 .u64_gauge(names::WORKER_SLOTS)
                 .with_description("Generation slots of this worker, by state")
@@ -34,7 +35,7 @@ impl WorkerMetrics {
     }
 
     fn model(&self) -> KeyValue {
-        KeyValue::new(label::MODEL_NAME, self.model_name.clone())
+        self.model.attribute()
     }
 
     pub fn set_slots(&self, busy: u64, idle: u64) {

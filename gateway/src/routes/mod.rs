@@ -7,8 +7,25 @@ pub mod health;
 pub mod models;
 
 use crate::error::ApiError;
-use crate::middleware::ModelLabel;
+use axum::extract::MatchedPath;
 use axum::response::{IntoResponse, Response};
+use metrics_common::names::value::UNMATCHED_ENDPOINT;
+use metrics_common::ModelLabel;
+
+pub const COMPLETIONS: &str = "/v1/completions";
+pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
+pub const MODELS: &str = "/v1/models";
+pub const HEALTHZ: &str = "/healthz";
+pub const READYZ: &str = "/readyz";
+/// Every route template: the values of the `endpoint` label, with [`UNMATCHED_ENDPOINT`].
+const ROUTES: [&str; 5] = [COMPLETIONS, CHAT_COMPLETIONS, MODELS, HEALTHZ, READYZ];
+
+/// The `endpoint` label of a request: its route template, or one value for every unknown path.
+pub fn endpoint_label(matched: Option<&MatchedPath>) -> &'static str {
+    matched
+        .and_then(|path| ROUTES.into_iter().find(|route| *route == path.as_str()))
+        .unwrap_or(UNMATCHED_ENDPOINT)
+}
 
 /// The response, labelled with the model for the request metrics, unless the model name was
 /// never validated (a 400 before it, or an unknown model): label values must stay bounded.
@@ -19,7 +36,7 @@ fn labelled(model: Option<String>, result: Result<Response, ApiError>) -> Respon
     );
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     if let Some(model) = model.filter(|_| validated) {
-        response.extensions_mut().insert(ModelLabel(model));
+        response.extensions_mut().insert(ModelLabel::new(&model));
     }
     response
 }
