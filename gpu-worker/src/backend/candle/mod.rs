@@ -27,14 +27,17 @@ mod generate;
 mod gguf;
 mod hf;
 mod hf_config;
+mod huge_pages;
 mod linear;
 mod model;
 mod options;
 mod progress;
+mod q4k_x8;
 mod qmatrix;
 mod qwen2;
 mod sampler;
 mod vocab;
+mod x8;
 
 use std::time::{Duration, Instant};
 

@@ -13,6 +13,10 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, OnceLock};
 
+use super::huge_pages;
+use super::q4k_x8::{Q4Kx8, RawQ4K};
+use super::x8;
+
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::k_quants::{
     BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
@@ -66,6 +70,52 @@ trait Blocks: Send + Sync {
     /// Appends `other`'s blocks (rows), which must be of the same type.
     fn append(&mut self, other: Box<dyn Blocks>) -> candle_core::Result<()>;
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
+}
+
+/// Q4_K rows interleaved for the AVX-512 VNNI decode kernel (see `q4k_x8.rs`); prompts get
+/// the GGUF blocks back for candle's tiled kernels.
+struct Interleaved(Q4Kx8);
+
+impl Blocks for Interleaved {
+    fn matmul(
+        &self,
+        (m, k, n): (usize, usize, usize),
+        lhs: &[f32],
+        dst: &mut [f32],
+    ) -> candle_core::Result<()> {
+        for (x, out) in lhs.chunks(k).zip(dst.chunks_mut(n)).take(m) {
+            self.0.gemv(x, out)?;
+        }
+        Ok(())
+    }
+
+    fn row_to_f32(&self, row: usize, _k: usize, dst: &mut [f32]) -> candle_core::Result<()> {
+        let raw = self.0.row_blocks(row);
+        // SAFETY: `RawQ4K` is candle's `BlockQ4K` layout (ggml's `block_q4_K`).
+        let blocks =
+            unsafe { std::slice::from_raw_parts(raw.as_ptr() as *const BlockQ4K, raw.len()) };
+        BlockQ4K::to_float(blocks, dst);
+        Ok(())
+    }
+
+    fn to_storage(&self) -> Box<dyn QuantizedType> {
+        Box::new(Shared(Arc::new(self.0.to_blocks())))
+    }
+
+    fn tiles(&self) -> bool {
+        true
+    }
+
+    fn append(&mut self, other: Box<dyn Blocks>) -> candle_core::Result<()> {
+        match other.into_any().downcast::<Interleaved>() {
+            Ok(other) => self.0.append(other.0),
+            Err(_) => candle_core::bail!("cannot stack matrices of different layouts"),
+        }
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
 }
 
 /// Blocks behind an `Arc`: candle's transient tiled tensor borrows them instead of a copy.
@@ -133,7 +183,7 @@ impl QMatrix {
         let start = content.tensor_data_offset + info.offset;
         reader.seek(SeekFrom::Start(start))?;
         let blocks: Box<dyn Blocks> = match info.ggml_dtype {
-            GgmlDType::Q4K => read_blocks::<BlockQ4K, R>(reader, n, k)?,
+            GgmlDType::Q4K => read_q4k(reader, n, k)?,
             GgmlDType::Q6K => read_blocks::<BlockQ6K, R>(reader, n, k)?,
             GgmlDType::Q5K => read_blocks::<BlockQ5K, R>(reader, n, k)?,
             GgmlDType::Q3K => read_blocks::<BlockQ3K, R>(reader, n, k)?,
@@ -238,6 +288,24 @@ fn missing(name: &str) -> candle_core::Error {
     candle_core::Error::Msg(format!("the GGUF file has no tensor {name}"))
 }
 
+/// Q4_K rows, interleaved where this CPU has the kernel for it.
+fn read_q4k<R: Read>(reader: &mut R, n: usize, k: usize) -> candle_core::Result<Box<dyn Blocks>> {
+    if !(x8::supported() && n.is_multiple_of(8)) {
+        return read_blocks::<BlockQ4K, R>(reader, n, k);
+    }
+    let shared = read_blocks::<BlockQ4K, R>(reader, n, k)?;
+    let Ok(shared) = shared.into_any().downcast::<Shared<BlockQ4K>>() else {
+        unreachable!("read_blocks::<BlockQ4K> gives Q4_K blocks");
+    };
+    // SAFETY: `RawQ4K` is candle's `BlockQ4K` layout (ggml's `block_q4_K`).
+    let raw =
+        unsafe { std::slice::from_raw_parts(shared.0.as_ptr() as *const RawQ4K, shared.0.len()) };
+    match Q4Kx8::new(raw, n, k) {
+        Some(interleaved) => Ok(Box::new(Interleaved(interleaved))),
+        None => Ok(shared),
+    }
+}
+
 /// `n * k / block` blocks read straight into their final allocation.
 fn read_blocks<T: GgmlType + 'static, R: Read>(
     reader: &mut R,
@@ -251,7 +319,12 @@ fn read_blocks<T: GgmlType + 'static, R: Read>(
         );
     }
     let count = n * k / T::BLCK_SIZE;
-    let mut blocks: Vec<T> = vec![T::zeros(); count];
+    let mut blocks: Vec<T> = Vec::with_capacity(count);
+    huge_pages::advise(
+        blocks.as_mut_ptr() as *mut u8,
+        count * std::mem::size_of::<T>(),
+    );
+    blocks.resize(count, T::zeros());
     // SAFETY: ggml blocks are `repr(C)` plain data (integers and half floats) that every bit
     // pattern inhabits; the byte view covers exactly the vector's initialised elements.
     let bytes = unsafe {

@@ -1,0 +1,343 @@
+//! Q4_K matrices interleaved eight rows at a time, for a decode kernel with AVX-512 VNNI (why:
+//! see `x8.rs`).
+//!
+//! Layout of one [`BlockQ4Kx8`] (8 rows × 256 columns): `qs[pair][chunk][row][8]`, where byte
+//! `b` of chunk `c` in pair `p` holds value `8c + b` of sub-block `2p` (low nibble) and of
+//! sub-block `2p + 1` (high nibble), exactly the bytes `qs[32p + 8c + b]` of the row's Q4_K
+//! block; `scales[sub][row]` and `mins[sub][row]` are the 6-bit values; `d`, `dmin` are f16.
+//! The transformation is lossless: [`Q4Kx8::to_blocks`] gives back the GGUF blocks, which the
+//! prompt path hands to candle's tiled kernels.
+
+use candle_core::quantized::k_quants::{BlockQ4K, GgmlType, QK_K};
+
+use super::x8::{self, RawQ8K};
+
+/// One Q4_K block as stored in GGUF (candle's `BlockQ4K` keeps its fields private).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RawQ4K {
+    d: u16,
+    dmin: u16,
+    scales: [u8; 12],
+    qs: [u8; QK_K / 2],
+}
+const _: () = assert!(std::mem::size_of::<RawQ4K>() == std::mem::size_of::<BlockQ4K>());
+
+/// Eight rows' blocks over the same 256 columns.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BlockQ4Kx8 {
+    qs: [u8; 8 * QK_K / 2],
+    scales: [u8; 64],
+    mins: [u8; 64],
+    d: [u16; 8],
+    dmin: [u16; 8],
+}
+
+/// An `(n, k)` Q4_K matrix, `n` a multiple of 8, in [`BlockQ4Kx8`] groups: for each group of 8
+/// rows, its `k / 256` blocks in column order.
+pub struct Q4Kx8 {
+    n: usize,
+    k: usize,
+    groups: Vec<BlockQ4Kx8>,
+}
+
+/// Sub-block `j`'s 6-bit scale and minimum (ggml's `get_scale_min_k4`).
+fn scale_min(j: usize, q: &[u8; 12]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// Packs sub-block scales and minimums back into ggml's 12 bytes.
+fn pack_scale_min(scales: [u8; 8], mins: [u8; 8]) -> [u8; 12] {
+    let mut q = [0u8; 12];
+    for j in 0..4 {
+        q[j] = (scales[j] & 63) | ((scales[j + 4] >> 4) << 6);
+        q[j + 4] = (mins[j] & 63) | ((mins[j + 4] >> 4) << 6);
+        q[j + 8] = (scales[j + 4] & 0xF) | ((mins[j + 4] & 0xF) << 4);
+    }
+    q
+}
+
+impl Q4Kx8 {
+    /// Interleaves `rows` (`n` rows of `k / 256` blocks each); `None` unless `n` is a multiple
+    /// of 8 and `k` of 256.
+    pub fn new(rows: &[RawQ4K], n: usize, k: usize) -> Option<Self> {
+        if !n.is_multiple_of(8) || !k.is_multiple_of(QK_K) || rows.len() != n * k / QK_K {
+            return None;
+        }
+        let per_row = k / QK_K;
+        let mut groups = Vec::with_capacity(n / 8 * per_row);
+        super::huge_pages::advise(
+            groups.as_mut_ptr() as *mut u8,
+            groups.capacity() * std::mem::size_of::<BlockQ4Kx8>(),
+        );
+        for group in 0..n / 8 {
+            for column in 0..per_row {
+                let block = |r: usize| &rows[(group * 8 + r) * per_row + column];
+                let mut out = BlockQ4Kx8 {
+                    qs: [0; 8 * QK_K / 2],
+                    scales: [0; 64],
+                    mins: [0; 64],
+                    d: [0; 8],
+                    dmin: [0; 8],
+                };
+                for r in 0..8 {
+                    let b = block(r);
+                    out.d[r] = b.d;
+                    out.dmin[r] = b.dmin;
+                    for s in 0..8 {
+                        let (scale, min) = scale_min(s, &b.scales);
+                        out.scales[s * 8 + r] = scale;
+                        out.mins[s * 8 + r] = min;
+                    }
+                    for pair in 0..4 {
+                        for chunk in 0..4 {
+                            let dst = ((pair * 4 + chunk) * 8 + r) * 8;
+                            let src = 32 * pair + 8 * chunk;
+                            out.qs[dst..dst + 8].copy_from_slice(&b.qs[src..src + 8]);
+                        }
+                    }
+                }
+                groups.push(out);
+            }
+        }
+        Some(Self { n, k, groups })
+    }
+
+    /// Appends `other`'s rows (same row length).
+    pub fn append(&mut self, other: Self) -> candle_core::Result<()> {
+        if other.k != self.k {
+            candle_core::bail!("cannot stack rows of {} and {} columns", self.k, other.k);
+        }
+        self.groups.extend_from_slice(&other.groups);
+        self.n += other.n;
+        Ok(())
+    }
+
+    /// Row `row`'s GGUF blocks.
+    pub fn row_blocks(&self, row: usize) -> Vec<RawQ4K> {
+        let per_row = self.k / QK_K;
+        let (group, r) = (row / 8, row % 8);
+        (0..per_row)
+            .map(|column| {
+                let g = &self.groups[group * per_row + column];
+                let mut qs = [0u8; QK_K / 2];
+                for pair in 0..4 {
+                    for chunk in 0..4 {
+                        let src = ((pair * 4 + chunk) * 8 + r) * 8;
+                        let dst = 32 * pair + 8 * chunk;
+                        qs[dst..dst + 8].copy_from_slice(&g.qs[src..src + 8]);
+                    }
+                }
+                let scales = std::array::from_fn(|s| g.scales[s * 8 + r]);
+                let mins = std::array::from_fn(|s| g.mins[s * 8 + r]);
+                RawQ4K {
+                    d: g.d[r],
+                    dmin: g.dmin[r],
+                    scales: pack_scale_min(scales, mins),
+                    qs,
+                }
+            })
+            .collect()
+    }
+
+    /// Every row's GGUF blocks, in row order (for candle's tiled prompt kernels).
+    pub fn to_blocks(&self) -> Vec<BlockQ4K> {
+        let per_row = self.k / QK_K;
+        let mut blocks = vec![BlockQ4K::zeros(); self.n * per_row];
+        for row in 0..self.n {
+            let raw = self.row_blocks(row);
+            // SAFETY: `RawQ4K` and `BlockQ4K` are both `repr(C)` with the same fields in the
+            // same order (ggml's `block_q4_K`), checked equal in size above.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(
+                    blocks[row * per_row..].as_mut_ptr() as *mut RawQ4K,
+                    per_row,
+                )
+            };
+            dst.copy_from_slice(&raw);
+        }
+        blocks
+    }
+
+    /// `dst[i] = x · row i` for one input row `x` of length `k`, `dst` of length `n`.
+    pub fn gemv(&self, x: &[f32], dst: &mut [f32]) -> candle_core::Result<()> {
+        let per_row = self.k / QK_K;
+        x8::gemv(self.n, self.k, x, dst, |group, input, out| {
+            let blocks = &self.groups[group * per_row..(group + 1) * per_row];
+            // SAFETY: `x8::gemv` checked the CPU; `input` has one block per column block.
+            unsafe { kernel::dot_8_rows(blocks, input, out) }
+        })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod kernel {
+    use super::super::x8::{pair_sums, SPREAD};
+    use super::{BlockQ4Kx8, RawQ8K};
+    use std::arch::x86_64::*;
+
+    /// The 8 dot products of one group's rows with the quantized input.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VL/VNNI and F16C; `blocks` and `input` have the same
+    /// length; `out` has 8 elements.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+    pub unsafe fn dot_8_rows(blocks: &[BlockQ4Kx8], input: &[RawQ8K], out: &mut [f32]) {
+        let low = _mm512_set1_epi8(0x0F);
+        // Lane 2r and 2r + 1 hold row r: spread 8 per-row values over 16 lanes.
+        let spread = _mm512_loadu_si512(SPREAD.as_ptr() as *const _);
+        let mut sums = _mm512_setzero_ps();
+        let mut min_sums = _mm256_setzero_ps();
+        for (block, y) in blocks.iter().zip(input) {
+            let qs = block.qs.as_ptr();
+            let yq = y.qs.as_ptr();
+            let mut dots = _mm512_setzero_si512();
+            for pair in 0..4 {
+                let mut even = _mm512_setzero_si512();
+                let mut odd = _mm512_setzero_si512();
+                for chunk in 0..4 {
+                    let bits = _mm512_loadu_si512(qs.add((pair * 4 + chunk) * 64) as *const _);
+                    let lo = _mm512_and_si512(bits, low);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(bits), low);
+                    let y_lo = (yq.add(64 * pair + 8 * chunk) as *const i64).read_unaligned();
+                    let y_hi = (yq.add(64 * pair + 32 + 8 * chunk) as *const i64).read_unaligned();
+                    even = _mm512_dpbusd_epi32(even, lo, _mm512_set1_epi64(y_lo));
+                    odd = _mm512_dpbusd_epi32(odd, hi, _mm512_set1_epi64(y_hi));
+                }
+                let scale = |sub: usize| {
+                    let bytes = _mm_loadl_epi64(block.scales.as_ptr().add(sub * 8) as *const _);
+                    _mm512_permutexvar_epi32(spread, _mm512_cvtepu8_epi32(bytes))
+                };
+                dots = _mm512_add_epi32(dots, _mm512_mullo_epi32(even, scale(2 * pair)));
+                dots = _mm512_add_epi32(dots, _mm512_mullo_epi32(odd, scale(2 * pair + 1)));
+            }
+            let yd = _mm512_set1_ps(y.d);
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(block.d.as_ptr() as *const _));
+            let d = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(d));
+            sums = _mm512_fmadd_ps(_mm512_mul_ps(d, yd), _mm512_cvtepi32_ps(dots), sums);
+
+            // The minimums: dmin_r * sum over sub-blocks of min[s][r] * (sum of sub-block s's inputs).
+            let mut mins = _mm256_setzero_si256();
+            for sub in 0..8 {
+                let m = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                    block.mins.as_ptr().add(sub * 8) as *const _
+                ));
+                let ysum = i32::from(y.bsums[2 * sub]) + i32::from(y.bsums[2 * sub + 1]);
+                mins = _mm256_add_epi32(mins, _mm256_mullo_epi32(m, _mm256_set1_epi32(ysum)));
+            }
+            let dmin = _mm256_cvtph_ps(_mm_loadu_si128(block.dmin.as_ptr() as *const _));
+            min_sums = _mm256_fmadd_ps(
+                _mm256_mul_ps(dmin, _mm256_set1_ps(y.d)),
+                _mm256_cvtepi32_ps(mins),
+                min_sums,
+            );
+        }
+        let rows = pair_sums(sums);
+        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_sub_ps(rows, min_sums));
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod kernel {
+    use super::{BlockQ4Kx8, RawQ8K};
+
+    pub unsafe fn dot_8_rows(_: &[BlockQ4Kx8], _: &[RawQ8K], _: &mut [f32]) {
+        unreachable!("Q4Kx8 is only built where `supported()` holds")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::k_quants::matmul;
+    use candle_core::{Device, Tensor};
+
+    /// A random `(n, k)` Q4_K matrix, as raw GGUF blocks and as candle blocks.
+    fn random_q4k(n: usize, k: usize, seed: u64) -> (Vec<RawQ4K>, Vec<BlockQ4K>) {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let values: Vec<f32> = (0..n * k)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect();
+        let mut blocks = vec![BlockQ4K::zeros(); n * k / QK_K];
+        BlockQ4K::from_float(&values, &mut blocks);
+        // SAFETY: same layout (see `RawQ4K`).
+        let raw = unsafe {
+            std::slice::from_raw_parts(blocks.as_ptr() as *const RawQ4K, blocks.len()).to_vec()
+        };
+        (raw, blocks)
+    }
+
+    fn input(k: usize) -> Vec<f32> {
+        (0..k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect()
+    }
+
+    #[test]
+    fn interleaving_round_trips_to_the_same_blocks() {
+        let (raw, blocks) = random_q4k(16, 512, 1);
+        let x8 = Q4Kx8::new(&raw, 16, 512).expect("a multiple of 8 rows");
+        let back = x8.to_blocks();
+        assert!(back == blocks, "blocks changed by interleaving");
+    }
+
+    #[test]
+    fn refuses_shapes_it_cannot_interleave() {
+        let (raw, _) = random_q4k(12, 256, 2);
+        assert!(Q4Kx8::new(&raw, 12, 256).is_none());
+    }
+
+    #[test]
+    fn gemv_matches_candle_block_kernels() {
+        if !x8::supported() {
+            eprintln!("skipped: this CPU lacks AVX-512 VNNI");
+            return;
+        }
+        for (n, k) in [(8, 256), (64, 1536), (40, 2304)] {
+            let (raw, blocks) = random_q4k(n, k, n as u64);
+            let x = input(k);
+            let mut expected = vec![0f32; n];
+            matmul((1, k, n), &x, &blocks, &mut expected).unwrap();
+            let x8 = Q4Kx8::new(&raw, n, k).unwrap();
+            let mut got = vec![0f32; n];
+            x8.gemv(&x, &mut got).unwrap();
+            for (row, (g, e)) in got.iter().zip(&expected).enumerate() {
+                assert!(
+                    (g - e).abs() <= 1e-3 * e.abs().max(1.0),
+                    "({n}, {k}) row {row}: {g} vs {e}"
+                );
+            }
+        }
+        // The reference is candle's; make sure it is the product it should be.
+        let (_, blocks) = random_q4k(8, 256, 9);
+        let mut weights = vec![0f32; 8 * 256];
+        BlockQ4K::to_float(&blocks, &mut weights);
+        let w = Tensor::from_vec(weights, (8, 256), &Device::Cpu).unwrap();
+        let x = Tensor::from_vec(input(256), (1, 256), &Device::Cpu).unwrap();
+        let exact: Vec<f32> = x
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mut fast = vec![0f32; 8];
+        matmul((1, 256, 8), &input(256), &blocks, &mut fast).unwrap();
+        for (f, e) in fast.iter().zip(&exact) {
+            assert!((f - e).abs() <= 0.05 * e.abs().max(1.0), "{f} vs {e}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! What the eight-row interleaved kernels (`q4k_x8.rs`, `q6k_x8.rs`) share: the CPU check,
+//! the quantized input, and the product driver on candle's thread pool.
+//!
+//! candle's K-quant dot products (ggml's AVX2 kernels) take one weight row against the
+//! quantized input at a time and spend most of their instructions unpacking that row's scales
+//! and widening its products. On two cores they match llama.cpp with one thread but gain only
+//! ~1.3x from the second, where llama.cpp's repacked kernels gain ~1.75x. Stored eight rows
+//! together, one `vpdpbusd` multiplies 8 weights of each of 8 rows by the same 8 broadcast
+//! inputs, and scales and float conversion are paid once per 8 rows.
+
+use candle_core::quantized::k_quants::{BlockQ8K, GgmlType, QK_K};
+
+/// One quantized input block: candle's `BlockQ8K`, whose fields are private.
+#[repr(C)]
+pub struct RawQ8K {
+    pub d: f32,
+    pub qs: [i8; QK_K],
+    /// Sums of each 16 consecutive `qs`.
+    pub bsums: [i16; QK_K / 16],
+}
+const _: () = assert!(std::mem::size_of::<RawQ8K>() == std::mem::size_of::<BlockQ8K>());
+
+/// Whether this CPU runs the interleaved kernels (AVX-512 F/BW/VL with VNNI, and F16C).
+pub fn supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// `dst[i] = x · row i` for an `(n, k)` matrix of `n / 8` groups: quantizes `x` once, then
+/// `dot_8_rows(group, input, out)` fills each group's 8 outputs, on candle's CPU thread pool.
+pub fn gemv<F>(
+    n: usize,
+    k: usize,
+    x: &[f32],
+    dst: &mut [f32],
+    dot_8_rows: F,
+) -> candle_core::Result<()>
+where
+    F: Fn(usize, &[RawQ8K], &mut [f32]) + Sync,
+{
+    if x.len() != k || dst.len() != n || !n.is_multiple_of(8) || !k.is_multiple_of(QK_K) {
+        candle_core::bail!(
+            "interleaved product: ({}) x ({n}, {k}) into ({})",
+            x.len(),
+            dst.len()
+        );
+    }
+    if !supported() {
+        candle_core::bail!("interleaved product: this CPU lacks AVX-512 VNNI");
+    }
+    let mut quantized = vec![BlockQ8K::zeros(); k / QK_K];
+    BlockQ8K::from_float(x, &mut quantized);
+    // SAFETY: `RawQ8K` mirrors candle's `repr(C)` `BlockQ8K` (ggml's `block_q8_K`).
+    let input: &[RawQ8K] =
+        unsafe { std::slice::from_raw_parts(quantized.as_ptr() as *const RawQ8K, quantized.len()) };
+    let dst_addr = dst.as_mut_ptr() as usize;
+    candle_core::utils::barrier_pool().execute_chunked(n / 8, |groups| {
+        for group in groups {
+            // SAFETY: each group writes only its own 8 outputs, inside `dst` (n = 8 * groups).
+            let out =
+                unsafe { std::slice::from_raw_parts_mut((dst_addr as *mut f32).add(group * 8), 8) };
+            dot_8_rows(group, input, out);
+        }
+    });
+    Ok(())
+}
+
+/// Row `r`'s values of a per-row vector (8 lanes) spread over 16 lanes: lanes `2r` and
+/// `2r + 1`, where the kernels keep row `r`'s partial sums.
+#[cfg(target_arch = "x86_64")]
+pub const SPREAD: [i32; 16] = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7];
+
+/// Sums lanes `2r` and `2r + 1` of `sums` into lane `r` of the result.
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl")]
+pub unsafe fn pair_sums(sums: std::arch::x86_64::__m512) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let even = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 14, 12, 10, 8, 6, 4, 2, 0);
+    let odd = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 15, 13, 11, 9, 7, 5, 3, 1);
+    _mm256_add_ps(
+        _mm512_castps512_ps256(_mm512_permutexvar_ps(even, sums)),
+        _mm512_castps512_ps256(_mm512_permutexvar_ps(odd, sums)),
+    )
+}
