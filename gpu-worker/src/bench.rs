@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// twice the weights' memory.
     #[arg(long)]
     pub keep_prompt_tiles: bool,
+    /// Print the report as JSON (for scripts) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What one bench measured. Serialises to JSON; `Display` prints it for people.

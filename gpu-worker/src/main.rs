@@ -7,9 +7,14 @@ async fn main() -> anyhow::Result<()> {
     metrics_common::process::init_logging(cli.serve.log_json);
     match cli.command {
         Some(Command::Bench(args)) => {
+            let json = args.json;
             let report =
                 tokio::task::spawn_blocking(move || gpu_worker::bench::run(&args)).await??;
-            println!("{report}");
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
             Ok(())
         }
         None => gpu_worker::run(cli.serve, metrics_common::process::shutdown_signal()).await,
