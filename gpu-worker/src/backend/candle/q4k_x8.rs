@@ -23,6 +23,15 @@ pub struct RawQ4K {
 }
 const _: () = assert!(std::mem::size_of::<RawQ4K>() == std::mem::size_of::<BlockQ4K>());
 
+impl RawQ4K {
+    /// candle's blocks, seen as the GGUF blocks they are.
+    pub fn from_blocks(blocks: &[BlockQ4K]) -> &[Self] {
+        // SAFETY: both are `repr(C)` with ggml's fields in the same order and the same size
+        // (checked above); every bit pattern is a valid value of either.
+        unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const Self, blocks.len()) }
+    }
+}
+
 /// Eight rows' blocks over the same 256 columns.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -111,16 +120,6 @@ impl Q4Kx8 {
         Some(Self { n, k, groups })
     }
 
-    /// Appends `other`'s rows (same row length).
-    pub fn append(&mut self, other: Self) -> candle_core::Result<()> {
-        if other.k != self.k {
-            candle_core::bail!("cannot stack rows of {} and {} columns", self.k, other.k);
-        }
-        self.groups.extend_from_slice(&other.groups);
-        self.n += other.n;
-        Ok(())
-    }
-
     /// Row `row`'s GGUF blocks.
     pub fn row_blocks(&self, row: usize) -> Vec<RawQ4K> {
         let per_row = self.k / QK_K;
@@ -147,9 +146,21 @@ impl Q4Kx8 {
             })
             .collect()
     }
+}
 
-    /// Every row's GGUF blocks, in row order (for candle's tiled prompt kernels).
-    pub fn to_blocks(&self) -> Vec<BlockQ4K> {
+impl x8::Interleaved for Q4Kx8 {
+    type Block = BlockQ4K;
+
+    fn gemv(&self, x: &[f32], dst: &mut [f32]) -> candle_core::Result<()> {
+        let per_row = self.k / QK_K;
+        x8::gemv(self.n, self.k, x, dst, |group, input, out| {
+            let blocks = &self.groups[group * per_row..(group + 1) * per_row];
+            // SAFETY: `x8::gemv` checked the CPU; `input` has one block per column block.
+            unsafe { kernel::dot_8_rows(blocks, input, out) }
+        })
+    }
+
+    fn to_blocks(&self) -> Vec<BlockQ4K> {
         let per_row = self.k / QK_K;
         let mut blocks = vec![BlockQ4K::zeros(); self.n * per_row];
         for row in 0..self.n {
@@ -167,14 +178,21 @@ impl Q4Kx8 {
         blocks
     }
 
-    /// `dst[i] = x · row i` for one input row `x` of length `k`, `dst` of length `n`.
-    pub fn gemv(&self, x: &[f32], dst: &mut [f32]) -> candle_core::Result<()> {
-        let per_row = self.k / QK_K;
-        x8::gemv(self.n, self.k, x, dst, |group, input, out| {
-            let blocks = &self.groups[group * per_row..(group + 1) * per_row];
-            // SAFETY: `x8::gemv` checked the CPU; `input` has one block per column block.
-            unsafe { kernel::dot_8_rows(blocks, input, out) }
-        })
+    fn row_to_f32(&self, row: usize, dst: &mut [f32]) {
+        let raw = self.row_blocks(row);
+        // SAFETY: `RawQ4K` is candle's `BlockQ4K` layout (ggml's block).
+        let blocks =
+            unsafe { std::slice::from_raw_parts(raw.as_ptr() as *const BlockQ4K, raw.len()) };
+        BlockQ4K::to_float(blocks, dst);
+    }
+
+    fn append(&mut self, other: Self) -> candle_core::Result<()> {
+        if other.k != self.k {
+            candle_core::bail!("cannot stack rows of {} and {} columns", self.k, other.k);
+        }
+        self.groups.extend_from_slice(&other.groups);
+        self.n += other.n;
+        Ok(())
     }
 }
 
@@ -257,6 +275,7 @@ mod kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::candle::x8::Interleaved;
     use candle_core::quantized::k_quants::matmul;
     use candle_core::{Device, Tensor};
 
