@@ -151,12 +151,25 @@ impl Q4Kx8 {
 impl x8::Interleaved for Q4Kx8 {
     type Block = BlockQ4K;
 
-    fn gemv(&self, x: &[f32], dst: &mut [f32]) -> candle_core::Result<()> {
+    fn matmul(&self, m: usize, x: &[f32], dst: &mut [f32]) -> candle_core::Result<()> {
         let per_row = self.k / QK_K;
-        x8::gemv(self.n, self.k, x, dst, |group, input, out| {
+        x8::matmul(m, self.n, self.k, x, dst, |group, inputs, outputs| {
             let blocks = &self.groups[group * per_row..(group + 1) * per_row];
-            // SAFETY: `x8::gemv` checked the CPU; `input` has one block per column block.
-            unsafe { kernel::dot_8_rows(blocks, input, out) }
+            // SAFETY: `x8::matmul` checked the CPU, gives every input one block per column
+            // block, and one output per input pointing at 8 floats of its own.
+            unsafe {
+                match (inputs, outputs) {
+                    ([a], [oa]) => kernel::dot_8_rows(blocks, [*a], [*oa]),
+                    ([a, b], [oa, ob]) => kernel::dot_8_rows(blocks, [*a, *b], [*oa, *ob]),
+                    ([a, b, c], [oa, ob, oc]) => {
+                        kernel::dot_8_rows(blocks, [*a, *b, *c], [*oa, *ob, *oc])
+                    }
+                    ([a, b, c, d], [oa, ob, oc, od]) => {
+                        kernel::dot_8_rows(blocks, [*a, *b, *c, *d], [*oa, *ob, *oc, *od])
+                    }
+                    _ => unreachable!("x8::matmul passes 1 to ROW_TILE rows with one output each"),
+                }
+            }
         })
     }
 
@@ -202,64 +215,84 @@ mod kernel {
     use super::{BlockQ4Kx8, RawQ8K};
     use std::arch::x86_64::*;
 
-    /// The 8 dot products of one group's rows with the quantized input.
+    /// The 8 dot products of one group's rows with each of `M` quantized input rows: every
+    /// weight is unpacked once for all `M`.
     ///
     /// # Safety
-    /// The CPU must have AVX-512 F/BW/VL/VNNI and F16C; `blocks` and `input` have the same
-    /// length; `out` has 8 elements.
+    /// The CPU must have AVX-512 F/BW/VL/VNNI and F16C; every input has `blocks.len()` blocks;
+    /// every output points at 8 writable floats.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
-    pub unsafe fn dot_8_rows(blocks: &[BlockQ4Kx8], input: &[RawQ8K], out: &mut [f32]) {
+    pub unsafe fn dot_8_rows<const M: usize>(
+        blocks: &[BlockQ4Kx8],
+        inputs: [&[RawQ8K]; M],
+        outputs: [*mut f32; M],
+    ) {
         let low = _mm512_set1_epi8(0x0F);
         // Lane 2r and 2r + 1 hold row r: spread 8 per-row values over 16 lanes.
         let spread = _mm512_loadu_si512(SPREAD.as_ptr() as *const _);
-        let mut sums = _mm512_setzero_ps();
-        let mut min_sums = _mm256_setzero_ps();
-        for (block, y) in blocks.iter().zip(input) {
+        let mut sums = [_mm512_setzero_ps(); M];
+        let mut min_sums = [_mm256_setzero_ps(); M];
+        for (b, block) in blocks.iter().enumerate() {
+            let ys: [&RawQ8K; M] = std::array::from_fn(|i| &inputs[i][b]);
             let qs = block.qs.as_ptr();
-            let yq = y.qs.as_ptr();
-            let mut dots = _mm512_setzero_si512();
+            let mut dots = [_mm512_setzero_si512(); M];
             for pair in 0..4 {
-                let mut even = _mm512_setzero_si512();
-                let mut odd = _mm512_setzero_si512();
+                let mut even = [_mm512_setzero_si512(); M];
+                let mut odd = [_mm512_setzero_si512(); M];
                 for chunk in 0..4 {
                     let bits = _mm512_loadu_si512(qs.add((pair * 4 + chunk) * 64) as *const _);
                     let lo = _mm512_and_si512(bits, low);
                     let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(bits), low);
-                    let y_lo = (yq.add(64 * pair + 8 * chunk) as *const i64).read_unaligned();
-                    let y_hi = (yq.add(64 * pair + 32 + 8 * chunk) as *const i64).read_unaligned();
-                    even = _mm512_dpbusd_epi32(even, lo, _mm512_set1_epi64(y_lo));
-                    odd = _mm512_dpbusd_epi32(odd, hi, _mm512_set1_epi64(y_hi));
+                    for i in 0..M {
+                        let yq = ys[i].qs.as_ptr();
+                        let y_lo = (yq.add(64 * pair + 8 * chunk) as *const i64).read_unaligned();
+                        let y_hi =
+                            (yq.add(64 * pair + 32 + 8 * chunk) as *const i64).read_unaligned();
+                        even[i] = _mm512_dpbusd_epi32(even[i], lo, _mm512_set1_epi64(y_lo));
+                        odd[i] = _mm512_dpbusd_epi32(odd[i], hi, _mm512_set1_epi64(y_hi));
+                    }
                 }
                 let scale = |sub: usize| {
                     let bytes = _mm_loadl_epi64(block.scales.as_ptr().add(sub * 8) as *const _);
                     _mm512_permutexvar_epi32(spread, _mm512_cvtepu8_epi32(bytes))
                 };
-                dots = _mm512_add_epi32(dots, _mm512_mullo_epi32(even, scale(2 * pair)));
-                dots = _mm512_add_epi32(dots, _mm512_mullo_epi32(odd, scale(2 * pair + 1)));
+                let (even_scale, odd_scale) = (scale(2 * pair), scale(2 * pair + 1));
+                for i in 0..M {
+                    let scaled = _mm512_add_epi32(
+                        _mm512_mullo_epi32(even[i], even_scale),
+                        _mm512_mullo_epi32(odd[i], odd_scale),
+                    );
+                    dots[i] = _mm512_add_epi32(dots[i], scaled);
+                }
             }
-            let yd = _mm512_set1_ps(y.d);
             let d = _mm256_cvtph_ps(_mm_loadu_si128(block.d.as_ptr() as *const _));
             let d = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(d));
-            sums = _mm512_fmadd_ps(_mm512_mul_ps(d, yd), _mm512_cvtepi32_ps(dots), sums);
-
-            // The minimums: dmin_r * sum over sub-blocks of min[s][r] * (sum of sub-block s's inputs).
-            let mut mins = _mm256_setzero_si256();
-            for sub in 0..8 {
-                let m = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                    block.mins.as_ptr().add(sub * 8) as *const _
-                ));
-                let ysum = i32::from(y.bsums[2 * sub]) + i32::from(y.bsums[2 * sub + 1]);
-                mins = _mm256_add_epi32(mins, _mm256_mullo_epi32(m, _mm256_set1_epi32(ysum)));
-            }
             let dmin = _mm256_cvtph_ps(_mm_loadu_si128(block.dmin.as_ptr() as *const _));
-            min_sums = _mm256_fmadd_ps(
-                _mm256_mul_ps(dmin, _mm256_set1_ps(y.d)),
-                _mm256_cvtepi32_ps(mins),
-                min_sums,
-            );
+            let mins: [__m256i; 8] = std::array::from_fn(|sub| {
+                _mm256_cvtepu8_epi32(_mm_loadl_epi64(block.mins.as_ptr().add(sub * 8) as *const _))
+            });
+            for i in 0..M {
+                let y = ys[i];
+                let yd = _mm512_set1_ps(y.d);
+                sums[i] =
+                    _mm512_fmadd_ps(_mm512_mul_ps(d, yd), _mm512_cvtepi32_ps(dots[i]), sums[i]);
+                // dmin_r * sum over sub-blocks of min[s][r] * (sum of sub-block s's inputs).
+                let mut min_dot = _mm256_setzero_si256();
+                for (sub, m) in mins.iter().enumerate() {
+                    let ysum = i32::from(y.bsums[2 * sub]) + i32::from(y.bsums[2 * sub + 1]);
+                    min_dot =
+                        _mm256_add_epi32(min_dot, _mm256_mullo_epi32(*m, _mm256_set1_epi32(ysum)));
+                }
+                min_sums[i] = _mm256_fmadd_ps(
+                    _mm256_mul_ps(dmin, _mm256_set1_ps(y.d)),
+                    _mm256_cvtepi32_ps(min_dot),
+                    min_sums[i],
+                );
+            }
         }
-        let rows = pair_sums(sums);
-        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_sub_ps(rows, min_sums));
+        for i in 0..M {
+            _mm256_storeu_ps(outputs[i], _mm256_sub_ps(pair_sums(sums[i]), min_sums[i]));
+        }
     }
 }
 
@@ -267,8 +300,12 @@ mod kernel {
 mod kernel {
     use super::{BlockQ4Kx8, RawQ8K};
 
-    pub unsafe fn dot_8_rows(_: &[BlockQ4Kx8], _: &[RawQ8K], _: &mut [f32]) {
-        unreachable!("Q4Kx8 is only built where `supported()` holds")
+    pub unsafe fn dot_8_rows<const M: usize>(
+        _: &[BlockQ4Kx8],
+        _: [&[RawQ8K]; M],
+        _: [*mut f32; M],
+    ) {
+        unreachable!("x8::matmul runs kernels only where x8::supported() holds")
     }
 }
 
@@ -320,23 +357,32 @@ mod tests {
     }
 
     #[test]
-    fn gemv_matches_candle_block_kernels() {
+    fn products_match_candle_block_kernels_for_any_number_of_rows() {
         if !x8::supported() {
             eprintln!("skipped: this CPU lacks AVX-512 VNNI");
             return;
         }
-        for (n, k) in [(8, 256), (64, 1536), (40, 2304)] {
-            let (raw, blocks) = random_q4k(n, k, n as u64);
-            let x = input(k);
-            let mut expected = vec![0f32; n];
-            matmul((1, k, n), &x, &blocks, &mut expected).unwrap();
+        // 1 row (decode), a partial tile, a full tile and a tile and a bit (prompts).
+        for (m, n, k) in [
+            (1, 8, 256),
+            (1, 64, 1536),
+            (3, 40, 2304),
+            (4, 16, 512),
+            (9, 24, 768),
+        ] {
+            let (raw, blocks) = random_q4k(n, k, (m * n) as u64);
+            let x: Vec<f32> = (0..m)
+                .flat_map(|row| input(k).into_iter().map(move |v| v * (row + 1) as f32))
+                .collect();
+            let mut expected = vec![0f32; m * n];
+            matmul((m, k, n), &x, &blocks, &mut expected).unwrap();
             let x8 = Q4Kx8::new(&raw, n, k).unwrap();
-            let mut got = vec![0f32; n];
-            x8.gemv(&x, &mut got).unwrap();
-            for (row, (g, e)) in got.iter().zip(&expected).enumerate() {
+            let mut got = vec![0f32; m * n];
+            x8.matmul(m, &x, &mut got).unwrap();
+            for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
                 assert!(
                     (g - e).abs() <= 1e-3 * e.abs().max(1.0),
-                    "({n}, {k}) row {row}: {g} vs {e}"
+                    "({m}, {n}, {k}) output {i}: {g} vs {e}"
                 );
             }
         }

@@ -7,7 +7,8 @@
 //! the file. A decode step (one row) multiplies them with candle's block kernels
 //! (`k_quants::matmul`, ggml's dot products), which read 25% fewer bytes than the tiles and
 //! measured ~35% less CPU per token here; Q4_K rows interleaved by 8 (`q4k_x8.rs`) go through
-//! this crate's own kernel instead, ~2x faster again per product. A prompt chunk of many rows still wants the tiles: by
+//! this crate's own kernel instead, ~2x faster again per product, for decode and prompt chunks
+//! alike (no tiles are built for them). For the other quantizations a prompt chunk of many rows still wants the tiles: by
 //! default ([`PromptTiles::Transient`]) it builds them for one matrix at a time from the shared
 //! blocks, uses them and drops them, which costs ~1 s of one core per chunk for the default
 //! model and no lasting memory; [`PromptTiles::Kept`] keeps them after first use instead.
@@ -81,14 +82,11 @@ struct Interleaved<M>(M);
 impl<M: x8::Interleaved> Blocks for Interleaved<M> {
     fn matmul(
         &self,
-        (m, k, n): (usize, usize, usize),
+        (m, _k, _n): (usize, usize, usize),
         lhs: &[f32],
         dst: &mut [f32],
     ) -> candle_core::Result<()> {
-        for (x, out) in lhs.chunks(k).zip(dst.chunks_mut(n)).take(m) {
-            self.0.gemv(x, out)?;
-        }
-        Ok(())
+        self.0.matmul(m, lhs, dst)
     }
 
     fn row_to_f32(&self, row: usize, _k: usize, dst: &mut [f32]) -> candle_core::Result<()> {
@@ -100,8 +98,9 @@ impl<M: x8::Interleaved> Blocks for Interleaved<M> {
         Box::new(Shared(Arc::new(self.0.to_blocks())))
     }
 
+    /// The interleaved kernel takes prompt chunks too: no tiles to build per chunk.
     fn tiles(&self) -> bool {
-        true
+        false
     }
 
     fn append(&mut self, other: Box<dyn Blocks>) -> candle_core::Result<()> {
