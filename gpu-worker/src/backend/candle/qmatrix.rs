@@ -8,10 +8,10 @@
 //! (`k_quants::matmul`, ggml's dot products), which read 25% fewer bytes than the tiles and
 //! measured ~35% less CPU per token here; Q4_K rows interleaved by 8 (`q4k_x8.rs`) go through
 //! this crate's own kernel instead, ~2x faster again per product, for decode and prompt chunks
-//! alike (no tiles are built for them). For the other quantizations a prompt chunk of many rows still wants the tiles: by
-//! default ([`PromptTiles::Transient`]) it builds them for one matrix at a time from the shared
-//! blocks, uses them and drops them, which costs ~1 s of one core per chunk for the default
-//! model and no lasting memory; [`PromptTiles::Kept`] keeps them after first use instead.
+//! alike (no tiles are built for them). For the other quantizations a prompt chunk of many
+//! rows still wants the tiles: by default ([`PromptTiles::Transient`]) it builds them for one
+//! matrix at a time from the shared blocks, uses them and drops them, which costs no lasting
+//! memory; [`PromptTiles::Kept`] keeps them after first use instead.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, OnceLock};
