@@ -94,10 +94,10 @@ where
             for (tile, inputs) in rows.chunks(ROW_TILE).enumerate() {
                 let first = tile * ROW_TILE;
                 // Each (row, group) pair owns 8 outputs inside `dst` (m rows of n = 8 * groups).
-                let outputs: Vec<*mut f32> = (first..first + inputs.len())
-                    .map(|row| (dst_addr as *mut f32).wrapping_add(row * n + group * 8))
-                    .collect();
-                dot(group, inputs, &outputs);
+                let outputs: [*mut f32; ROW_TILE] = std::array::from_fn(|i| {
+                    (dst_addr as *mut f32).wrapping_add((first + i) * n + group * 8)
+                });
+                dot(group, inputs, &outputs[..inputs.len()]);
             }
         }
     });
