@@ -42,8 +42,8 @@ pub enum PromptTiles {
     /// Built for each product and dropped: weights stay at their file size in memory.
     #[default]
     Transient,
-    /// Built on first use and kept: prompts run ~25% faster, but Q4_K/Q6_K weights then take
-    /// about twice their file size (2.2 GB instead of 1.2 GB for the default model).
+    /// Built on first use and kept: those matrices' prompt products run faster, but their
+    /// weights then take about twice their file size. Interleaved Q4_K matrices build no tiles.
     Kept,
 }
 
