@@ -81,8 +81,23 @@ where
     }
     let per_row = k / QK_K;
     let mut quantized = vec![BlockQ8K::zeros(); m * per_row];
-    for (row, blocks) in x.chunks(k).zip(quantized.chunks_mut(per_row)) {
-        BlockQ8K::from_float(row, blocks);
+    if m == 1 {
+        BlockQ8K::from_float(x, &mut quantized);
+    } else {
+        // A prompt chunk's rows, quantized on every thread (one thread: ~10% of a prompt).
+        let quantized_addr = quantized.as_mut_ptr() as usize;
+        candle_core::utils::barrier_pool().execute_chunked(m, |rows| {
+            for row in rows {
+                // SAFETY: each row owns its `per_row` blocks of `quantized` (m * per_row).
+                let blocks = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        (quantized_addr as *mut BlockQ8K).add(row * per_row),
+                        per_row,
+                    )
+                };
+                BlockQ8K::from_float(&x[row * k..(row + 1) * k], blocks);
+            }
+        });
     }
     // SAFETY: `RawQ8K` mirrors candle's `repr(C)` `BlockQ8K` (ggml's `block_q8_K`).
     let input: &[RawQ8K] =
