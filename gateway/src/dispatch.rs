@@ -36,15 +36,16 @@ pub struct Submitted {
 
 impl Dispatcher {
     /// Admits, publishes and waits for JetStream's ack. Nothing is queued when this fails.
+    /// `label` is `request.model` as a metric label, shared with the response's.
     pub async fn submit(
         &self,
         request: &GenerationRequest,
+        label: &ModelLabel,
         deadline: SystemTime,
         traceparent: Option<String>,
     ) -> Result<Submitted, ApiError> {
         let model = request.model.as_str();
-        let label = ModelLabel::new(model);
-        let reject = |reason: RejectReason| self.metrics.record_rejection(&label, reason);
+        let reject = |reason: RejectReason| self.metrics.record_rejection(label, reason);
         if self.client.connection_state() != async_nats::connection::State::Connected {
             reject(RejectReason::NatsUnavailable);
             return Err(ApiError::Unavailable("not connected to NATS".into()));

@@ -8,7 +8,7 @@ use crate::known_models::KnownModels;
 use crate::middleware::RequestContext;
 use crate::workers::WorkerRegistry;
 use coder_nats::{GenerationRequest, Prompt, SamplingParams};
-use metrics_common::GatewayMetrics;
+use metrics_common::{GatewayMetrics, ModelLabel};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -29,10 +29,11 @@ impl AppState {
     pub async fn start_generation(
         &self,
         context: &RequestContext,
-        model: &str,
+        label: &ModelLabel,
         prompt: Prompt,
         params: SamplingParams,
     ) -> Result<Generation, ApiError> {
+        let model = label.as_str();
         if !self.models.contains(model).await {
             return Err(ApiError::ModelNotFound(model.to_owned()));
         }
@@ -48,7 +49,7 @@ impl AppState {
         let traceparent = context.traceparent.clone();
         let submitted = self
             .dispatcher
-            .submit(&request, deadline, Some(traceparent))
+            .submit(&request, label, deadline, Some(traceparent))
             .await?;
         Ok(Generation::new(
             id,

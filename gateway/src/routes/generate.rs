@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
 use coder_nats::{FinishReason, Prompt, SamplingParams};
+use metrics_common::ModelLabel;
 use uuid::Uuid;
 
 /// What `/v1/completions` and `/v1/chat/completions` each define.
@@ -37,16 +38,21 @@ pub async fn generate<E: GenerationEndpoint>(
     Extension(context): Extension<RequestContext>,
     ApiJson(body): ApiJson<E>,
 ) -> Response {
-    let model = body.model().ok().map(str::to_owned);
-    labelled(model, handle(&state, &context, body).await)
+    // The model's metric label, built once for the request metrics and every queue recording.
+    let model = match body.model() {
+        Ok(name) => ModelLabel::new(name),
+        Err(error) => return labelled(None, Err(error)),
+    };
+    let result = handle(&state, &context, body, &model).await;
+    labelled(Some(model), result)
 }
 
 async fn handle<E: GenerationEndpoint>(
     state: &AppState,
     context: &RequestContext,
     body: E,
+    model: &ModelLabel,
 ) -> Result<Response, ApiError> {
-    let model = body.model()?;
     let prompt = body.prompt()?;
     let params = body.params(state.config.max_tokens_limit)?;
     let mut generation = state
@@ -59,7 +65,7 @@ async fn handle<E: GenerationEndpoint>(
     let (text, finish_reason, usage) = generation.collect().await?;
     Ok(E::complete(
         context.id,
-        model,
+        model.as_str(),
         text,
         finish_reason,
         usage.into(),

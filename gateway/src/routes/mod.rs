@@ -29,14 +29,14 @@ pub fn endpoint_label(matched: Option<&MatchedPath>) -> &'static str {
 
 /// The response, labelled with the model for the request metrics, unless the model name was
 /// never validated (a 400 before it, or an unknown model): label values must stay bounded.
-fn labelled(model: Option<String>, result: Result<Response, ApiError>) -> Response {
+fn labelled(model: Option<ModelLabel>, result: Result<Response, ApiError>) -> Response {
     let validated = !matches!(
         result,
         Err(ApiError::ModelNotFound(_) | ApiError::BadRequest { .. })
     );
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     if let Some(model) = model.filter(|_| validated) {
-        response.extensions_mut().insert(ModelLabel::new(&model));
+        response.extensions_mut().insert(model);
     }
     response
 }
