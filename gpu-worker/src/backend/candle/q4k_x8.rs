@@ -5,8 +5,7 @@
 //! `b` of chunk `c` in pair `p` holds value `8c + b` of sub-block `2p` (low nibble) and of
 //! sub-block `2p + 1` (high nibble), exactly the bytes `qs[32p + 8c + b]` of the row's Q4_K
 //! block; `scales[sub][row]` and `mins[sub][row]` are the 6-bit values; `d`, `dmin` are f16.
-//! The transformation is lossless: [`Q4Kx8::to_blocks`] gives back the GGUF blocks, which the
-//! prompt path hands to candle's tiled kernels.
+//! The transformation is lossless: [`Q4Kx8::to_blocks`] gives back the GGUF blocks.
 
 use candle_core::quantized::k_quants::{BlockQ4K, GgmlType, QK_K};
 
@@ -29,6 +28,12 @@ impl RawQ4K {
         // SAFETY: both are `repr(C)` with ggml's fields in the same order and the same size
         // (checked above); every bit pattern is a valid value of either.
         unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const Self, blocks.len()) }
+    }
+
+    /// The other way: GGUF blocks as candle's.
+    pub fn as_blocks(raw: &[Self]) -> &[BlockQ4K] {
+        // SAFETY: as for `from_blocks`.
+        unsafe { std::slice::from_raw_parts(raw.as_ptr() as *const BlockQ4K, raw.len()) }
     }
 }
 
@@ -146,12 +151,9 @@ impl Q4Kx8 {
             })
             .collect()
     }
-}
 
-impl x8::Interleaved for Q4Kx8 {
-    type Block = BlockQ4K;
-
-    fn matmul(&self, m: usize, x: &[f32], dst: &mut [f32]) -> candle_core::Result<()> {
+    /// `dst[r][i] = x[r] · row i` for `m` input rows of `k` (row-major `x` and `dst`).
+    pub fn matmul(&self, m: usize, x: &[f32], dst: &mut [f32]) -> candle_core::Result<()> {
         let per_row = self.k / QK_K;
         x8::matmul(m, self.n, self.k, x, dst, |group, inputs, outputs| {
             let blocks = &self.groups[group * per_row..(group + 1) * per_row];
@@ -173,33 +175,19 @@ impl x8::Interleaved for Q4Kx8 {
         })
     }
 
-    fn to_blocks(&self) -> Vec<BlockQ4K> {
-        let per_row = self.k / QK_K;
-        let mut blocks = vec![BlockQ4K::zeros(); self.n * per_row];
-        for row in 0..self.n {
-            let raw = self.row_blocks(row);
-            // SAFETY: `RawQ4K` and `BlockQ4K` are both `repr(C)` with the same fields in the
-            // same order (ggml's `block_q4_K`), checked equal in size above.
-            let dst = unsafe {
-                std::slice::from_raw_parts_mut(
-                    blocks[row * per_row..].as_mut_ptr() as *mut RawQ4K,
-                    per_row,
-                )
-            };
-            dst.copy_from_slice(&raw);
-        }
-        blocks
+    /// Every row's GGUF blocks, in row order.
+    pub fn to_blocks(&self) -> Vec<BlockQ4K> {
+        let raw: Vec<RawQ4K> = (0..self.n).flat_map(|row| self.row_blocks(row)).collect();
+        RawQ4K::as_blocks(&raw).to_vec()
     }
 
-    fn row_to_f32(&self, row: usize, dst: &mut [f32]) {
-        let raw = self.row_blocks(row);
-        // SAFETY: `RawQ4K` is candle's `BlockQ4K` layout (ggml's block).
-        let blocks =
-            unsafe { std::slice::from_raw_parts(raw.as_ptr() as *const BlockQ4K, raw.len()) };
-        BlockQ4K::to_float(blocks, dst);
+    /// Row `row` dequantized into `dst`.
+    pub fn row_to_f32(&self, row: usize, dst: &mut [f32]) {
+        BlockQ4K::to_float(RawQ4K::as_blocks(&self.row_blocks(row)), dst);
     }
 
-    fn append(&mut self, other: Self) -> candle_core::Result<()> {
+    /// Appends `other`'s rows (same row length).
+    pub fn append(&mut self, other: Self) -> candle_core::Result<()> {
         if other.k != self.k {
             candle_core::bail!("cannot stack rows of {} and {} columns", self.k, other.k);
         }
@@ -312,7 +300,6 @@ mod kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::candle::x8::Interleaved;
     use candle_core::quantized::k_quants::matmul;
     use candle_core::{Device, Tensor};
 

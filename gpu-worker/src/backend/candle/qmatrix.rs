@@ -75,11 +75,10 @@ trait Blocks: Send + Sync {
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
 }
 
-/// Rows interleaved for the AVX-512 VNNI decode kernels (see `x8.rs`); prompts get the GGUF
-/// blocks back for candle's tiled kernels.
-struct Interleaved<M>(M);
+/// Q4_K rows interleaved for the AVX-512 VNNI kernel (see `x8.rs`), for decode and prompts.
+struct Interleaved(Q4Kx8);
 
-impl<M: x8::Interleaved> Blocks for Interleaved<M> {
+impl Blocks for Interleaved {
     fn matmul(
         &self,
         (m, _k, _n): (usize, usize, usize),
@@ -180,9 +179,7 @@ impl QMatrix {
         let start = content.tensor_data_offset + info.offset;
         reader.seek(SeekFrom::Start(start))?;
         let blocks: Box<dyn Blocks> = match info.ggml_dtype {
-            GgmlDType::Q4K => read_interleaved(reader, n, k, |blocks: &[BlockQ4K], n, k| {
-                Q4Kx8::new(RawQ4K::from_blocks(blocks), n, k)
-            })?,
+            GgmlDType::Q4K => read_q4k(reader, n, k)?,
             // An interleaved Q6_K kernel built like the Q4_K one measured 2.3x slower than
             // candle's on the default model's output projection: Q6_K keeps candle's.
             GgmlDType::Q6K => read_blocks::<BlockQ6K, R>(reader, n, k)?,
@@ -289,26 +286,16 @@ fn missing(name: &str) -> candle_core::Error {
     candle_core::Error::Msg(format!("the GGUF file has no tensor {name}"))
 }
 
-/// Blocks of type `T`, interleaved by `interleave` where this CPU has the kernels for it.
-fn read_interleaved<T, R, M>(
-    reader: &mut R,
-    n: usize,
-    k: usize,
-    interleave: impl FnOnce(&[T], usize, usize) -> Option<M>,
-) -> candle_core::Result<Box<dyn Blocks>>
-where
-    T: GgmlType + Send + Sync + 'static,
-    R: Read,
-    M: x8::Interleaved,
-{
-    let shared = read_blocks::<T, R>(reader, n, k)?;
+/// Q4_K blocks, interleaved where this CPU has the kernel for them.
+fn read_q4k<R: Read>(reader: &mut R, n: usize, k: usize) -> candle_core::Result<Box<dyn Blocks>> {
+    let shared = read_blocks::<BlockQ4K, R>(reader, n, k)?;
     if !x8::supported() {
         return Ok(shared);
     }
-    let Ok(blocks) = shared.into_any().downcast::<Shared<T>>() else {
-        unreachable!("read_blocks::<T> gives blocks of T");
+    let Ok(blocks) = shared.into_any().downcast::<Shared<BlockQ4K>>() else {
+        unreachable!("read_blocks::<BlockQ4K> gives Q4_K blocks");
     };
-    match interleave(&blocks.0, n, k) {
+    match Q4Kx8::new(RawQ4K::from_blocks(&blocks.0), n, k) {
         Some(interleaved) => Ok(Box::new(Interleaved(interleaved))),
         None => Ok(blocks),
     }

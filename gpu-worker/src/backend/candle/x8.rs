@@ -1,4 +1,4 @@
-//! What eight-row interleaved kernels (`q4k_x8.rs`) share: the CPU check, the quantized input,
+//! Around the eight-row interleaved kernel (`q4k_x8.rs`): the CPU check, the quantized input,
 //! and the product driver on candle's thread pool.
 //!
 //! candle's K-quant dot products (ggml's AVX2 kernels) take one weight row against the
@@ -11,21 +11,6 @@
 //! every chunk (a 128-token prompt: 41 → 76 tokens/s here).
 
 use candle_core::quantized::k_quants::{BlockQ8K, GgmlType, QK_K};
-
-/// A matrix stored eight rows at a time.
-pub trait Interleaved: Send + Sync + Sized + 'static {
-    /// candle's block type for the same quantization.
-    type Block: GgmlType + Send + Sync + 'static;
-
-    /// `dst[r][i] = x[r] · row i` for `m` input rows of `k` (row-major `x` and `dst`).
-    fn matmul(&self, m: usize, x: &[f32], dst: &mut [f32]) -> candle_core::Result<()>;
-    /// Every row's GGUF blocks, in row order (for candle's tiled prompt kernels).
-    fn to_blocks(&self) -> Vec<Self::Block>;
-    /// Row `row` dequantized into `dst`.
-    fn row_to_f32(&self, row: usize, dst: &mut [f32]);
-    /// Appends `other`'s rows (same row length).
-    fn append(&mut self, other: Self) -> candle_core::Result<()>;
-}
 
 /// One quantized input block: candle's `BlockQ8K`, whose fields are private.
 #[repr(C)]
