@@ -65,6 +65,7 @@ WORKER_BIN="$ROOT/target/$PROFILE/gpu-worker"
 LOAD_BIN="$ROOT/target/$PROFILE/coder-load"
 SERVICE_LOG="${BENCH_LOG:-warn}"
 SYNTHETIC=synthetic
+MODEL_PATH="${BENCH_MODEL_PATH:-$ROOT/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf}"
 
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
@@ -487,7 +488,7 @@ bench_overload() {
 # interleaved run by run so that a change in the machine's speed hits both alike.
 bench_llama_cpp() {
     local dir="$OUT/6-llama-cpp"
-    local path="${BENCH_MODEL_PATH:-$ROOT/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf}"
+    local path="$MODEL_PATH"
     local rounds="${BENCH_REFERENCE_ROUNDS:-5}" prompt="${BENCH_REFERENCE_PROMPT:-128}"
     local generate="${BENCH_REFERENCE_TOKENS:-64}" threads
     threads=$(nproc)
@@ -556,7 +557,7 @@ bench_llama_cpp() {
 bench_model() {
     local dir="$OUT/4-model"
     local name="${BENCH_MODEL_NAME:-qwen2.5-coder-1.5b-instruct}"
-    local path="${BENCH_MODEL_PATH:-$ROOT/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf}"
+    local path="$MODEL_PATH"
     local tokens="${BENCH_MODEL_TOKENS:-64}" per_connection="${BENCH_MODEL_REQUESTS_PER_CONNECTION:-4}"
     mkdir -p "$dir"
     if [ ! -f "$path" ]; then
