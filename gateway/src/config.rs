@@ -1,6 +1,7 @@
 //! Command-line flags, each also read from `CODER_<FLAG>`.
 
 use clap::Parser;
+use coder_nats::provision::StreamSettings;
 use metrics_common::process::parse_seconds;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +53,18 @@ pub struct Config {
     #[arg(long, env = "CODER_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub stream_replicas: u8,
 
+    /// Requests the stream holds, all models together; beyond, new requests get 429.
+    #[arg(long, env = "CODER_STREAM_MAX_MESSAGES", default_value_t = StreamSettings::default().max_messages, value_parser = clap::value_parser!(i64).range(1..))]
+    pub stream_max_messages: i64,
+
+    /// Bytes the stream holds, all models together; beyond, new requests get 429.
+    #[arg(long, env = "CODER_STREAM_MAX_BYTES", default_value_t = StreamSettings::default().max_bytes, value_parser = clap::value_parser!(i64).range(1..))]
+    pub stream_max_bytes: i64,
+
+    /// Requests the stream holds for one model; beyond, new requests for it get 429.
+    #[arg(long, env = "CODER_STREAM_MAX_MESSAGES_PER_MODEL", default_value_t = StreamSettings::default().max_messages_per_model, value_parser = clap::value_parser!(i64).range(1..))]
+    pub stream_max_messages_per_model: i64,
+
     /// Largest `max_tokens` a request may ask for.
     #[arg(long, env = "CODER_MAX_TOKENS_LIMIT", default_value_t = 32_768)]
     pub max_tokens_limit: u32,
@@ -71,6 +84,19 @@ pub struct Config {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "CODER_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
+}
+
+impl Config {
+    /// The request stream's limits, which the gateway owns.
+    pub fn stream_settings(&self) -> StreamSettings {
+        StreamSettings {
+            max_messages: self.stream_max_messages,
+            max_bytes: self.stream_max_bytes,
+            max_messages_per_model: self.stream_max_messages_per_model,
+            replicas: usize::from(self.stream_replicas),
+            ..StreamSettings::default()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -116,10 +116,7 @@ pub async fn serve(
         workers: Arc::clone(&workers),
         configured: config.models.iter().cloned().collect(),
     };
-    let stream_settings = StreamSettings {
-        replicas: usize::from(config.stream_replicas),
-        ..StreamSettings::default()
-    };
+    let stream_settings = config.stream_settings();
     tokio::spawn(provision_then_monitor(
         monitor,
         stream_settings,
@@ -208,8 +205,8 @@ async fn provision_then_monitor(
         let provisioned = async {
             provision::ensure_stream(&monitor.jetstream, &stream_settings).await?;
             for model in &monitor.configured {
-                provision::ensure_consumer(&monitor.jetstream, model, &ConsumerSettings::default())
-                    .await?;
+                let defaults = ConsumerSettings::default();
+                provision::ensure_consumer_exists(&monitor.jetstream, model, &defaults).await?;
             }
             Ok::<_, provision::ProvisionError>(())
         };

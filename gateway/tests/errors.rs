@@ -84,7 +84,7 @@ async fn malformed_and_out_of_range_input_is_400_naming_the_field() {
 }
 
 #[tokio::test]
-async fn unknown_model_and_unknown_route_are_404() {
+async fn unknown_model_and_unknown_route_are_404_and_a_wrong_method_405() {
     let (_nats, gateway, _worker) = stack(MODEL, &[], &[]).await;
 
     let body = expect_error(
@@ -105,15 +105,22 @@ async fn unknown_model_and_unknown_route_are_404() {
         .await
         .unwrap();
     expect_error(response, 404, None).await;
+    let wrong_method = http()
+        .get(gateway.url("/v1/completions"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(wrong_method, 405, None).await;
 }
 
 #[tokio::test]
 async fn api_keys_guard_v1_routes_but_not_health() {
     let keys = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(keys.path(), "# operators\nsk-test-123\n").unwrap();
-    let keys_flag = keys.path().to_str().unwrap();
+    let keys_path = keys.path().to_str().unwrap();
     let nats = NatsServer::start();
-    let gateway = Gateway::start(&nats, &["--api-keys-file", keys_flag]);
+    // Through the environment, as a Kubernetes Secret would hand it over.
+    let gateway = Gateway::start_with_env(&nats, &[], &[("CODER_API_KEYS_FILE", keys_path)]);
     let _worker = Worker::start(&nats, MODEL, &[]);
     let body = completion_body(MODEL, 2);
     let authorized = || {
@@ -260,4 +267,43 @@ async fn the_pending_limit_gives_429_with_retry_after_and_loses_nothing() {
         &[("reason", "backlog_full")],
     );
     assert_eq!(rejected, 3.0);
+}
+
+#[tokio::test]
+async fn a_full_stream_gives_429_with_retry_after_and_loses_nothing() {
+    let nats = NatsServer::start();
+    let limits = ["--models", MODEL, "--stream-max-messages", "2"];
+    let gateway = Gateway::start(&nats, &limits);
+
+    // No worker yet: the stream takes two requests, then refuses; the pending limit (256) is far.
+    let requests: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(
+                http()
+                    .post(gateway.url("/v1/completions"))
+                    .json(&completion_body(MODEL, 2))
+                    .send(),
+            )
+        })
+        .collect();
+    wait_for_sample(
+        &gateway.metrics_url(),
+        "coder_queue_pending_requests",
+        &[("model_name", MODEL)],
+        2.0,
+    )
+    .await;
+    let refused = post(&gateway, "/v1/completions", &completion_body(MODEL, 2)).await;
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body = expect_error(refused, 429, None).await;
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    let scrape = scrape(&gateway.metrics_url()).await;
+    let rejected = |reason| sample(&scrape, "coder_queue_rejected_total", &[("reason", reason)]);
+    assert_eq!(rejected("stream_full"), 1.0);
+    assert_eq!(rejected("backlog_full"), 0.0);
+
+    let _worker = Worker::start(&nats, MODEL, &[]);
+    for request in requests {
+        assert_eq!(request.await.unwrap().expect("answered").status(), 200);
+    }
 }

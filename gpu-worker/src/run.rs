@@ -147,7 +147,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Creates the stream and this model's consumer, retrying while NATS is unreachable.
+/// Creates the stream if missing (its limits are the gateway's) and this model's consumer with
+/// this worker's delivery settings, retrying while NATS is unreachable.
 async fn provision_with_retry(
     jetstream: &jetstream::Context,
     model: &str,
@@ -158,7 +159,7 @@ async fn provision_with_retry(
     let mut delay = Duration::from_millis(100);
     loop {
         let attempt = async {
-            provision::ensure_stream(jetstream, stream).await?;
+            provision::ensure_stream_exists(jetstream, stream).await?;
             provision::ensure_consumer(jetstream, model, settings).await
         };
         match attempt.await {

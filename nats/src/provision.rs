@@ -1,7 +1,13 @@
 //! Idempotent provisioning of the request stream and of each model's consumer.
 //!
-//! Both calls create what is missing and update what differs, so gateways and workers can run them
-//! at every start in any order.
+//! Each object has one owner whose flags define it; the owner creates what is missing and updates
+//! what differs, everyone else only creates what is missing. So gateways and workers can start in
+//! any order, and a restart of one never resets settings the other chose:
+//! - the stream's limits belong to the gateway, the producer ([`ensure_stream`]); a worker that
+//!   starts first creates the stream with the same defaults ([`ensure_stream_exists`]);
+//! - a model's consumer belongs to its workers, whose `--ack-wait` drives their in-progress acks
+//!   ([`ensure_consumer`]); a gateway with `--models` only creates missing consumers
+//!   ([`ensure_consumer_exists`]), so requests queue before any worker has run.
 
 use crate::subjects;
 use async_nats::jetstream::{self, consumer, stream};
@@ -62,12 +68,26 @@ impl Default for ConsumerSettings {
 
 pub type ProvisionError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Creates the request stream or updates its limits.
+/// Creates the request stream or updates its limits (the gateway's call).
 pub async fn ensure_stream(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> Result<stream::Stream, ProvisionError> {
-    let config = stream::Config {
+    js.create_or_update_stream(stream_config(settings)).await?;
+    Ok(js.get_stream(subjects::STREAM_NAME).await?)
+}
+
+/// Creates the request stream if it is missing, leaving an existing one as it is (the workers'
+/// call).
+pub async fn ensure_stream_exists(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<stream::Stream, ProvisionError> {
+    Ok(js.get_or_create_stream(stream_config(settings)).await?)
+}
+
+fn stream_config(settings: &StreamSettings) -> stream::Config {
+    stream::Config {
         name: subjects::STREAM_NAME.to_owned(),
         description: Some("Queued code-model generation requests".to_owned()),
         subjects: vec![subjects::REQUESTS_WILDCARD.to_owned()],
@@ -82,19 +102,39 @@ pub async fn ensure_stream(
         duplicate_window: settings.duplicate_window,
         num_replicas: settings.replicas,
         ..Default::default()
-    };
-    js.create_or_update_stream(config).await?;
-    Ok(js.get_stream(subjects::STREAM_NAME).await?)
+    }
 }
 
-/// Creates the model's durable pull consumer or updates its settings.
+/// Creates the model's durable pull consumer or updates its settings (the workers' call).
 pub async fn ensure_consumer(
     js: &jetstream::Context,
     model: &str,
     settings: &ConsumerSettings,
 ) -> Result<consumer::PullConsumer, ProvisionError> {
     let stream = js.get_stream(subjects::STREAM_NAME).await?;
-    let config = consumer::pull::Config {
+    Ok(stream
+        .create_consumer(consumer_config(model, settings))
+        .await?)
+}
+
+/// Creates the model's consumer if it is missing, leaving an existing one's settings to its
+/// workers (the gateway's call for `--models`).
+pub async fn ensure_consumer_exists(
+    js: &jetstream::Context,
+    model: &str,
+    settings: &ConsumerSettings,
+) -> Result<consumer::PullConsumer, ProvisionError> {
+    let stream = js.get_stream(subjects::STREAM_NAME).await?;
+    Ok(stream
+        .get_or_create_consumer(
+            &subjects::consumer_name(model),
+            consumer_config(model, settings),
+        )
+        .await?)
+}
+
+fn consumer_config(model: &str, settings: &ConsumerSettings) -> consumer::pull::Config {
+    consumer::pull::Config {
         durable_name: Some(subjects::consumer_name(model)),
         description: Some(format!("Generation requests for model {model}")),
         filter_subject: subjects::request_subject(model),
@@ -104,8 +144,7 @@ pub async fn ensure_consumer(
         max_ack_pending: settings.max_ack_pending,
         metadata: HashMap::from([(MODEL_METADATA_KEY.to_owned(), model.to_owned())]),
         ..Default::default()
-    };
-    Ok(stream.create_consumer(config).await?)
+    }
 }
 
 /// Models that have a consumer on the stream: the models this deployment knows, whether or not a

@@ -18,6 +18,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(nats: &NatsServer, extra: &[&str]) -> Self {
+        Self::start_with_env(nats, extra, &[])
+    }
+
+    /// As [`Gateway::start`], with `CODER_*` settings in the environment instead of flags.
+    pub fn start_with_env(nats: &NatsServer, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let api: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let mut args = vec![
@@ -31,7 +36,7 @@ impl Gateway {
             "0.25".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut process = Service::spawn("gateway", &args, &[]);
+        let mut process = Service::spawn("gateway", &args, env);
         process.wait_http_ok(api, "/readyz", READY_TIMEOUT);
         Self {
             process,
@@ -57,6 +62,16 @@ pub struct Worker {
 impl Worker {
     /// A synthetic worker for `model`; `extra` adds or overrides flags.
     pub fn start(nats: &NatsServer, model: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(nats, model, extra, &[])
+    }
+
+    /// As [`Worker::start`], with `CODER_*` settings in the environment instead of flags.
+    pub fn start_with_env(
+        nats: &NatsServer,
+        model: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let mut args = vec![
             "--nats-url".to_owned(),
@@ -71,7 +86,7 @@ impl Worker {
             "0.5".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut process = Service::spawn("gpu-worker", &args, &[]);
+        let mut process = Service::spawn("gpu-worker", &args, env);
         process.wait_http_ok(metrics, "/metrics", READY_TIMEOUT);
         Self { process, metrics }
     }
