@@ -6,7 +6,7 @@ use crate::replies::ReplyRouter;
 use async_nats::jetstream;
 use coder_nats::headers::RequestHeaders;
 use coder_nats::publish_error::{classify, PublishFailure};
-use coder_nats::{subjects, GenerationRequest, WorkerEvent};
+use coder_nats::{subjects, Cancel, CancelReason, GenerationRequest, WorkerEvent};
 use metrics_common::names::value::RejectReason;
 use metrics_common::{GatewayMetrics, ModelLabel};
 use std::sync::Arc;
@@ -125,6 +125,8 @@ pub struct InFlight {
     pub model: ModelLabel,
     pub ticket: QueueTicket,
     done: bool,
+    /// Why a drop before [`InFlight::finished`] cancels: the client left, unless told otherwise.
+    cancel_reason: CancelReason,
 }
 
 impl InFlight {
@@ -143,7 +145,13 @@ impl InFlight {
             model,
             ticket,
             done: false,
+            cancel_reason: CancelReason::ClientDisconnected,
         }
+    }
+
+    /// The request ran out of time: dropping it now cancels it as `deadline_exceeded`.
+    pub fn deadline_passed(&mut self) {
+        self.cancel_reason = CancelReason::DeadlineExceeded;
     }
 
     /// The request reached a terminal event: nothing to cancel.
@@ -159,12 +167,14 @@ impl Drop for InFlight {
         if self.done {
             return;
         }
-        tracing::info!(request_id = %self.request_id, "request abandoned: cancelling");
+        let reason = self.cancel_reason;
+        tracing::info!(request_id = %self.request_id, %reason, "request abandoned: cancelling");
         let client = self.client.clone();
         let subject = subjects::cancel_subject(self.request_id);
+        let cancel = Cancel { reason }.to_json();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(error) = client.publish(subject, bytes::Bytes::new()).await {
+                if let Err(error) = client.publish(subject, cancel.into()).await {
                     tracing::warn!(%error, "cancel not published");
                 }
             });

@@ -67,6 +67,7 @@ impl Generation {
                 event = self.submitted.events.recv() => event,
                 _ = tokio::time::sleep_until(self.deadline) => {
                     tracing::info!(request_id = %self.id, "deadline passed: 504");
+                    self.submitted.guard.deadline_passed();
                     return Err(ApiError::Timeout(self.timeout));
                 }
             };

@@ -106,6 +106,33 @@ async fn a_request_whose_deadline_passed_in_the_queue_is_never_computed() {
 }
 
 #[tokio::test]
+async fn a_deadline_that_passes_mid_generation_stops_the_worker() {
+    let nats = NatsServer::start();
+    let gateway = Gateway::start(&nats, &["--request-timeout", "1"]);
+    let pacing = [("CODER_SYNTHETIC_MS_PER_TOKEN", "50")];
+    let worker = Worker::start_with_env(&nats, MODEL, &[], &pacing);
+    wait_for_model(&gateway, MODEL).await;
+
+    // 1,000 tokens at 50 ms each would take 50 s; the deadline is 1 s.
+    let response = post(&gateway, "/v1/completions", &completion_body(MODEL, 1000)).await;
+    assert_eq!(response.status(), 504);
+    let cancelled = wait_for_sample(
+        &worker.metrics_url(),
+        "coder_worker_requests_total",
+        &[("outcome", "cancelled")],
+        1.0,
+    )
+    .await;
+    assert_eq!(cancelled, 1.0);
+    let completed = sample(
+        &scrape(&worker.metrics_url()).await,
+        "coder_worker_requests_total",
+        &[("outcome", "completed")],
+    );
+    assert_eq!(completed, 0.0, "the worker generated past the deadline");
+}
+
+#[tokio::test]
 async fn a_poison_message_is_terminated_and_the_worker_keeps_serving() {
     let (nats, gateway, worker) = stack(MODEL, &[], &[]).await;
     let client = async_nats::connect(nats.url()).await.unwrap();

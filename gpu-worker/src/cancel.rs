@@ -1,6 +1,6 @@
 //! Cancellations: one subscription to `coder.cancel.*`, flags for the requests running here.
 
-use coder_nats::subjects;
+use coder_nats::{subjects, Cancel};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,7 +45,8 @@ impl CancelRegistry {
         while let Some(message) = subscriber.next().await {
             if let Some(request_id) = subjects::request_id_from_subject(&message.subject) {
                 if self.cancel(request_id) {
-                    tracing::info!(%request_id, "cancel received: stopping generation");
+                    let reason = Cancel::from_payload(&message.payload).reason;
+                    tracing::info!(%request_id, %reason, "cancel received: stopping generation");
                 }
             }
         }

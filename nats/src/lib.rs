@@ -10,11 +10,13 @@
 //! - [`headers`]: the NATS headers a queued request carries (reply subject, deadline, trace).
 //! - [`request`]: the queued generation request and its sampling parameters.
 //! - [`events`]: what a worker sends back (`started`, `token`, `final`, `error`).
+//! - [`cancel`]: the gateway asking a worker to stop a request, and why.
 //! - [`heartbeat`]: the worker's periodic announcement (model, slots, device).
 //! - [`provision`]: stream and consumer settings and their create-or-update.
 //! - `testing` (feature `testing`): a real nats-server per test.
 //! - [`publish_error`]: classifying JetStream publish failures (stream full, too large, down).
 
+pub mod cancel;
 pub mod connection;
 pub mod events;
 pub mod headers;
@@ -26,6 +28,7 @@ pub mod subjects;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use cancel::{Cancel, CancelReason};
 pub use events::{ErrorKind, FinishReason, Usage, WorkerEvent};
 pub use heartbeat::Heartbeat;
 pub use request::{ChatMessage, GenerationRequest, Prompt, SamplingParams};

@@ -1,0 +1,72 @@
+//! Gateway → worker cancellation on `coder.cancel.<request>`.
+//!
+//! The subject names the request; the body says why the gateway gave up on it, for the worker's
+//! logs. A cancel is never ignored for its body: an empty or unreadable one (an older gateway, a
+//! hand-sent `nats pub`) still stops the request, with the reason `unspecified`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancel {
+    pub reason: CancelReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// The client closed its connection or stream.
+    ClientDisconnected,
+    /// `--request-timeout` passed before the last token: the client got a 504.
+    DeadlineExceeded,
+    #[serde(other)]
+    Unspecified,
+}
+
+impl Cancel {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a cancel always serializes")
+    }
+
+    /// The cancel a payload carries; one that cannot be read is still a cancel.
+    pub fn from_payload(bytes: &[u8]) -> Self {
+        serde_json::from_slice(bytes).unwrap_or(Cancel {
+            reason: CancelReason::Unspecified,
+        })
+    }
+}
+
+impl std::fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            CancelReason::ClientDisconnected => "client_disconnected",
+            CancelReason::DeadlineExceeded => "deadline_exceeded",
+            CancelReason::Unspecified => "unspecified",
+        };
+        f.write_str(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_round_trip_as_snake_case() {
+        let cancel = Cancel {
+            reason: CancelReason::DeadlineExceeded,
+        };
+        assert_eq!(cancel.to_json(), br#"{"reason":"deadline_exceeded"}"#);
+        assert_eq!(Cancel::from_payload(&cancel.to_json()), cancel);
+    }
+
+    #[test]
+    fn empty_unknown_or_garbage_bodies_still_cancel() {
+        for body in [&b""[..], br#"{"reason":"bored"}"#, b"\xff\x00"] {
+            assert_eq!(
+                Cancel::from_payload(body).reason,
+                CancelReason::Unspecified,
+                "{body:?}"
+            );
+        }
+    }
+}
