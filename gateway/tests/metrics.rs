@@ -597,10 +597,10 @@ async fn inflight_counts_running_requests_and_pending_the_ones_waiting_for_a_slo
     }
 }
 
-/// `/readyz` answers 200 once the stream exists, before the `--models` consumers do: a request
-/// in that window is refused 404 ("model does not exist") instead of queued, and the backlog
-/// gauges never see it. The window is a few milliseconds, so each try sends its request the
-/// moment `/readyz` first answers 200.
+/// `/readyz` must not answer 200 before the `--models` consumers exist: a request in such a
+/// window would be refused 404 ("model does not exist") instead of queued, and the backlog
+/// gauges would never see it. Such a window would last a few milliseconds, so each try sends its
+/// request the moment `/readyz` first answers 200.
 #[tokio::test]
 async fn a_configured_model_queues_from_the_moment_the_gateway_is_ready() {
     const TRIES: usize = 25;

@@ -148,7 +148,7 @@ async fn requests_accepted_before_a_nats_restart_are_answered_after_it() {
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish() {
-    let (_nats, mut gateway, mut worker) =
+    let (nats, mut gateway, mut worker) =
         stack(MODEL, &[], &["--synthetic-ms-per-token", "30"]).await;
     let request = tokio::spawn(post_owned(
         gateway.url("/v1/completions"),
@@ -165,6 +165,19 @@ async fn sigterm_lets_in_flight_requests_finish() {
     worker.process.signal(15);
     gateway.process.signal(15);
 
+    // The gateway stops accepting at once, while the running request goes on.
+    let refusing = eventually(Duration::from_secs(5), || async {
+        std::net::TcpStream::connect(gateway.api)
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        refusing.is_some(),
+        "the gateway still accepts after SIGTERM"
+    );
+    assert!(!request.is_finished(), "the request ended before the check");
+
     let response = request.await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -174,6 +187,13 @@ async fn sigterm_lets_in_flight_requests_finish() {
         .wait_exit(Duration::from_secs(10))
         .expect("worker exits after draining");
     assert!(worker_exit.success(), "worker exit {worker_exit}");
+    // It acked before leaving: the work queue holds nothing to redeliver.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut stream = async_nats::jetstream::new(client)
+        .get_stream(coder_nats::subjects::STREAM_NAME)
+        .await
+        .unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 0);
     let gateway_exit = gateway
         .process
         .wait_exit(Duration::from_secs(10))
