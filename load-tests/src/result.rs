@@ -5,6 +5,7 @@
 //! `errors_by_status` and `accounting_ok` (`true`/`false`, `null` when the check was skipped).
 
 use crate::accounting::Accounting;
+use crate::max_tokens::MaxTokens;
 use crate::record::RequestRecord;
 use crate::runner::{LoadPlan, Shape};
 use crate::stats::Summary;
@@ -27,7 +28,10 @@ pub struct RunSettings {
     pub requested_requests: Option<u64>,
     pub requested_duration_s: Option<f64>,
     pub stream: bool,
-    pub max_tokens: u32,
+    /// `{"min": N, "max": N}`; equal for a single `--max-tokens` value.
+    pub max_tokens: MaxTokens,
+    /// Seed of the per-request `max_tokens` draws, when `max_tokens` is a range.
+    pub length_seed: Option<u64>,
 }
 
 impl RunSettings {
@@ -54,7 +58,8 @@ pub struct RunResult {
     pub requests: u64,
     /// Requests handed to the HTTP client (equals `requests` unless something was lost).
     pub sent: u64,
-    /// Open loop: arrivals not sent because too many requests were in flight.
+    /// Open loop: arrivals not sent because too many requests were in flight. They are not
+    /// among `requests`, nor do they use up `--requests`.
     pub skipped: u64,
     pub successes: u64,
     pub errors: u64,
@@ -78,6 +83,8 @@ pub struct RunResult {
     pub tokens_per_s: Summary,
     pub prompt_tokens: Summary,
     pub output_tokens: Summary,
+    /// The `max_tokens` every request asked for (a spread when `--max-tokens` is a range).
+    pub requested_max_tokens: Summary,
     pub accounting_ok: Option<bool>,
     pub accounting: Accounting,
     pub timeline: Vec<Bin>,
@@ -129,6 +136,9 @@ impl RunResult {
             tokens_per_s: Summary::of(ok.iter().filter_map(|r| r.tokens_per_second())),
             prompt_tokens: Summary::of(ok.iter().filter_map(|r| r.prompt_tokens).map(f64::from)),
             output_tokens: Summary::of(ok.iter().filter_map(|r| r.output_tokens).map(f64::from)),
+            requested_max_tokens: Summary::of(
+                records.iter().filter_map(|r| r.max_tokens).map(f64::from),
+            ),
             accounting_ok: accounting.verdict(),
             accounting,
             timeline: timeline::timeline(records, wall_s),
@@ -168,7 +178,8 @@ mod tests {
             requested_requests: Some(4),
             requested_duration_s: None,
             stream: false,
-            max_tokens: 4,
+            max_tokens: MaxTokens::fixed(4),
+            length_seed: None,
         }
     }
 

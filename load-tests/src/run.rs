@@ -38,7 +38,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
     let plan = plan(&args)?;
     let endpoint = Endpoint::from_chat_flag(args.chat);
     let http = http_client()?;
-    let client = Arc::new(load_client(&args, endpoint, http.clone())?);
+    let client = Arc::new(load_client(&args, &plan, endpoint, http.clone())?);
     let targets = metrics_targets(&args, endpoint)?;
 
     warm_up(&client, args.warmup_requests).await?;
@@ -110,7 +110,12 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<LoadPlan> {
         (None, Some(d)) => Bound::Duration(d),
         _ => bail!("give exactly one of --requests and --duration"),
     };
-    Ok(LoadPlan { shape, bound })
+    let length_seed = args.length_seed.unwrap_or_else(rand::random);
+    Ok(LoadPlan {
+        shape,
+        bound,
+        length_seed,
+    })
 }
 
 fn http_client() -> anyhow::Result<reqwest::Client> {
@@ -123,6 +128,7 @@ fn http_client() -> anyhow::Result<reqwest::Client> {
 
 fn load_client(
     args: &RunArgs,
+    plan: &LoadPlan,
     endpoint: Endpoint,
     http: reqwest::Client,
 ) -> anyhow::Result<LoadClient> {
@@ -130,6 +136,7 @@ fn load_client(
         endpoint,
         model: args.model.clone(),
         max_tokens: args.max_tokens,
+        length_seed: plan.length_seed,
         stream: args.stream,
         temperature: args.temperature,
         seed: args.seed,
@@ -211,6 +218,7 @@ fn settings(args: &RunArgs, plan: &LoadPlan, endpoint: Endpoint) -> RunSettings 
         requested_duration_s,
         stream: args.stream,
         max_tokens: args.max_tokens,
+        length_seed: (!args.max_tokens.is_fixed()).then_some(plan.length_seed),
     }
 }
 

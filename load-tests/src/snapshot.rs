@@ -27,13 +27,18 @@ impl MetricsTargets {
     pub async fn take(&self, http: &reqwest::Client) -> Result<Snapshot, ScrapeError> {
         let page = scrape::fetch(http, &self.gateway_url).await?;
         let gateway = scrape::gateway_counts(&page, &self.model, self.endpoint);
+        let queue = scrape::queue_counts(&page, &self.model);
         let mut workers = None;
         for url in &self.worker_urls {
             let page = scrape::fetch(http, url).await?;
             let counts = scrape::worker_counts(&page, &self.model);
             scrape::add_counts(workers.get_or_insert_with(Default::default), &counts);
         }
-        Ok(Snapshot { gateway, workers })
+        Ok(Snapshot {
+            gateway,
+            queue,
+            workers,
+        })
     }
 
     /// A snapshot equal to the one taken just before it (so that the requests of a warm-up, or

@@ -1,10 +1,13 @@
 //! What the load generator sends: the endpoint, the prompts and the JSON bodies.
 //!
 //! Bodies are serialised once, before the run, and cycled through: building JSON on the hot path
-//! would make the generator, not the gateway, the thing measured.
+//! would make the generator, not the gateway, the thing measured. Each body is kept split around
+//! its `max_tokens` value, so a request's own draw from a `--max-tokens` range is only written
+//! between the two halves.
 
+use crate::max_tokens::MaxTokens;
 use anyhow::{bail, Context};
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::json;
 use std::path::Path;
 
@@ -38,7 +41,9 @@ impl Endpoint {
 pub struct RequestShape {
     pub endpoint: Endpoint,
     pub model: String,
-    pub max_tokens: u32,
+    pub max_tokens: MaxTokens,
+    /// Seed of the per-request draws from a `max_tokens` range.
+    pub length_seed: u64,
     pub stream: bool,
     pub temperature: f32,
     pub seed: Option<u64>,
@@ -47,7 +52,9 @@ pub struct RequestShape {
 /// Pre-serialised request bodies, one per prompt.
 #[derive(Debug, Clone)]
 pub struct Workload {
-    bodies: Vec<Bytes>,
+    bodies: Vec<BodyTemplate>,
+    max_tokens: MaxTokens,
+    length_seed: u64,
 }
 
 impl Workload {
@@ -57,23 +64,64 @@ impl Workload {
         }
         let bodies = prompts
             .iter()
-            .map(|prompt| serde_json::to_vec(&body(shape, prompt)).map(Bytes::from))
-            .collect::<Result<_, _>>()
-            .context("serialising request bodies")?;
-        Ok(Self { bodies })
+            .map(|prompt| BodyTemplate::new(shape, prompt))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            bodies,
+            max_tokens: shape.max_tokens,
+            length_seed: shape.length_seed,
+        })
     }
 
-    /// The body of the `seq`-th request (prompts are used in turn).
-    pub fn body(&self, seq: u64) -> Bytes {
-        self.bodies[(seq % self.bodies.len() as u64) as usize].clone()
+    /// The body of the `seq`-th request (prompts are used in turn) and the `max_tokens` it asks
+    /// for.
+    pub fn body(&self, seq: u64) -> (Bytes, u32) {
+        let max_tokens = self.max_tokens.draw(self.length_seed, seq);
+        let template = &self.bodies[(seq % self.bodies.len() as u64) as usize];
+        (template.render(max_tokens), max_tokens)
+    }
+}
+
+/// A serialised body split around its `max_tokens` value.
+#[derive(Debug, Clone)]
+struct BodyTemplate {
+    head: Bytes,
+    tail: Bytes,
+}
+
+impl BodyTemplate {
+    /// Serialises the body with a placeholder `max_tokens` and splits it there. The key and
+    /// number cannot occur unescaped inside a JSON string, so the one match is the field.
+    fn new(shape: &RequestShape, prompt: &str) -> anyhow::Result<Self> {
+        const PLACEHOLDER: u32 = u32::MAX;
+        let json = serde_json::to_vec(&body(shape, prompt, PLACEHOLDER))
+            .context("serialising a request body")?;
+        let field = format!("\"max_tokens\":{PLACEHOLDER}");
+        let at = json
+            .windows(field.len())
+            .position(|window| window == field.as_bytes())
+            .context("no max_tokens field in a serialised request body")?;
+        let value_at = at + field.len() - PLACEHOLDER.to_string().len();
+        Ok(Self {
+            head: Bytes::copy_from_slice(&json[..value_at]),
+            tail: Bytes::copy_from_slice(&json[at + field.len()..]),
+        })
+    }
+
+    fn render(&self, max_tokens: u32) -> Bytes {
+        let mut body = BytesMut::with_capacity(self.head.len() + 10 + self.tail.len());
+        body.put_slice(&self.head);
+        body.put_slice(max_tokens.to_string().as_bytes());
+        body.put_slice(&self.tail);
+        body.freeze()
     }
 }
 
 /// The JSON body of one request.
-pub fn body(shape: &RequestShape, prompt: &str) -> serde_json::Value {
+pub fn body(shape: &RequestShape, prompt: &str, max_tokens: u32) -> serde_json::Value {
     let mut body = json!({
         "model": shape.model,
-        "max_tokens": shape.max_tokens,
+        "max_tokens": max_tokens,
         "temperature": shape.temperature,
         "stream": shape.stream,
     });
@@ -142,7 +190,8 @@ mod tests {
         RequestShape {
             endpoint,
             model: "m".into(),
-            max_tokens: 4,
+            max_tokens: MaxTokens::fixed(4),
+            length_seed: 1,
             stream,
             temperature: 0.0,
             seed: Some(7),
@@ -151,7 +200,7 @@ mod tests {
 
     #[test]
     fn completions_bodies_carry_the_prompt_and_ask_for_usage_when_streaming() {
-        let body = body(&shape(Endpoint::Completions, true), "def f():");
+        let body = body(&shape(Endpoint::Completions, true), "def f():", 4);
         assert_eq!(body["prompt"], "def f():");
         assert_eq!(body["stream"], true);
         assert_eq!(body["stream_options"]["include_usage"], true);
@@ -161,7 +210,7 @@ mod tests {
 
     #[test]
     fn chat_bodies_carry_one_user_message() {
-        let body = body(&shape(Endpoint::ChatCompletions, false), "hi");
+        let body = body(&shape(Endpoint::ChatCompletions, false), "hi", 4);
         assert_eq!(body["messages"][0]["role"], "user");
         assert_eq!(body["messages"][0]["content"], "hi");
         assert!(body.get("prompt").is_none());
@@ -184,5 +233,25 @@ mod tests {
         let workload = Workload::new(&shape(Endpoint::Completions, false), &prompts).unwrap();
         assert_eq!(workload.body(0), workload.body(2));
         assert_ne!(workload.body(0), workload.body(1));
+    }
+
+    #[test]
+    fn each_body_carries_its_own_draw_from_a_range() {
+        let mut shape = shape(Endpoint::ChatCompletions, true);
+        shape.max_tokens = MaxTokens { min: 16, max: 256 };
+        // A prompt that quotes the field the bodies are split at.
+        let prompts = vec![r#"say "max_tokens":4294967295 twice"#.to_owned()];
+        let workload = Workload::new(&shape, &prompts).unwrap();
+        let mut asked = std::collections::BTreeSet::new();
+        for seq in 0..50 {
+            let (bytes, max_tokens) = workload.body(seq);
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(json["max_tokens"], max_tokens);
+            assert_eq!(json["messages"][0]["content"], prompts[0]);
+            assert_eq!(json["stream_options"]["include_usage"], true);
+            assert!((16..=256).contains(&max_tokens));
+            asked.insert(max_tokens);
+        }
+        assert!(asked.len() > 10, "draws vary: {asked:?}");
     }
 }

@@ -8,30 +8,24 @@ use load_tests::commands::{execute, Verdict};
 use load_tests::{Command, RunArgs};
 use std::path::Path;
 use std::time::Duration;
-use support::{Behaviour, FakeGateway};
+use support::{read_result, Behaviour, FakeGateway};
 
-fn args(gateway: &FakeGateway, out: &Path, extra: &[&str]) -> RunArgs {
-    let base = [
-        "run",
-        "--url",
-        &gateway.url(),
-        "--metrics-url",
-        &gateway.metrics_url(),
-        "--model",
-        "fake",
-        "--out",
-        out.to_str().unwrap(),
-        "--no-progress",
-        "--quiet",
-        "--settle-timeout",
-        "1",
-    ];
-    RunArgs::try_parse_from(base.iter().chain(extra)).expect("valid arguments")
+fn args(gateway: &FakeGateway, out: &Path, load: &[&str]) -> RunArgs {
+    RunArgs::try_parse_from(gateway.run_words(out, load)).expect("valid arguments")
 }
 
-fn read_result(out: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(out.join("result.json")).expect("result.json written");
-    serde_json::from_str(&text).expect("result.json is JSON")
+/// Runs `load` against `gateway`, checks that the accounting held, and returns result.json.
+async fn accounted_run(gateway: &FakeGateway, out: &Path, load: &[&str]) -> serde_json::Value {
+    let outcome = load_tests::run(args(gateway, out, load))
+        .await
+        .expect("run");
+    assert_eq!(
+        outcome.accounting_ok(),
+        Some(true),
+        "{:?}",
+        outcome.result.accounting.problems
+    );
+    read_result(out)
 }
 
 #[tokio::test]
@@ -43,21 +37,10 @@ async fn a_closed_loop_run_is_counted_and_reported() {
     .await;
     let out = tempfile::tempdir().unwrap();
 
-    let outcome = load_tests::run(args(
-        &gateway,
-        out.path(),
-        &["--concurrency", "4", "--requests", "40"],
-    ))
-    .await
-    .expect("run");
+    let load = ["--concurrency", "4", "--requests", "40"];
 
-    assert_eq!(
-        outcome.accounting_ok(),
-        Some(true),
-        "{:?}",
-        outcome.result.accounting.problems
-    );
-    let result = read_result(out.path());
+    let result = accounted_run(&gateway, out.path(), &load).await;
+
     assert_eq!(result["requests"], 40);
     assert_eq!(result["errors"], 0);
     assert!(result["throughput_rps"].as_f64().unwrap() > 0.0);
@@ -100,17 +83,8 @@ async fn an_open_loop_streaming_run_measures_tokens_and_counts_rejections() {
         "3",
     ];
 
-    let outcome = load_tests::run(args(&gateway, out.path(), &extra))
-        .await
-        .expect("run");
+    let result = accounted_run(&gateway, out.path(), &extra).await;
 
-    assert_eq!(
-        outcome.accounting_ok(),
-        Some(true),
-        "{:?}",
-        outcome.result.accounting.problems
-    );
-    let result = read_result(out.path());
     assert_eq!(result["requests"], 60);
     assert_eq!(result["errors_by_status"]["429"], 12);
     assert_eq!(result["successes"], 48);
@@ -130,20 +104,83 @@ async fn a_duration_bound_run_stops_on_time() {
     let gateway = FakeGateway::start(Behaviour::default()).await;
     let out = tempfile::tempdir().unwrap();
 
-    let outcome = load_tests::run(args(
-        &gateway,
-        out.path(),
-        &["--concurrency", "2", "--duration", "0.5"],
-    ))
-    .await
-    .expect("run");
+    let load = ["--concurrency", "2", "--duration", "0.5"];
 
-    assert_eq!(outcome.accounting_ok(), Some(true));
-    assert!(outcome.result.requests > 0);
+    let result = accounted_run(&gateway, out.path(), &load).await;
+
+    assert!(result["requests"].as_u64().unwrap() > 0);
+    let took = result["duration_s"].as_f64().unwrap();
+    assert!(took < 1.5, "took {took} s");
+}
+
+#[tokio::test]
+async fn an_open_loop_sends_exactly_the_requests_asked_for_and_reports_skipped_arrivals() {
+    let gateway = FakeGateway::start(Behaviour {
+        tokens: 2,
+        token_delay: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await;
+    let out = tempfile::tempdir().unwrap();
+    // One request at a time, each ~80 ms, arrivals every ~2.5 ms: most arrivals find no room.
+    let load = [
+        "--rate",
+        "400",
+        "--requests",
+        "12",
+        "--max-in-flight",
+        "1",
+        "--stream",
+        "--arrival-seed",
+        "5",
+    ];
+
+    let result = accounted_run(&gateway, out.path(), &load).await;
+
+    assert_eq!(
+        (result["requests"].as_u64(), result["sent"].as_u64()),
+        (Some(12), Some(12))
+    );
     assert!(
-        outcome.result.duration_s < 1.5,
-        "took {} s",
-        outcome.result.duration_s
+        result["skipped"].as_u64().unwrap() > 12,
+        "{}",
+        result["skipped"]
+    );
+}
+
+#[tokio::test]
+async fn each_request_draws_its_max_tokens_from_a_range() {
+    let gateway = FakeGateway::start(Behaviour {
+        echo_max_tokens: true,
+        ..Default::default()
+    })
+    .await;
+    let out = tempfile::tempdir().unwrap();
+    let load = [
+        "--concurrency",
+        "2",
+        "--requests",
+        "60",
+        "--max-tokens",
+        "4..64",
+        "--length-seed",
+        "9",
+    ];
+
+    let result = accounted_run(&gateway, out.path(), &load).await;
+
+    assert_eq!(
+        result["settings"]["max_tokens"],
+        serde_json::json!({"min": 4, "max": 64})
+    );
+    assert_eq!(result["settings"]["length_seed"], 9);
+    let asked = &result["requested_max_tokens"];
+    assert_eq!(asked["count"], 60);
+    assert!(asked["min"].as_f64().unwrap() >= 4.0 && asked["max"].as_f64().unwrap() <= 64.0);
+    assert_ne!(asked["min"], asked["max"], "the draws vary");
+    assert_eq!(
+        result["output_tokens"], *asked,
+        "the gateway saw each request's own max_tokens"
     );
 }
 
@@ -161,7 +198,7 @@ async fn requests_missing_from_the_metrics_fail_the_run() {
         &["--concurrency", "2", "--requests", "20"],
     );
 
-    let verdict = execute(Command::Run(run))
+    let verdict = execute(Command::Run(Box::new(run)))
         .await
         .expect("the run itself works");
 

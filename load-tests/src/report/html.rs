@@ -75,7 +75,7 @@ fn settings_table(result: &RunResult) -> String {
         ("load", shape),
         ("bound", bound),
         ("stream", s.stream.to_string()),
-        ("max_tokens", s.max_tokens.to_string()),
+        ("max_tokens", super::table::max_tokens_setting(result)),
         ("duration", format!("{:.2} s", result.duration_s)),
     ];
     let mut html = String::from("<table>\n");
@@ -96,19 +96,20 @@ fn summary_table(result: &RunResult) -> String {
         result.errors,
         match result.skipped {
             0 => String::new(),
-            n => format!(", {n} arrivals skipped (too many in flight)"),
+            n => format!(", and {n} arrivals skipped, not sent (too many in flight)"),
         },
         result.throughput_rps,
         result.requests_rps,
         result.output_tokens_per_s
     );
-    let rows: [(&str, &Summary); 6] = [
+    let rows: [(&str, &Summary); 7] = [
         ("latency ms", &result.latency_ms),
         ("time to first token ms", &result.ttft_ms),
         ("inter-token latency ms", &result.itl_ms),
         ("tokens/s per request", &result.tokens_per_s),
         ("prompt tokens", &result.prompt_tokens),
         ("output tokens", &result.output_tokens),
+        ("max_tokens asked", &result.requested_max_tokens),
     ];
     for (name, s) in rows {
         let _ = writeln!(
@@ -176,6 +177,26 @@ fn accounting_section(result: &RunResult) -> String {
             html,
             "<p>Worker outcomes: {}</p>",
             escape(&outcomes.join(", "))
+        );
+    }
+    if let Some(check) = &accounting.worker_check {
+        let (e, f) = (&check.expected, &check.fates);
+        let range = |b: crate::accounting::Bounds| format!("{}–{}", b.min, b.max);
+        let _ = writeln!(
+            html,
+            "<p>Allowed by the client's answers ({} successes, {} 500/504/stream errors, {} other \
+             broken 2xx, {} 400s, {} 503s/other codes/no response, {} never queued; {} \
+             redeliveries): completed {}, cancelled/expired/failed {}, all {}.</p>",
+            f.completed,
+            f.failed,
+            f.ended,
+            f.maybe_failed,
+            f.unknown,
+            f.not_queued,
+            check.redeliveries,
+            range(e.completed),
+            range(e.otherwise),
+            range(e.total)
         );
     }
     if !accounting.problems.is_empty() {

@@ -16,20 +16,30 @@ pub fn render(result: &RunResult) -> String {
     let _ = writeln!(
         out,
         "{}: {shape}, {} {}{stream}, model {}, max_tokens {}",
-        s.label, s.url, s.endpoint, s.model, s.max_tokens
+        s.label,
+        s.url,
+        s.endpoint,
+        s.model,
+        max_tokens_setting(result)
     );
     let _ = writeln!(
         out,
         "{:<16}{:>10}{:>10}{:>10}{:>10}{:>10}{:>9}",
         "", "p50", "p90", "p99", "max", "mean", "n"
     );
-    let rows: [(&str, &Summary); 6] = [
+    let no_spread = Summary::default();
+    let asked = match s.max_tokens.is_fixed() {
+        true => &no_spread,
+        false => &result.requested_max_tokens,
+    };
+    let rows: [(&str, &Summary); 7] = [
         ("latency ms", &result.latency_ms),
         ("ttft ms", &result.ttft_ms),
         ("itl ms", &result.itl_ms),
         ("tokens/s/req", &result.tokens_per_s),
         ("prompt tokens", &result.prompt_tokens),
         ("output tokens", &result.output_tokens),
+        ("max_tokens asked", asked),
     ];
     for (name, summary) in rows.into_iter().filter(|(_, s)| s.count > 0) {
         let _ = writeln!(
@@ -45,13 +55,13 @@ pub fn render(result: &RunResult) -> String {
     }
     let _ = writeln!(
         out,
-        "requests {} (ok {}, errors {}{}) in {:.2} s: {:.1} ok/s, {:.1} req/s, {:.1} output tok/s",
+        "requests {} (ok {}, errors {}){} in {:.2} s: {:.1} ok/s, {:.1} req/s, {:.1} output tok/s",
         result.requests,
         result.successes,
         result.errors,
         match result.skipped {
             0 => String::new(),
-            n => format!(", skipped {n}"),
+            n => format!(" plus {n} arrivals skipped, not sent (--max-in-flight reached)"),
         },
         result.duration_s,
         result.throughput_rps,
@@ -68,6 +78,17 @@ pub fn render(result: &RunResult) -> String {
     }
     out.push_str(&accounting_line(result));
     out
+}
+
+/// `16`, or `16..256 (uniform, length seed 7)`.
+pub fn max_tokens_setting(result: &RunResult) -> String {
+    let s = &result.settings;
+    match s.length_seed {
+        Some(seed) if !s.max_tokens.is_fixed() => {
+            format!("{} (uniform, length seed {seed})", s.max_tokens)
+        }
+        _ => s.max_tokens.to_string(),
+    }
 }
 
 fn accounting_line(result: &RunResult) -> String {

@@ -39,6 +39,8 @@ pub enum Shape {
 pub struct LoadPlan {
     pub shape: Shape,
     pub bound: Bound,
+    /// Seed of the per-request `max_tokens` draws.
+    pub length_seed: u64,
 }
 
 /// Everything the client measured.

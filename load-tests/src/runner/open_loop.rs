@@ -3,6 +3,10 @@
 //! Each arrival is its own task. Arrivals are scheduled against the run's start, not the previous
 //! send, so a late timer is caught up rather than lowering the rate. `tokio`'s timer has a
 //! millisecond resolution: at high rates several arrivals leave in the same millisecond.
+//!
+//! An arrival that finds `max_in_flight` requests outstanding is skipped and counted; it takes no
+//! ticket, so a `--requests N` run sends exactly N requests (and lasts as many more arrivals as
+//! were skipped).
 
 use super::arrivals::PoissonArrivals;
 use super::live::Live;
@@ -28,13 +32,17 @@ pub async fn run(
     let mut skipped = 0;
     loop {
         let at = origin + arrivals.next_offset();
-        let Some(seq) = tickets.take(at) else { break };
+        if tickets.exhausted(at) {
+            break;
+        }
         sleep_until(at).await;
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             skipped += 1;
             live.on_skip();
             continue;
         };
+        // This loop is the only taker: a ticket it saw left is still there.
+        let Some(seq) = tickets.take(at) else { break };
         live.on_send();
         let (client, live, done_tx) = (client.clone(), live.clone(), done_tx.clone());
         tokio::spawn(async move {

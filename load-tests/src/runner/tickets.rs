@@ -32,6 +32,14 @@ impl Tickets {
         }
     }
 
+    /// True once no request sent at `now` would get a ticket; takes none.
+    pub fn exhausted(&self, now: Instant) -> bool {
+        self.stop_at.is_some_and(|stop| now >= stop)
+            || self
+                .limit
+                .is_some_and(|limit| self.next.load(Ordering::Relaxed) >= limit)
+    }
+
     /// The next sequence number for a request sent at `now`, or `None` once the bound is reached.
     pub fn take(&self, now: Instant) -> Option<u64> {
         if self.stop_at.is_some_and(|stop| now >= stop) {
@@ -56,6 +64,19 @@ mod tests {
         let taken: Vec<_> = std::iter::from_fn(|| tickets.take(now)).collect();
         assert_eq!(taken, vec![0, 1, 2]);
         assert_eq!(tickets.take(now), None);
+    }
+
+    #[test]
+    fn exhaustion_is_known_without_taking_a_ticket() {
+        let origin = Instant::now();
+        let tickets = Tickets::new(&Bound::Requests(1), origin);
+        assert!(!tickets.exhausted(origin));
+        assert!(!tickets.exhausted(origin), "asking takes nothing");
+        assert_eq!(tickets.take(origin), Some(0));
+        assert!(tickets.exhausted(origin));
+        let timed = Tickets::new(&Bound::Duration(Duration::from_secs(1)), origin);
+        assert!(!timed.exhausted(origin + Duration::from_millis(999)));
+        assert!(timed.exhausted(origin + Duration::from_secs(1)));
     }
 
     #[test]

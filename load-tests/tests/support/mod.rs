@@ -14,6 +14,7 @@ use futures::StreamExt as _;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub struct Behaviour {
     pub tokens: u32,
     /// Pause before each streamed chunk.
     pub token_delay: Duration,
+    /// Non-streamed answers report the request's `max_tokens` as their completion tokens.
+    pub echo_max_tokens: bool,
 }
 
 #[derive(Clone)]
@@ -71,6 +74,36 @@ impl FakeGateway {
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.metrics)
     }
+
+    /// `coder-load run` words against this gateway and its metrics, writing to `out`, quiet and
+    /// quick to settle; the load's shape and bound come in `load`.
+    pub fn run_words(&self, out: &Path, load: &[&str]) -> Vec<String> {
+        let base = [
+            "run",
+            "--url",
+            &self.url(),
+            "--metrics-url",
+            &self.metrics_url(),
+            "--model",
+            "fake",
+            "--out",
+            out.to_str().expect("a UTF-8 path"),
+            "--no-progress",
+            "--quiet",
+            "--settle-timeout",
+            "1",
+        ]
+        .map(str::to_owned);
+        base.into_iter()
+            .chain(load.iter().map(|word| (*word).to_owned()))
+            .collect()
+    }
+}
+
+/// The `result.json` a run wrote into `out`.
+pub fn read_result(out: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(out.join("result.json")).expect("result.json written");
+    serde_json::from_str(&text).expect("result.json is JSON")
 }
 
 async fn serve(router: Router) -> SocketAddr {
@@ -116,8 +149,12 @@ async fn generate(
     } else if body["stream"] == true {
         stream(&state.behaviour, path.as_str() == "/v1/chat/completions")
     } else {
-        let usage = json!({"prompt_tokens": 5, "completion_tokens": state.behaviour.tokens,
-                           "total_tokens": 5 + state.behaviour.tokens});
+        let tokens = match state.behaviour.echo_max_tokens {
+            true => body["max_tokens"].as_u64().expect("max_tokens") as u32,
+            false => state.behaviour.tokens,
+        };
+        let usage = json!({"prompt_tokens": 5, "completion_tokens": tokens,
+                           "total_tokens": 5 + tokens});
         Json(json!({"id": request_id, "object": "text_completion",
                     "choices": [{"index": 0, "text": "x", "finish_reason": "length"}],
                     "usage": usage}))

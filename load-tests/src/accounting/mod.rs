@@ -1,8 +1,9 @@
 //! End-to-end accounting: did the system count exactly what the client sent?
 //!
-//! The client's side is a [`ClientTally`] of its records. The system's side is the delta of
-//! `coder_model_requests_total` for the model and endpoint between a scrape before and after the
-//! run, by `code`, and optionally of the workers' `coder_worker_requests_total` by `outcome`.
+//! The client's side is a [`ClientTally`] of its records. The system's side is the delta between
+//! a scrape before and after the run of the gateway's `coder_model_requests_total` for the model
+//! and endpoint, by `code`, of its `coder_queue_redeliveries_total` for the model, and optionally
+//! of the workers' `coder_worker_requests_total` for the model, by `outcome`.
 //! [`Accounting::check`] holds them against each other:
 //!
 //! 1. every request sent has exactly one terminal outcome on the client (a response or an error),
@@ -11,87 +12,57 @@
 //!    with that code. Requests that got no response at all (timeouts, broken connections) may
 //!    appear in the gateway's counts under any code, or not at all: the gateway's surplus over
 //!    the client may be at most their number, and is zero when there are none;
-//! 3. with worker metrics: the workers completed exactly as many requests as the client saw
-//!    succeed, and ended no more others than the client saw fail after acceptance (5xx, broken
-//!    2xx bodies, no response).
+//! 3. with worker metrics: every request the gateway put on the queue ended with exactly one
+//!    worker outcome, and no other request did. Each request's answer tells whether it reached
+//!    the queue and which outcomes it allows ([`fate`]): a complete 2xx exactly one `completed`;
+//!    a 500, a 504 or a 2xx stream ended by an error exactly one `cancelled`, `expired` or
+//!    `failed` (a 504 for a request still queued becomes `expired` only when a worker takes it
+//!    off the queue: the settle loop waits for that, and `--settle-timeout` must cover the
+//!    backlog's drain); another broken 2xx exactly one of any kind; a 4xx other than 400 none.
+//!    The workers' `completed`, their other outcomes, and all their outcomes must each fall
+//!    within the range these add up to ([`workers`]); with no uncertain request (below) the
+//!    ranges are single numbers.
 //!
-//! The check assumes this client is the only one using the model and endpoint during the run.
+//! What the metrics cannot pin down, and the check therefore allows:
+//! - the counters carry no request ids, so the check is on totals by kind: a request that ended
+//!   twice and another of the same kind that never ended cancel out;
+//! - a 400 may come from the gateway's validation (never queued) or from the worker (`failed`),
+//!   so it allows zero or one non-`completed` outcome;
+//! - a 503 (NATS down before the publish, a publish whose ack never came although the message was
+//!   stored, or a worker's cancel), a code the gateway never sends (a proxy's), and a request
+//!   without a response all allow zero or one outcome of any kind: a request the client left
+//!   while it was queued still runs, since a cancel reaches only a worker running the request.
+//!   A request without a response that the gateway counted under a code is placed by that code;
+//! - each redelivery the gateway saw allows one more outcome (the worker that lost the message
+//!   may have ended it too). A redelivery after the gateway was done with the request (a lost
+//!   ack: the worker logs "ack not confirmed") is not seen, and fails the check;
+//! - the gateway's redelivery counter is per model, the request counter per model and endpoint:
+//!   the check assumes this client is the only one using the model during the run.
 
-use crate::record::RequestRecord;
+pub mod codes;
+pub mod fate;
+pub mod tally;
+pub mod workers;
+
 use crate::scrape::Counts;
-use metrics_common::names::value::Outcome as WorkerOutcome;
+pub use codes::CodeRow;
+use codes::{code_problems, code_rows};
+pub use fate::{Bounds, Expected, Fates, QueueFate};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-
-/// What the client saw, in the terms the accounting compares.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientTally {
-    /// Requests handed to the HTTP client.
-    pub sent: u64,
-    /// Terminal outcomes recorded (must equal `sent`).
-    pub terminal: u64,
-    /// Responses by HTTP code.
-    pub by_code: BTreeMap<String, u64>,
-    /// Requests that ended without any response status.
-    pub no_response: u64,
-    /// Complete 2xx responses.
-    pub successes: u64,
-    /// Requests the system may have accepted and then not completed: 5xx, broken 2xx bodies,
-    /// no response.
-    pub failed_after_accept: u64,
-    pub missing_request_ids: u64,
-    pub duplicate_request_ids: u64,
-}
-
-impl ClientTally {
-    pub fn from_records(sent: u64, records: &[RequestRecord]) -> Self {
-        let mut tally = Self {
-            sent,
-            terminal: records.len() as u64,
-            ..Self::default()
-        };
-        let mut ids = HashSet::with_capacity(records.len());
-        for record in records {
-            if record.is_ok() {
-                tally.successes += 1;
-            }
-            match record.status {
-                None => {
-                    tally.no_response += 1;
-                    tally.failed_after_accept += 1;
-                }
-                Some(code) => {
-                    *tally.by_code.entry(code.to_string()).or_default() += 1;
-                    if code >= 500 || (!record.is_ok() && code < 300) {
-                        tally.failed_after_accept += 1;
-                    }
-                    match &record.request_id {
-                        None => tally.missing_request_ids += 1,
-                        Some(id) if !ids.insert(id.as_str()) => tally.duplicate_request_ids += 1,
-                        Some(_) => {}
-                    }
-                }
-            }
-        }
-        tally
-    }
-}
+use std::collections::BTreeSet;
+pub use tally::ClientTally;
+pub use workers::WorkerCheck;
 
 /// The counters read from `/metrics` at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     /// The gateway's requests for the model and endpoint, by code.
     pub gateway: Counts,
+    /// The gateway's queue counters for the model, by metric name (see
+    /// [`crate::scrape::queue_counts`]).
+    pub queue: Counts,
     /// All workers' requests for the model, by outcome (when worker metrics were given).
     pub workers: Option<Counts>,
-}
-
-/// One HTTP code, as each side counted it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CodeRow {
-    pub code: String,
-    pub client: u64,
-    pub gateway: f64,
 }
 
 /// The verdict and the figures behind it.
@@ -104,6 +75,8 @@ pub struct Accounting {
     pub codes: Vec<CodeRow>,
     /// Workers' outcome counts during the run, when worker metrics were given.
     pub worker_outcomes: Option<Counts>,
+    /// What the workers' outcomes were held against, when worker metrics were given.
+    pub worker_check: Option<WorkerCheck>,
     /// Each reason the check failed, in words.
     pub problems: Vec<String>,
 }
@@ -116,6 +89,7 @@ impl Accounting {
             client,
             codes: Vec::new(),
             worker_outcomes: None,
+            worker_check: None,
             problems: Vec::new(),
         }
     }
@@ -132,6 +106,8 @@ impl Accounting {
     /// The check over the run between two snapshots.
     pub fn between(client: &ClientTally, before: &Snapshot, after: &Snapshot) -> Self {
         let (gateway, mut resets) = delta(&before.gateway, &after.gateway);
+        let (queue, queue_resets) = delta(&before.queue, &after.queue);
+        resets.extend(queue_resets);
         let workers = match (&before.workers, &after.workers) {
             (Some(before), Some(after)) => {
                 let (workers, worker_resets) = delta(before, after);
@@ -140,26 +116,38 @@ impl Accounting {
             }
             _ => None,
         };
-        let mut accounting = Self::check(client, &gateway, workers.as_ref());
+        let redeliveries = queue
+            .get(&crate::scrape::queue_redeliveries_metric())
+            .copied()
+            .unwrap_or(0.0);
+        let mut accounting = Self::check(client, &gateway, redeliveries, workers.as_ref());
         accounting.problems.extend(resets);
         accounting.ok = accounting.problems.is_empty();
         accounting
     }
 
-    /// `gateway` and `workers` are deltas over the run (see [`delta`]).
-    pub fn check(client: &ClientTally, gateway: &Counts, workers: Option<&Counts>) -> Self {
+    /// `gateway`, `redeliveries` and `workers` are deltas over the run (see [`delta`]).
+    pub fn check(
+        client: &ClientTally,
+        gateway: &Counts,
+        redeliveries: f64,
+        workers: Option<&Counts>,
+    ) -> Self {
         let mut problems = client_problems(client);
         let codes = code_rows(client, gateway);
         problems.extend(code_problems(client, &codes));
-        if let Some(workers) = workers {
-            problems.extend(worker_problems(client, workers));
-        }
+        let worker_check = workers.map(|workers| {
+            let check = WorkerCheck::new(&client.fates, client.no_response, &codes, redeliveries);
+            problems.extend(check.problems(workers));
+            check
+        });
         Self {
             checked: true,
             ok: problems.is_empty(),
             client: client.clone(),
             codes,
             worker_outcomes: workers.cloned(),
+            worker_check,
             problems,
         }
     }
@@ -214,77 +202,12 @@ fn client_problems(client: &ClientTally) -> Vec<String> {
     problems
 }
 
-fn code_rows(client: &ClientTally, gateway: &Counts) -> Vec<CodeRow> {
-    let codes: BTreeSet<&String> = client.by_code.keys().chain(gateway.keys()).collect();
-    codes
-        .into_iter()
-        .map(|code| CodeRow {
-            code: code.clone(),
-            client: client.by_code.get(code).copied().unwrap_or(0),
-            gateway: gateway.get(code).copied().unwrap_or(0.0),
-        })
-        .collect()
-}
-
-fn code_problems(client: &ClientTally, rows: &[CodeRow]) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut surplus = 0.0;
-    for row in rows {
-        let diff = row.gateway - row.client as f64;
-        if diff < -0.5 {
-            problems.push(format!(
-                "code {}: the client received {} but the gateway counted {}",
-                row.code, row.client, row.gateway
-            ));
-        } else if diff > 0.5 {
-            surplus += diff;
-        }
-    }
-    if surplus > client.no_response as f64 + 0.5 {
-        let extra: Vec<String> = rows
-            .iter()
-            .filter(|r| r.gateway - r.client as f64 > 0.5)
-            .map(|r| format!("{} ({} vs {})", r.code, r.gateway, r.client))
-            .collect();
-        problems.push(format!(
-            "the gateway counted {surplus} requests more than the client received ({}), and only {} \
-             requests went without a response",
-            extra.join(", "),
-            client.no_response
-        ));
-    }
-    problems
-}
-
-fn worker_problems(client: &ClientTally, workers: &Counts) -> Vec<String> {
-    let mut problems = Vec::new();
-    let completed = workers
-        .get(WorkerOutcome::Completed.as_str())
-        .copied()
-        .unwrap_or(0.0);
-    let total = workers.values().fold(0.0, |sum, v| sum + v);
-    if (completed - client.successes as f64).abs() > 0.5 {
-        problems.push(format!(
-            "workers completed {completed} requests but the client received {} successes",
-            client.successes
-        ));
-    }
-    let others = total - completed;
-    if others > client.failed_after_accept as f64 + 0.5 {
-        problems.push(format!(
-            "workers ended {others} requests without completing them, but the client saw only {} \
-             fail after acceptance",
-            client.failed_after_accept
-        ));
-    }
-    problems
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::record::Outcome;
-    use crate::scrape::{gateway_counts, parse, worker_counts};
+    use crate::record::RequestRecord;
+    use crate::scrape::{gateway_counts, parse, queue_counts, worker_counts};
     use std::time::Duration;
 
     const ENDPOINT: &str = "/v1/completions";
@@ -316,6 +239,7 @@ mod tests {
         let scrape = parse(page).unwrap();
         Snapshot {
             gateway: gateway_counts(&scrape, "m", ENDPOINT),
+            queue: queue_counts(&scrape, "m"),
             workers: Some(worker_counts(&scrape, "m")),
         }
     }
@@ -426,6 +350,24 @@ mod tests {
         let tally = ClientTally::from_records(10, &records(8, 2));
         let accounting = account(&page(100, 5, 100), &page(8, 2, 108), &tally);
         assert!(accounting.problems.iter().any(|p| p.contains("went down")));
+    }
+
+    #[test]
+    fn redeliveries_on_the_gateway_page_allow_one_more_worker_outcome_each() {
+        let tally = ClientTally::from_records(10, &records(8, 2));
+        let redelivered = |page: String, n: u64| {
+            page + "# TYPE coder_queue_redeliveries_total counter\n"
+                + &format!("coder_queue_redeliveries_total{{model_name=\"m\"}} {n}\n")
+        };
+        let during = account(&page(0, 0, 0), &redelivered(page(8, 2, 9), 1), &tally);
+        assert!(during.ok, "{:?}", during.problems);
+        assert_eq!(during.worker_check.unwrap().redeliveries, 1);
+        let before = account(
+            &redelivered(page(0, 0, 0), 1),
+            &redelivered(page(8, 2, 9), 1),
+            &tally,
+        );
+        assert!(!before.ok, "a redelivery before the run explains nothing");
     }
 
     #[test]
