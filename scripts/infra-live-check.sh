@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
 # The monitoring checked against the real binaries: starts nats-server, a synthetic gpu-worker and
 # the gateway on free ports, then runs infra/tests/live_stack.sh against them (a real Prometheus
-# evaluating every rule and dashboard query, and a second one federating the first).
-# Needs `cargo build --workspace` first. Stops everything it started on exit.
+# evaluating every rule and dashboard query, a second one federating the first, a third on the
+# file_sd configuration).
+# The synthetic worker has no GPU, so metrics-common's gpu_fixture example (the crate's exporter
+# and GPU gauges with fixed readings, labelled for the same model) is scraped as a second
+# coder-worker target: GPU panels and rules are evaluated on data, none exempt. On a machine where
+# the worker reads a GPU through NVML, GPU_FIXTURE=0 leaves the fixture out.
+# Needs `cargo build --workspace --all-targets` first (the binaries and the example). Stops
+# everything it started on exit.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 MODEL=synthetic
 work=$(mktemp -d)
 pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+cleanup() { # newest first, each gone before the next: NATS outlives the services that drain into it
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 
 port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-nats_port=$(port); api=$(port); gateway_metrics=$(port); worker_metrics=$(port)
+nats_port=$(port); api=$(port); gateway_metrics=$(port); worker_metrics=$(port); gpu_metrics=$(port)
+for binary in target/debug/gateway target/debug/gpu-worker target/debug/examples/gpu_fixture; do
+  [ -x "$binary" ] || { echo "missing $binary: run cargo build --workspace --all-targets" >&2; exit 1; }
+done
 
 .venv/bin/nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$work/nats" >"$work/nats.log" 2>&1 &
 pids+=($!)
@@ -27,10 +39,17 @@ pids+=($!)
 target/debug/gateway --nats-url "nats://127.0.0.1:$nats_port" --listen "127.0.0.1:$api" \
   --metrics-listen "127.0.0.1:$gateway_metrics" --models "$MODEL" >"$work/gateway.log" 2>&1 &
 pids+=($!)
+worker_targets="127.0.0.1:$worker_metrics"
+if [ "${GPU_FIXTURE:-1}" != 0 ]; then
+  target/debug/examples/gpu_fixture --metrics-listen "127.0.0.1:$gpu_metrics" --model "$MODEL" \
+    >"$work/gpu_fixture.log" 2>&1 &
+  pids+=($!)
+  worker_targets+=",127.0.0.1:$gpu_metrics"
+fi
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$api/v1/models" 2>/dev/null | grep -q "\"$MODEL\"" && break
   sleep 0.2
 done
 
-GATEWAY_METRICS="127.0.0.1:$gateway_metrics" WORKER_METRICS="127.0.0.1:$worker_metrics" \
+GATEWAY_METRICS="127.0.0.1:$gateway_metrics" WORKER_METRICS="$worker_targets" \
   GATEWAY_URL="http://127.0.0.1:$api" MODEL=$MODEL infra/tests/live_stack.sh

@@ -5,7 +5,8 @@
 #      the real gateway and gpu-worker binaries, the default model and the openai Python client;
 #   2. infra/tests/static_checks.sh: promtool, amtool, Alertmanager, dashboards, Kubernetes;
 #   3. scripts/infra-live-check.sh: every rule and dashboard query on a real Prometheus scraping
-#      the real binaries, and federation into a second Prometheus.
+#      the real binaries (and metrics-common's gpu_fixture example, built by --all-targets, for
+#      the GPU series), federation into a second Prometheus, file_sd relabelling in a third.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"

@@ -1,6 +1,8 @@
 """The metric catalogue of DESIGN.md as exposed names, for the offline name checks.
 
-Keep in step with metrics-common/src/names.rs; a rule or panel naming anything else is a typo.
+Kept by hand; check_catalogue.py fails when it drifts from what metrics-common exports
+(names.rs and the instrument builders) or from DESIGN.md. A rule or panel naming anything else
+is a typo.
 """
 import pathlib
 import re

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Run the real Alertmanager on infra/alertmanager/alertmanager.yml and check that it routes
-and inhibits as the config says: post alerts through the API, read back each alert's state
-and receivers.
+"""Run the real Alertmanager on infra/alertmanager/alertmanager.yml and check that it routes,
+inhibits and groups as the config and infra/README.md say: post alerts through the API, read
+back each alert's state and receivers (/api/v2/alerts) and the notification groups
+(/api/v2/alerts/groups): one group per alertname, cluster and model_name on every route, so
+several gateways, GPUs or instances raising one alert make one notification.
 
 usage: check_alertmanager.py   (needs prometheus-alertmanager on PATH; standard library only)
 """
@@ -31,6 +33,25 @@ CASES = {
 }
 
 
+# Grouping probes: (alertname, severity, cluster, model, instance, gpu_id or "").
+GROUP_BY = ("alertname", "cluster", "model_name")
+PROBES = [
+    ("HighErrorRate", "critical", "c1", "g1", "gw-1", ""),
+    ("HighErrorRate", "critical", "c1", "g1", "gw-2", ""),  # another gateway: same group
+    ("HighErrorRate", "critical", "c2", "g1", "gw-1", ""),  # another cluster: own group
+    ("HighErrorRate", "critical", "c1", "g2", "gw-1", ""),  # another model: own group
+    ("GpuMemoryHigh", "warning", "c1", "g1", "node-1", "0"),
+    ("GpuMemoryHigh", "warning", "c1", "g1", "node-1", "1"),  # another GPU: same group
+]
+# (receiver, alertname, cluster, model) -> the probes' (instance, gpu_id) in that group
+GROUPS = {
+    ("oncall", "HighErrorRate", "c1", "g1"): [("gw-1", ""), ("gw-2", "")],
+    ("oncall", "HighErrorRate", "c2", "g1"): [("gw-1", "")],
+    ("oncall", "HighErrorRate", "c1", "g2"): [("gw-1", "")],
+    ("team-chat", "GpuMemoryHigh", "c1", "g1"): [("node-1", "0"), ("node-1", "1")],
+}
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -48,6 +69,29 @@ def observed(base):
     for a in call(f"{base}/api/v2/alerts"):
         key = (a["labels"]["alertname"], a["labels"]["severity"], a["labels"]["model_name"])
         out[key] = (a["status"]["state"], ",".join(sorted(r["name"] for r in a["receivers"])))
+    return out
+
+
+def probe_alerts():
+    alerts = []
+    for name, severity, cluster, model, instance, gpu in PROBES:
+        labels = {"alertname": name, "severity": severity, "cluster": cluster, "model_name": model,
+                  "instance": instance} | ({"gpu_id": gpu} if gpu else {})
+        alerts.append({"labels": labels, "annotations": {"summary": "check_alertmanager.py"}})
+    return alerts
+
+
+def observed_groups(base):
+    """Groups holding probes: {(receiver, *group labels): sorted (instance, gpu_id)}; a group
+    whose labels are not exactly GROUP_BY is keyed by its labels, so it cannot match."""
+    out = {}
+    for g in call(f"{base}/api/v2/alerts/groups"):
+        if not any(a["labels"].get("cluster") for a in g["alerts"]):
+            continue  # the routing cases' groups
+        key = (g["receiver"]["name"], *(g["labels"].get(k) for k in GROUP_BY))
+        if set(g["labels"]) != set(GROUP_BY):
+            key = (g["receiver"]["name"], json.dumps(g["labels"], sort_keys=True))
+        out[key] = sorted((a["labels"]["instance"], a["labels"].get("gpu_id", "")) for a in g["alerts"])
     return out
 
 
@@ -75,6 +119,13 @@ def main():
                 if got == CASES:
                     break
                 time.sleep(0.2)
+            call(f"{base}/api/v2/alerts", json.dumps(probe_alerts()).encode())
+            groups = {}
+            for _ in range(50):
+                groups = observed_groups(base)
+                if groups == GROUPS:
+                    break
+                time.sleep(0.2)
         finally:
             proc.terminate()
             proc.wait(timeout=10)
@@ -83,7 +134,12 @@ def main():
         ok = got.get(key) == expected
         failed += not ok
         print(f"{'PASS' if ok else 'FAIL'}  {'/'.join(key)}: want {expected}, got {got.get(key)}")
-    print(f"alertmanager checks: {len(CASES) - failed} passed, {failed} failed")
+    for key in sorted(set(GROUPS) | set(groups), key=str):
+        ok = groups.get(key) == GROUPS.get(key)
+        failed += not ok
+        print(f"{'PASS' if ok else 'FAIL'}  group {'/'.join(key)}: want {GROUPS.get(key)}, got {groups.get(key)}")
+    total = len(CASES) + len(set(GROUPS) | set(groups))
+    print(f"alertmanager checks: {total - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 

@@ -7,15 +7,20 @@
   - the pieces agree: the KEDA trigger names the worker's model consumer
     ("coder-" + model token) on stream CODER_REQUESTS and scales the worker Deployment from
     zero with lagThreshold = the worker's --concurrency; the HPA scales the same Deployment
-    on the adapter's external metric for the same model; the adapter reads the queue gauges
-    with max; the gateway provisions the model's consumer (CODER_MODELS); the ServiceMonitor
+    on the external metric coder_queue_pending_requests (and coder_queue_backlog) for the
+    same model with --concurrency per replica; the adapter serves exactly those names, each
+    query reads the queue gauges with max and parses with promtool (check_adapter_queries.py
+    renders them); the gateway provisions the model's consumer (CODER_MODELS); the ServiceMonitor
     selects both Services by a port they have; pod annotations name the metrics port; the
-    worker asks for nvidia.com/gpu; NATS runs 3 nodes with JetStream on file storage.
+    worker asks for nvidia.com/gpu; NATS runs 3 nodes with JetStream on file storage; the
+    gateway and the worker both provision the stream with replicas = the NATS cluster size
+    (CODER_STREAM_REPLICAS or --stream-replicas; unset means the binaries' default of 1).
 
 usage: check_k8s.py   (paths from this file's place in the repository)
 """
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,9 +28,13 @@ import tempfile
 import jsonschema
 import yaml
 
+from check_adapter_queries import rendered
+
 TESTS = pathlib.Path(__file__).resolve().parent
 K8S = TESTS.parent / "k8s"
 STREAM = "CODER_REQUESTS"
+PENDING = "coder_queue_pending_requests"
+BACKLOG = "coder_queue_backlog"
 failures = []
 
 
@@ -62,6 +71,25 @@ def flags(container):
             name, eq, value = arg[2:].partition("=")
             out[name] = value if eq else (args[i + 1] if i + 1 < len(args) else "")
     return out
+
+
+def promql_parses(queries):
+    """promtool check rules on a rule file recording each query."""
+    rules = [{"record": f"adapter:query_{i}", "expr": q} for i, q in enumerate(queries)]
+    with tempfile.NamedTemporaryFile("w", suffix=".yml") as fh:
+        yaml.safe_dump({"groups": [{"name": "adapter", "rules": rules}]}, fh)
+        fh.flush()
+        run = subprocess.run(["promtool", "check", "rules", fh.name], capture_output=True, text=True)
+    if run.returncode:
+        print(run.stdout + run.stderr)
+    return bool(queries) and run.returncode == 0
+
+
+def stream_replicas(container):
+    """The container's --stream-replicas: the flag if given, else CODER_STREAM_REPLICAS, else None
+    (the binaries' default, 1)."""
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    return flags(container).get("stream-replicas", env.get("CODER_STREAM_REPLICAS"))
 
 
 def main():
@@ -109,19 +137,27 @@ def main():
     check(meta["lagThreshold"] == concurrency, "lagThreshold equals the worker's --concurrency")
 
     hpa = docs[("HorizontalPodAutoscaler", "coder-worker")][1]["spec"]
-    ext = hpa["metrics"][0]["external"]
     check(hpa["scaleTargetRef"]["name"] == worker["metadata"]["name"], "HPA targets the worker Deployment")
-    check(ext["metric"]["selector"]["matchLabels"].get("model_name") == model, "HPA selects the worker's model")
-    check(ext["target"]["averageValue"] == concurrency, "HPA target per worker equals --concurrency")
+    external = {m["external"]["metric"]["name"]: m["external"] for m in hpa["metrics"] if m["type"] == "External"}
+    only_ours = len(external) == len(hpa["metrics"]) and set(external) <= {PENDING, BACKLOG}
+    check(only_ours and PENDING in external,
+          f"HPA scales on the external metric {PENDING} (and optionally {BACKLOG}): {list(external)}")
+    for name, ext in external.items():
+        check(ext["metric"]["selector"]["matchLabels"] == {"model_name": model}, f"HPA {name}: selects the worker's model")
+        check(ext["target"] == {"type": "AverageValue", "averageValue": concurrency},
+              f"HPA {name}: target per worker (AverageValue) equals --concurrency")
     adapter = yaml.safe_load((K8S / "autoscaling" / "prometheus-adapter-values.yaml").read_text())
     rules = {r["name"]["as"]: r for r in adapter["rules"]["external"]}
-    rule_for = rules.get(ext["metric"]["name"])
-    check(rule_for is not None, f"adapter serves the HPA's metric {ext['metric']['name']}")
-    if rule_for:
-        check("coder_queue_pending_requests" in rule_for["seriesQuery"], "adapter rule reads coder_queue_pending_requests")
-        query = rule_for["metricsQuery"]
-        check("sum" not in query and query.count("max by (model_name)") == 2,
-              "adapter aggregates the per-gateway queue gauges with max, never sum")
+    check(set(rules) == set(external), f"adapter serves exactly the HPA's metrics: {sorted(rules)}")
+    want_series = {PENDING: [PENDING], BACKLOG: [PENDING, "coder_queue_inflight_requests"]}
+    for name, rule in rules.items():
+        query = rule["metricsQuery"]
+        series = sorted(set(re.findall(r"coder_[a-z_]+", rule["seriesQuery"] + query)))
+        check(series == sorted(want_series.get(name, [])), f"adapter {name}: reads {series}")
+        check("sum" not in query and query.count("max by (model_name)") == len(want_series.get(name, [])),
+              f"adapter {name}: per-gateway queue gauges read with max, never sum")
+    check(promql_parses(list(rendered('model_name="m",namespace="coder"').values())),
+          "adapter queries, rendered as the adapter renders them, parse (promtool)")
 
     services = {n: d for (k, n), (_, d) in docs.items() if k == "Service"}
     sm = docs[("ServiceMonitor", "coder")][1]["spec"]
@@ -146,6 +182,11 @@ def main():
     check(nats["jetstream"]["enabled"] and nats["jetstream"]["fileStore"]["enabled"], "NATS: JetStream on file storage")
     endpoint = meta["natsServerMonitoringEndpoint"]
     check(endpoint.endswith(f":{nats['monitor']['port']}"), "KEDA reads NATS's monitoring port")
+    for dep, container in ((gateway, gc), (worker, wc)):
+        replicas = stream_replicas(container)
+        check(replicas == str(nats["cluster"]["replicas"]),
+              f"{dep['metadata']['name']}: stream replicas ({replicas}) = NATS cluster size "
+              f"({nats['cluster']['replicas']})")
 
     print(f"k8s checks: {len(failures)} failed")
     return 1 if failures else 0

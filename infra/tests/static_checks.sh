@@ -4,9 +4,9 @@
 # Installs what it needs (Debian prometheus + prometheus-alertmanager, the pinned Python tools
 # of requirements.txt into the repository's .venv), prints PASS/FAIL per check (with the
 # output of a failing one) and ends with "infra static checks: N passed, M failed".
-# The last check runs live_stack.sh (two real Prometheus servers) against fake_coder.py, a
+# The last check runs live_stack.sh (three real Prometheus servers) against fake_coder.py, a
 # stand-in for the services; INFRA_SKIP_LIVE=1 skips it. Against the real gateway and
-# worker, run live_stack.sh itself (see infra/README.md).
+# worker: scripts/infra-live-check.sh (see infra/README.md).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -56,7 +56,7 @@ live_with_fake() {
   local api gw wk
   api=$(free_port); gw=$(free_port); wk=$(free_port)
   "$PY" "$INFRA_TESTS/fake_coder.py" --api "$api" --gateway-metrics "$gw" --worker-metrics "$wk" \
-    --model qwen2.5-coder-1.5b-instruct &
+    --model qwen2.5-coder-1.5b-instruct --gpu &
   fake_pid=$!
   wait_until 10 curl -fsS "http://127.0.0.1:$gw/metrics" || return 1
   GATEWAY_METRICS=127.0.0.1:$gw WORKER_METRICS=127.0.0.1:$wk GATEWAY_URL=http://127.0.0.1:$api \
@@ -68,13 +68,16 @@ live_with_fake() {
 
 run_check "promtool check config prometheus.yml" promtool check config "$prom/prometheus.yml"
 run_check "promtool check config federation.yml" promtool check config "$prom/federation.yml"
-run_check "prometheus-k8s.yml and the file_sd example: promtool + relabelling" "$PY" "$INFRA_TESTS/check_prom_configs.py"
+run_check "prometheus-k8s.yml (promtool + kubernetes_sd relabelling) and the file_sd example (promtool)" \
+  "$PY" "$INFRA_TESTS/check_prom_configs.py"
 run_check "promtool check rules" promtool check rules "$prom"/rules/*.yml
 run_check "promtool test rules" promtool test rules "$prom"/tests/*.yml
+run_check "catalogue.py agrees with metrics-common (names.rs + instruments) and DESIGN.md" \
+  "$PY" "$INFRA_TESTS/check_catalogue.py"
 run_check "rules, runbook, federation, compose and Grafana refer to what exists" "$PY" "$INFRA_TESTS/check_refs.py"
 run_check "amtool check-config" amtool check-config "$am"
 run_check "amtool config routes test by severity" routes_test
-run_check "Alertmanager routes and inhibits (live)" "$PY" "$INFRA_TESTS/check_alertmanager.py"
+run_check "Alertmanager routes, inhibits and groups (live)" "$PY" "$INFRA_TESTS/check_alertmanager.py"
 run_check "dashboard JSON: structure, names, queries parse" \
   "$PY" "$INFRA_TESTS/check_dashboard_json.py" "$INFRA/grafana/dashboards/coder-overview.json"
 run_check "kubernetes-validate --strict (core kinds)" kubernetes_validate
@@ -83,7 +86,7 @@ run_check "PrometheusRule in sync with the rule files" "$PY" "$k8s/monitoring/ge
 if [ "${INFRA_SKIP_LIVE:-0}" = 1 ]; then
   echo "SKIP  live_stack.sh against fake_coder.py (INFRA_SKIP_LIVE=1)"
 else
-  run_check "live_stack.sh against fake_coder.py: dashboard data, two-Prometheus federation" live_with_fake
+  run_check "live_stack.sh against fake_coder.py: dashboard data, federation, file_sd relabelling" live_with_fake
 fi
 
 echo "infra static checks: $passed passed, $failed failed"

@@ -90,6 +90,18 @@ pub fn start_sampler(
     true
 }
 
+/// Records `readings` once through the sampler's own gauges, labelled as the worker labels them.
+///
+/// For fixtures and tests only: the `gpu_fixture` example serves fixed readings so the monitoring
+/// (dashboards, GPU rules) can be checked on a machine without a GPU. Nothing in the product path
+/// calls it; the services export only what NVML reads ([`start_sampler`]).
+pub fn record_fixture(meter: &Meter, model_name: &str, readings: &[GpuReading]) {
+    let gauges = GpuGauges::new(meter);
+    for reading in readings {
+        record(&gauges, model_name, reading);
+    }
+}
+
 fn record(gauges: &GpuGauges, model_name: &str, reading: &GpuReading) {
     let labels = [
         KeyValue::new(label::GPU_ID, reading.index.to_string()),

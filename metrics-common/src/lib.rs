@@ -17,6 +17,8 @@
 //! - [`worker`]: the worker's instruments.
 //! - [`process`]: log initialisation and the shutdown signal, shared by both binaries.
 //! - [`gpu`]: the NVML sampler (feature `nvml`): real GPU figures or no GPU series at all.
+//!   `gpu::record_fixture` serves fixed readings for `examples/gpu_fixture.rs` only (the infra
+//!   checks on machines without a GPU); the binaries never call it.
 
 pub mod gateway;
 pub mod gpu;
