@@ -200,3 +200,22 @@ async fn sigterm_lets_in_flight_requests_finish() {
         .expect("gateway exits");
     assert!(gateway_exit.success(), "gateway exit {gateway_exit}");
 }
+
+#[tokio::test]
+async fn a_worker_stops_promptly_when_nats_is_gone() {
+    let (mut nats, _gateway, mut worker) = stack(MODEL, &[], &["--shutdown-grace", "2"]).await;
+    // Announced, so pulling; then NATS goes away for good.
+    nats.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    worker.process.signal(15);
+    let signalled = std::time::Instant::now();
+    let exit = worker
+        .process
+        .wait_exit(Duration::from_secs(60))
+        .expect("the worker hangs at shutdown without NATS");
+    assert!(exit.success(), "worker exit {exit}");
+    // At most: the pull under way (3 s), the grace (nothing in flight: 0 s), the last flush (2 s).
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(7), "{took:?} to stop");
+}

@@ -12,6 +12,8 @@ use tokio_util::task::TaskTracker;
 
 /// How long one pull request waits on the server for messages.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
+/// How long after PULL_EXPIRES a batch that has not ended is given up.
+const BATCH_GRACE: Duration = Duration::from_secs(1);
 
 pub async fn pull_loop(
     consumer: PullConsumer,
@@ -23,17 +25,25 @@ pub async fn pull_loop(
     let mut backoff = Duration::from_millis(100);
     loop {
         let slot = tokio::select! {
-            slot = slots.acquire() => slot,
+            biased; // a free slot must not start another pull once stopping
             _ = stopping.cancelled() => return,
+            slot = slots.acquire() => slot,
         };
         let wanted = 1 + slots.free() as usize;
+        // The server ends a batch at PULL_EXPIRES; with NATS gone nothing ends it, so the batch
+        // is abandoned at this deadline (anything delivered and unread returns after ack_wait).
+        let deadline = tokio::time::Instant::now() + PULL_EXPIRES + BATCH_GRACE;
         let batch = consumer
             .batch()
             .max_messages(wanted)
             .expires(PULL_EXPIRES)
-            .messages()
-            .await;
-        let mut batch = match batch {
+            .messages();
+        let pulled = match tokio::time::timeout_at(deadline, batch).await {
+            Ok(Ok(batch)) => Ok(batch),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("no answer from NATS".to_owned()),
+        };
+        let mut batch = match pulled {
             Ok(batch) => {
                 backoff = Duration::from_millis(100);
                 batch
@@ -50,7 +60,7 @@ pub async fn pull_loop(
             }
         };
         let mut slot = Some(slot);
-        while let Some(message) = batch.next().await {
+        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, batch.next()).await {
             let message = match message {
                 Ok(message) => message,
                 Err(error) => {

@@ -17,6 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// How long the last flush at shutdown may wait for NATS.
+const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 use tokio_util::task::TaskTracker;
 
 /// GPU figures are read this often.
@@ -140,7 +143,13 @@ pub async fn run(
         tracing::warn!("shutdown grace over: unfinished requests will be redelivered");
     }
     let _ = heartbeat.await;
-    let _ = client.flush().await;
+    // A flush waits for the server; with NATS gone that is a reconnect that may never come.
+    if tokio::time::timeout(FINAL_FLUSH_TIMEOUT, client.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("NATS unreachable at shutdown: unacked requests return after ack_wait");
+    }
     let _ = metrics_server.await;
     telemetry.shutdown();
     tracing::info!("worker stopped");
@@ -162,7 +171,13 @@ async fn provision_with_retry(
             provision::ensure_stream_exists(jetstream, stream).await?;
             provision::ensure_consumer(jetstream, model, settings).await
         };
-        match attempt.await {
+        // A JetStream request to an unreachable server waits out its timeout (10 s): a SIGTERM
+        // meanwhile must not.
+        let outcome = tokio::select! {
+            _ = stopping.cancelled() => return None,
+            outcome = attempt => outcome,
+        };
+        match outcome {
             Ok(consumer) => return Some(consumer),
             Err(error) => tracing::warn!(%error, "provisioning the queue failed; retrying"),
         }
