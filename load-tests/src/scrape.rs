@@ -97,17 +97,32 @@ pub fn worker_counts(scrape: &Scrape, model: &str) -> Counts {
     counts
 }
 
-/// The gateway's queue counters for one model that the accounting reads, by metric name: for now
-/// [`queue_redeliveries_metric`]. A counter not yet incremented is absent, as in the exposition.
+/// The gateway's queue counters for one model that the accounting reads: the redeliveries under
+/// [`queue_redeliveries_metric`], the refusals under [`queue_rejected_key`] of their reason. A
+/// counter not yet incremented is absent, as in the exposition.
 pub fn queue_counts(scrape: &Scrape, model: &str) -> Counts {
-    let metric = queue_redeliveries_metric();
+    let redeliveries = queue_redeliveries_metric();
+    let rejected = format!("{}_total", names::QUEUE_REJECTED);
     let mut counts = Counts::new();
-    for sample in scrape.samples.iter().filter(|s| s.metric == metric) {
-        if sample.labels.get(label::MODEL_NAME) == Some(model) {
-            *counts.entry(metric.clone()).or_default() += number(sample);
+    for sample in &scrape.samples {
+        if sample.labels.get(label::MODEL_NAME) != Some(model) {
+            continue;
         }
+        let key = if sample.metric == redeliveries {
+            redeliveries.clone()
+        } else if sample.metric == rejected {
+            queue_rejected_key(sample.labels.get(label::REASON).unwrap_or(""))
+        } else {
+            continue;
+        };
+        *counts.entry(key).or_default() += number(sample);
     }
     counts
+}
+
+/// The key of `coder_queue_rejected_total{reason}` in [`queue_counts`].
+pub fn queue_rejected_key(reason: &str) -> String {
+    format!("{}_total{{reason={reason}}}", names::QUEUE_REJECTED)
 }
 
 /// Adds `more` into `into` (several workers' counts).

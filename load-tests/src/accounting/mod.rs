@@ -23,6 +23,9 @@
 //!    within the range these add up to ([`workers`]); with no uncertain request (below) the
 //!    ranges are single numbers.
 //!
+//! 4. the gateway's queue refusals (`coder_queue_rejected_total`, reasons `backlog_full` and
+//!    `stream_full`) equal the 429s the client received ([`rejections`]).
+//!
 //! What the metrics cannot pin down, and the check therefore allows:
 //! - the counters carry no request ids, so the check is on totals by kind: a request that ended
 //!   twice and another of the same kind that never ended cancel out;
@@ -41,6 +44,7 @@
 
 pub mod codes;
 pub mod fate;
+pub mod rejections;
 pub mod tally;
 pub mod workers;
 
@@ -121,6 +125,9 @@ impl Accounting {
             .copied()
             .unwrap_or(0.0);
         let mut accounting = Self::check(client, &gateway, redeliveries, workers.as_ref());
+        accounting
+            .problems
+            .extend(rejections::rejection_problems(client, &queue));
         accounting.problems.extend(resets);
         accounting.ok = accounting.problems.is_empty();
         accounting
@@ -217,6 +224,8 @@ mod tests {
             "# TYPE coder_model_requests_total counter\n\
              coder_model_requests_total{{code=\"200\",endpoint=\"{ENDPOINT}\",model_name=\"m\",status=\"success\"}} {ok}\n\
              coder_model_requests_total{{code=\"429\",endpoint=\"{ENDPOINT}\",model_name=\"m\",status=\"error\"}} {rejected}\n\
+             # TYPE coder_queue_rejected_total counter\n\
+             coder_queue_rejected_total{{model_name=\"m\",reason=\"backlog_full\"}} {rejected}\n\
              # TYPE coder_worker_requests_total counter\n\
              coder_worker_requests_total{{model_name=\"m\",outcome=\"completed\"}} {completed}\n"
         )
@@ -296,7 +305,9 @@ mod tests {
     fn a_request_under_another_code_fails() {
         let tally = ClientTally::from_records(10, &records(8, 2));
         let accounting = account(&page(0, 0, 0), &page(9, 1, 8), &tally);
-        assert_eq!(accounting.problems.len(), 2, "{:?}", accounting.problems);
+        // 200 over, 429 under, and one 429 the gateway's queue refusals do not explain.
+        assert_eq!(accounting.problems.len(), 3, "{:?}", accounting.problems);
+        assert!(accounting.problems[2].contains("queue refusals"));
     }
 
     #[test]

@@ -200,11 +200,20 @@ fn stream(behaviour: &Behaviour, chat: bool) -> Response {
 
 async fn metrics(State(state): State<FakeState>) -> String {
     let mut page = String::from("# TYPE coder_model_requests_total counter\n");
+    let mut refused = 0;
     for ((endpoint, code), n) in state.counts.lock().unwrap().iter() {
         let status = if *code < 400 { "success" } else { "error" };
         page.push_str(&format!(
             "coder_model_requests_total{{code=\"{code}\",endpoint=\"{endpoint}\",model_name=\"fake\",status=\"{status}\"}} {n}\n"
         ));
+        if *code == 429 {
+            refused += n;
+        }
     }
+    // Like the gateway, every 429 is a queue refusal for lack of room.
+    page.push_str("# TYPE coder_queue_rejected_total counter\n");
+    page.push_str(&format!(
+        "coder_queue_rejected_total{{model_name=\"fake\",reason=\"backlog_full\"}} {refused}\n"
+    ));
     page
 }
