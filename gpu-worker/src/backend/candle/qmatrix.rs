@@ -288,25 +288,35 @@ fn missing(name: &str) -> candle_core::Error {
 
 /// Q4_K blocks, interleaved where this CPU has the kernel for them.
 fn read_q4k<R: Read>(reader: &mut R, n: usize, k: usize) -> candle_core::Result<Box<dyn Blocks>> {
-    let shared = read_blocks::<BlockQ4K, R>(reader, n, k)?;
     if !x8::supported() {
-        return Ok(shared);
+        return read_blocks::<BlockQ4K, R>(reader, n, k);
     }
-    let Ok(blocks) = shared.into_any().downcast::<Shared<BlockQ4K>>() else {
-        unreachable!("read_blocks::<BlockQ4K> gives Q4_K blocks");
-    };
-    match Q4Kx8::new(RawQ4K::from_blocks(&blocks.0), n, k) {
+    // Only copied into the interleaved layout and freed: no huge pages asked for.
+    let blocks = read_vec::<BlockQ4K, R>(reader, n, k, false)?;
+    match Q4Kx8::new(RawQ4K::from_blocks(&blocks), n, k) {
         Some(interleaved) => Ok(Box::new(Interleaved(interleaved))),
-        None => Ok(blocks),
+        None => Ok(Box::new(Shared(Arc::new(blocks)))),
     }
 }
 
-/// `n * k / block` blocks read straight into their final allocation.
-fn read_blocks<T: GgmlType + 'static, R: Read>(
+/// `n * k / block` blocks read straight into their final allocation, on huge pages.
+fn read_blocks<T: GgmlType + Send + Sync + 'static, R: Read>(
     reader: &mut R,
     n: usize,
     k: usize,
 ) -> candle_core::Result<Box<dyn Blocks>> {
+    Ok(Box::new(Shared(Arc::new(read_vec::<T, R>(
+        reader, n, k, true,
+    )?))))
+}
+
+/// `n * k / block` blocks; `on_huge_pages` asks for transparent huge pages for a long-lived buffer.
+fn read_vec<T: GgmlType, R: Read>(
+    reader: &mut R,
+    n: usize,
+    k: usize,
+    on_huge_pages: bool,
+) -> candle_core::Result<Vec<T>> {
     if !k.is_multiple_of(T::BLCK_SIZE) {
         candle_core::bail!(
             "row length {k} is not a multiple of the block size {}",
@@ -315,10 +325,12 @@ fn read_blocks<T: GgmlType + 'static, R: Read>(
     }
     let count = n * k / T::BLCK_SIZE;
     let mut blocks: Vec<T> = Vec::with_capacity(count);
-    huge_pages::advise(
-        blocks.as_mut_ptr() as *mut u8,
-        count * std::mem::size_of::<T>(),
-    );
+    if on_huge_pages {
+        huge_pages::advise(
+            blocks.as_mut_ptr() as *mut u8,
+            count * std::mem::size_of::<T>(),
+        );
+    }
     blocks.resize(count, T::zeros());
     // SAFETY: ggml blocks are `repr(C)` plain data (integers and half floats) that every bit
     // pattern inhabits; the byte view covers exactly the vector's initialised elements.
@@ -329,7 +341,7 @@ fn read_blocks<T: GgmlType + 'static, R: Read>(
         )
     };
     reader.read_exact(bytes)?;
-    Ok(Box::new(Shared(Arc::new(blocks))))
+    Ok(blocks)
 }
 
 /// candle's storage interface over shared blocks, for the transient tiled tensor. Only the
