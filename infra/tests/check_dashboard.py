@@ -2,8 +2,9 @@
 """Evaluate every query of a Grafana dashboard against a live Prometheus.
 
 No Grafana server can run here, so this does what Grafana would: substitute the template
-variables ($model the way Grafana escapes a regex variable, $__rate_interval and $__interval
-as the given window), send each panel target's expr to /api/v1/query, and judge the answer:
+variables ($model the way Grafana escapes a regex variable, once as one model and once as
+"All", $__rate_interval and $__interval as the given window), send each panel target's expr to
+/api/v1/query, and judge the answer:
 
   HTTP 400 (a parse error)              -> FAIL
   zero series, or only NaN values       -> FAIL (a wrong name or label gives zero series)
@@ -111,8 +112,13 @@ def main():
     failures += not ok
     print(f"{'PASS' if ok else 'FAIL'}  variable model: {definition} -> {models} (using {model!r})")
 
+    # One model, and "All" (includeAll without allValue): Grafana writes every value, escaped,
+    # as one regex alternation.
+    selections = {
+        model: grafana_regex_escape(model),
+        "All": "(" + "|".join(grafana_regex_escape(m) for m in models) + ")",
+    }
     variables = {
-        "model": grafana_regex_escape(model),
         "__rate_interval": args.window,
         "__interval": args.window,
         "__range": "5m",
@@ -127,21 +133,22 @@ def main():
 
     deadline = time.monotonic() + args.wait
     counts = {"PASS": 0, "FAIL": 0}
-    for title, ref, raw in targets:
-        expr = raw
-        try:
-            expr = substitute(raw, variables)
-        except KeyError as err:
-            verdict, detail = "FAIL", f"unknown variable {err}"
-        else:
-            verdict, detail = judge(prom, expr)
-            while verdict == "FAIL" and time.monotonic() < deadline and "HTTP 400" not in detail:
-                time.sleep(2)
+    for selection, value in selections.items():
+        for title, ref, raw in targets:
+            expr = raw
+            try:
+                expr = substitute(raw, {**variables, "model": value})
+            except KeyError as err:
+                verdict, detail = "FAIL", f"unknown variable {err}"
+            else:
                 verdict, detail = judge(prom, expr)
-        counts[verdict] += 1
-        print(f"{verdict:10}  [{title}] {ref}: {detail}")
-        if verdict == "FAIL":
-            print(f"            expr: {expr}")
+                while verdict == "FAIL" and time.monotonic() < deadline and "HTTP 400" not in detail:
+                    time.sleep(2)
+                    verdict, detail = judge(prom, expr)
+            counts[verdict] += 1
+            print(f"{verdict:10}  [{title}] {ref} (model {selection}): {detail}")
+            if verdict == "FAIL":
+                print(f"            expr: {expr}")
 
     failures += counts["FAIL"]
     print(f"dashboard check: {counts['PASS']} passed, {counts['FAIL']} failed")
