@@ -224,16 +224,7 @@ async fn the_pending_limit_gives_429_with_retry_after_and_loses_nothing() {
     let gateway = Gateway::start(&nats, &["--models", MODEL, "--max-pending-per-model", "3"]);
 
     // No worker yet: three requests queue, the next three are refused.
-    let requests: Vec<_> = (0..3)
-        .map(|_| {
-            tokio::spawn(
-                http()
-                    .post(gateway.url("/v1/completions"))
-                    .json(&completion_body(MODEL, 2))
-                    .send(),
-            )
-        })
-        .collect();
+    let requests = completions_in_background(&gateway, MODEL, 3);
     let queued = eventually(std::time::Duration::from_secs(10), || async {
         let scrape = scrape(&gateway.metrics_url()).await;
         (sample(
@@ -276,16 +267,7 @@ async fn a_full_stream_gives_429_with_retry_after_and_loses_nothing() {
     let gateway = Gateway::start(&nats, &limits);
 
     // No worker yet: the stream takes two requests, then refuses; the pending limit (256) is far.
-    let requests: Vec<_> = (0..2)
-        .map(|_| {
-            tokio::spawn(
-                http()
-                    .post(gateway.url("/v1/completions"))
-                    .json(&completion_body(MODEL, 2))
-                    .send(),
-            )
-        })
-        .collect();
+    let requests = completions_in_background(&gateway, MODEL, 2);
     wait_for_sample(
         &gateway.metrics_url(),
         "coder_queue_pending_requests",

@@ -163,6 +163,24 @@ pub fn completion_body(model: &str, max_tokens: u32) -> Value {
     json!({ "model": model, "prompt": "def fibonacci(n):", "max_tokens": max_tokens })
 }
 
+/// `count` 2-token completions for `model`, each sent from its own task.
+pub fn completions_in_background(
+    gateway: &Gateway,
+    model: &str,
+    count: usize,
+) -> Vec<tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>> {
+    (0..count)
+        .map(|_| {
+            tokio::spawn(
+                http()
+                    .post(gateway.url("/v1/completions"))
+                    .json(&completion_body(model, 2))
+                    .send(),
+            )
+        })
+        .collect()
+}
+
 pub async fn post(gateway: &Gateway, path: &str, body: &Value) -> reqwest::Response {
     http()
         .post(gateway.url(path))
