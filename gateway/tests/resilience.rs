@@ -152,7 +152,7 @@ async fn sigterm_lets_in_flight_requests_finish() {
         stack(MODEL, &[], &["--synthetic-ms-per-token", "30"]).await;
     let request = tokio::spawn(post_owned(
         gateway.url("/v1/completions"),
-        completion_body(MODEL, 80),
+        completion_body(MODEL, 200),
     ));
     wait_for_sample(
         &worker.metrics_url(),
@@ -181,7 +181,7 @@ async fn sigterm_lets_in_flight_requests_finish() {
     let response = request.await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["usage"]["completion_tokens"], 80);
+    assert_eq!(body["usage"]["completion_tokens"], 200);
     let worker_exit = worker
         .process
         .wait_exit(Duration::from_secs(10))

@@ -12,8 +12,9 @@ use tokio_util::task::TaskTracker;
 
 /// How long one pull request waits on the server for messages.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
-/// How long after PULL_EXPIRES a batch that has not ended is given up.
-const BATCH_GRACE: Duration = Duration::from_secs(1);
+/// Once stopping, how long a batch may stay silent before it is left to expire (whatever it
+/// still delivers returns after ack_wait).
+const DRAIN_SILENCE: Duration = Duration::from_millis(500);
 
 pub async fn pull_loop(
     consumer: PullConsumer,
@@ -30,15 +31,12 @@ pub async fn pull_loop(
             slot = slots.acquire() => slot,
         };
         let wanted = 1 + slots.free() as usize;
-        // The server ends a batch at PULL_EXPIRES; with NATS gone nothing ends it, so the batch
-        // is abandoned at this deadline (anything delivered and unread returns after ack_wait).
-        let deadline = tokio::time::Instant::now() + PULL_EXPIRES + BATCH_GRACE;
         let batch = consumer
             .batch()
             .max_messages(wanted)
             .expires(PULL_EXPIRES)
             .messages();
-        let pulled = match tokio::time::timeout_at(deadline, batch).await {
+        let pulled = match tokio::time::timeout(PULL_EXPIRES, batch).await {
             Ok(Ok(batch)) => Ok(batch),
             Ok(Err(error)) => Err(error.to_string()),
             Err(_) => Err("no answer from NATS".to_owned()),
@@ -60,7 +58,18 @@ pub async fn pull_loop(
             }
         };
         let mut slot = Some(slot);
-        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, batch.next()).await {
+        // The server ends a batch after PULL_EXPIRES (async-nats itself 5 s later if the server
+        // is gone). Once stopping, a silent batch is not waited for.
+        loop {
+            let next = tokio::select! {
+                biased;
+                next = batch.next() => next,
+                _ = stopping.cancelled() => match tokio::time::timeout(DRAIN_SILENCE, batch.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            let Some(message) = next else { break };
             let message = match message {
                 Ok(message) => message,
                 Err(error) => {

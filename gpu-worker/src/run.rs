@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// How long the last flush at shutdown may wait for NATS.
-const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 use tokio_util::task::TaskTracker;
+
+/// How long the last heartbeat and the last flush at shutdown may each wait for NATS.
+const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// GPU figures are read this often.
 const GPU_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
@@ -142,7 +142,8 @@ pub async fn run(
     {
         tracing::warn!("shutdown grace over: unfinished requests will be redelivered");
     }
-    let _ = heartbeat.await;
+    // Its last beat says "not accepting"; a client stuck reconnecting may never take it.
+    let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, heartbeat).await;
     // A flush waits for the server; with NATS gone that is a reconnect that may never come.
     if tokio::time::timeout(FINAL_FLUSH_TIMEOUT, client.flush())
         .await
