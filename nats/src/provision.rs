@@ -118,19 +118,25 @@ pub async fn ensure_consumer(
 }
 
 /// Creates the model's consumer if it is missing, leaving an existing one's settings to its
-/// workers (the gateway's call for `--models`).
+/// workers (the gateway's call for `--models`). A strict create, never an update: a worker that
+/// creates the consumer at the same moment keeps its settings.
 pub async fn ensure_consumer_exists(
     js: &jetstream::Context,
     model: &str,
     settings: &ConsumerSettings,
 ) -> Result<consumer::PullConsumer, ProvisionError> {
+    use async_nats::jetstream::stream::ConsumerCreateStrictErrorKind;
     let stream = js.get_stream(subjects::STREAM_NAME).await?;
-    Ok(stream
-        .get_or_create_consumer(
-            &subjects::consumer_name(model),
-            consumer_config(model, settings),
-        )
-        .await?)
+    match stream
+        .create_consumer_strict(consumer_config(model, settings))
+        .await
+    {
+        Ok(consumer) => Ok(consumer),
+        Err(error) if error.kind() == ConsumerCreateStrictErrorKind::AlreadyExists => {
+            Ok(stream.get_consumer(&subjects::consumer_name(model)).await?)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 fn consumer_config(model: &str, settings: &ConsumerSettings) -> consumer::pull::Config {
