@@ -89,7 +89,9 @@ impl Dispatcher {
         if let Err(error) = acked {
             let mut guard = guard;
             let failure = classify(&error);
-            if failure != PublishFailure::Unavailable {
+            if failure == PublishFailure::Unavailable {
+                guard.give_up(CancelReason::GatewayError); // maybe stored: cancel if it runs
+            } else {
                 guard.finished(); // refused by the server: never queued, nothing to cancel
             }
             return Err(match failure {
@@ -125,7 +127,8 @@ pub struct InFlight {
     pub model: ModelLabel,
     pub ticket: QueueTicket,
     done: bool,
-    /// Why a drop before [`InFlight::finished`] cancels: the client left, unless told otherwise.
+    /// Why a drop before [`InFlight::finished`] cancels: the client left (or the gateway's
+    /// shutdown grace ended with the request open), unless [`InFlight::give_up`] said otherwise.
     cancel_reason: CancelReason,
 }
 
@@ -149,9 +152,9 @@ impl InFlight {
         }
     }
 
-    /// The request ran out of time: dropping it now cancels it as `deadline_exceeded`.
-    pub fn deadline_passed(&mut self) {
-        self.cancel_reason = CancelReason::DeadlineExceeded;
+    /// The gateway gives up on the request for `reason`: dropping it now cancels it as that.
+    pub fn give_up(&mut self, reason: CancelReason) {
+        self.cancel_reason = reason;
     }
 
     /// The request reached a terminal event: nothing to cancel.

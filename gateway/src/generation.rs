@@ -5,7 +5,7 @@
 use crate::attempts::{AttemptFilter, Filtered};
 use crate::dispatch::Submitted;
 use crate::error::ApiError;
-use coder_nats::{ErrorKind, FinishReason, Usage, WorkerEvent};
+use coder_nats::{CancelReason, ErrorKind, FinishReason, Usage, WorkerEvent};
 use metrics_common::GatewayMetrics;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -64,14 +64,16 @@ impl Generation {
     pub async fn next(&mut self) -> Result<Progress, ApiError> {
         loop {
             let event = tokio::select! {
+                biased; // an answer that arrived in time wins over the deadline
                 event = self.submitted.events.recv() => event,
                 _ = tokio::time::sleep_until(self.deadline) => {
                     tracing::info!(request_id = %self.id, "deadline passed: 504");
-                    self.submitted.guard.deadline_passed();
+                    self.submitted.guard.give_up(CancelReason::DeadlineExceeded);
                     return Err(ApiError::Timeout(self.timeout));
                 }
             };
             let Some(event) = event else {
+                self.submitted.guard.give_up(CancelReason::GatewayError);
                 return Err(ApiError::Internal("reply route closed".into()));
             };
             if let Some(progress) = self.handle(event)? {
@@ -137,6 +139,7 @@ impl Generation {
                 })
             }
             Filtered::Terminal(other) => {
+                self.submitted.guard.give_up(CancelReason::GatewayError);
                 Err(ApiError::Internal(format!("unexpected event {other:?}")))
             }
         }

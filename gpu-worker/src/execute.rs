@@ -85,6 +85,9 @@ impl Executor {
     async fn run(&self, job: Job, message: &Message) -> Outcome {
         let attempt = job.attempt;
         let queue_wait_ms = job.queue_wait.as_millis() as u64;
+        // Registered before `started` goes out: a cancel the gateway sends on seeing it finds
+        // the request.
+        let cancelled = self.cancels.register(job.request.id);
         let started = WorkerEvent::Started {
             attempt,
             worker_id: self.worker_id.clone(),
@@ -92,12 +95,12 @@ impl Executor {
         };
         self.publish(&job, started).await;
 
-        let cancelled = self.cancels.register(job.request.id);
         let (tokens_tx, mut tokens) = mpsc::unbounded_channel();
         let backend = Arc::clone(&self.backend);
         let request = job.request.clone();
+        let job_deadline = job.deadline;
         let generation = tokio::task::spawn_blocking(move || {
-            let mut sink = ChannelSink::new(tokens_tx, cancelled);
+            let mut sink = ChannelSink::new(tokens_tx, cancelled, job_deadline);
             backend.generate(&request, &mut sink)
         });
 

@@ -18,6 +18,9 @@ pub enum CancelReason {
     ClientDisconnected,
     /// `--request-timeout` passed before the last token: the client got a 504.
     DeadlineExceeded,
+    /// The gateway failed the request (its publish went unconfirmed, its replies were lost): the
+    /// client got a 5xx.
+    GatewayError,
     #[serde(other)]
     Unspecified,
 }
@@ -40,6 +43,7 @@ impl std::fmt::Display for CancelReason {
         let name = match self {
             CancelReason::ClientDisconnected => "client_disconnected",
             CancelReason::DeadlineExceeded => "deadline_exceeded",
+            CancelReason::GatewayError => "gateway_error",
             CancelReason::Unspecified => "unspecified",
         };
         f.write_str(name)
@@ -57,6 +61,20 @@ mod tests {
         };
         assert_eq!(cancel.to_json(), br#"{"reason":"deadline_exceeded"}"#);
         assert_eq!(Cancel::from_payload(&cancel.to_json()), cancel);
+    }
+
+    #[test]
+    fn display_names_are_the_wire_names() {
+        use CancelReason::*;
+        for reason in [
+            ClientDisconnected,
+            DeadlineExceeded,
+            GatewayError,
+            Unspecified,
+        ] {
+            let wire = serde_json::to_value(reason).unwrap();
+            assert_eq!(wire.as_str(), Some(reason.to_string().as_str()));
+        }
     }
 
     #[test]
