@@ -10,7 +10,8 @@
 //!   or stream full, too large);
 //! - 2xx: a worker event arrived (the first token for a stream, `final` otherwise);
 //! - 500 (the worker failed, the reply route closed) and 504 (the deadline passed, or a worker
-//!   found it passed while the request was queued): only after publishing;
+//!   found it passed while the request was queued): only after publishing. A 504 may still end
+//!   `completed`: a `final` sent just before the deadline can reach the gateway just after it;
 //! - 400: the gateway's validation (never queued) or the worker's (`invalid_request`: `failed`);
 //! - 503: NATS down before publishing, a publish whose ack never came (the message may be stored
 //!   anyway), or a worker's cancel.
@@ -25,11 +26,12 @@ pub enum QueueFate {
     NotQueued,
     /// A complete 2xx: exactly one `completed`.
     Completed,
-    /// 500, 504, or a 2xx stream ended by an error event: queued, then ended by a worker's error,
-    /// its deadline or a cancel: exactly one outcome other than `completed`.
+    /// 500, or a 2xx stream ended by an error event: queued, then ended by a worker's error or
+    /// a cancel: exactly one outcome other than `completed`.
     Failed,
-    /// Another broken 2xx (cut short, unreadable, past `--timeout`): queued, and the worker may
-    /// have completed before the client gave up: exactly one outcome of any kind.
+    /// 504, or another broken 2xx (cut short, unreadable, past `--timeout`): queued, and the
+    /// worker may have completed before the gateway or the client gave up: exactly one outcome
+    /// of any kind.
     Ended,
     /// 400: the gateway's validation refused it (no outcome) or the worker did (`failed`).
     MaybeFailed,
@@ -47,7 +49,8 @@ impl QueueFate {
             200..=299 => Self::Ended,
             400 => Self::MaybeFailed,
             401..=499 => Self::NotQueued,
-            500 | 504 => Self::Failed,
+            500 => Self::Failed,
+            504 => Self::Ended,
             _ => Self::Unknown,
         }
     }
@@ -173,7 +176,7 @@ mod tests {
             (Some(404), Outcome::HttpError, NotQueued),
             (Some(400), Outcome::HttpError, MaybeFailed),
             (Some(500), Outcome::HttpError, Failed),
-            (Some(504), Outcome::Timeout, Failed),
+            (Some(504), Outcome::Timeout, Ended),
             (Some(503), Outcome::HttpError, Unknown),
             (Some(502), Outcome::HttpError, Unknown),
             (None, Outcome::Timeout, Unknown),

@@ -15,10 +15,11 @@
 //! 3. with worker metrics: every request the gateway put on the queue ended with exactly one
 //!    worker outcome, and no other request did. Each request's answer tells whether it reached
 //!    the queue and which outcomes it allows ([`fate`]): a complete 2xx exactly one `completed`;
-//!    a 500, a 504 or a 2xx stream ended by an error exactly one `cancelled`, `expired` or
-//!    `failed` (a 504 for a request still queued becomes `expired` only when a worker takes it
-//!    off the queue: the settle loop waits for that, and `--settle-timeout` must cover the
-//!    backlog's drain); another broken 2xx exactly one of any kind; a 4xx other than 400 none.
+//!    a 500 or a 2xx stream ended by an error exactly one `cancelled`, `expired` or `failed`; a
+//!    504 or another broken 2xx exactly one of any kind (a `final` sent just before the deadline
+//!    can reach the gateway just after it; a 504 for a request still queued becomes `expired`
+//!    only when a worker takes it off the queue: the settle loop waits for that, and
+//!    `--settle-timeout` must cover the backlog's drain); a 4xx other than 400 none.
 //!    The workers' `completed`, their other outcomes, and all their outcomes must each fall
 //!    within the range these add up to ([`workers`]); with no uncertain request (below) the
 //!    ranges are single numbers.

@@ -89,14 +89,14 @@ impl WorkerCheck {
             bounds,
             || {
                 format!(
-                    "but {} requests got a 500, a 504 or an error in their stream, and each \
-                     needs one such outcome",
+                    "but {} requests got a 500 or an error in their stream, and each needs one \
+                     such outcome",
                     f.failed
                 )
             },
             || {
                 format!(
-                    "but at most {} can have ({} 500s/504s/stream errors, {} broken 2xx bodies, {})",
+                    "but at most {} can have ({} 500s/stream errors, {} 504s/broken 2xx bodies, {})",
                     bounds.max,
                     f.failed,
                     f.ended,
@@ -116,9 +116,9 @@ impl WorkerCheck {
             bounds,
             || {
                 format!(
-                    "but {} requests reached the queue ({} successes, {} 500s/504s/stream errors, \
-                     {} broken 2xx bodies): {} accepted requests have no worker outcome (lost, or \
-                     still queued: raise --settle-timeout?)",
+                    "but {} requests reached the queue ({} successes, {} 500s/stream errors, \
+                     {} 504s/broken 2xx bodies): {} accepted requests have no worker outcome \
+                     (lost, or still queued: raise --settle-timeout?)",
                     bounds.min,
                     f.completed,
                     f.failed,
@@ -250,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn a_gateway_timeout_ends_with_exactly_one_cancelled_or_expired() {
+    fn a_gateway_timeout_ends_with_exactly_one_outcome() {
         let recs = eight_ok_and(&[GATEWAY_TIMEOUT]);
         for outcome in ["cancelled", "expired", "failed"] {
             let found = problems(&recs, &[], 0.0, &[("completed", 8.0), (outcome, 1.0)]);
@@ -264,17 +264,15 @@ mod tests {
     }
 
     #[test]
-    fn a_gateway_timeout_whose_worker_completed_fails() {
-        // The worker's `final` never reached the gateway: the answer was lost on the way back.
-        let found = problems(
-            &eight_ok_and(&[GATEWAY_TIMEOUT]),
-            &[],
-            0.0,
-            &[("completed", 9.0)],
-        );
+    fn a_gateway_timeout_may_have_a_worker_that_completed_at_the_deadline() {
+        // A `final` sent just before the deadline reached the gateway just after it.
+        let recs = eight_ok_and(&[GATEWAY_TIMEOUT]);
+        let found = problems(&recs, &[], 0.0, &[("completed", 9.0)]);
+        assert!(found.is_empty(), "{found:?}");
+        let twice = problems(&recs, &[], 0.0, &[("completed", 9.0), ("cancelled", 1.0)]);
         assert!(
-            found.iter().any(|p| p.starts_with("workers completed 9")),
-            "{found:?}"
+            twice.iter().any(|p| p.contains("a request ran twice")),
+            "{twice:?}"
         );
     }
 
