@@ -291,7 +291,8 @@ fn read_q4k<R: Read>(reader: &mut R, n: usize, k: usize) -> candle_core::Result<
     if !x8::supported() {
         return read_blocks::<BlockQ4K, R>(reader, n, k);
     }
-    // Only copied into the interleaved layout and freed: no huge pages asked for.
+    // Normally only copied into the interleaved layout and freed, so no huge pages are asked
+    // for; a matrix that cannot be interleaved keeps it as it is.
     let blocks = read_vec::<BlockQ4K, R>(reader, n, k, false)?;
     match Q4Kx8::new(RawQ4K::from_blocks(&blocks), n, k) {
         Some(interleaved) => Ok(Box::new(Interleaved(interleaved))),
