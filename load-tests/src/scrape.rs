@@ -120,6 +120,17 @@ pub fn queue_counts(scrape: &Scrape, model: &str) -> Counts {
     counts
 }
 
+/// The gateway's `coder_model_active_requests` for one model, all endpoints together.
+pub fn active_requests(scrape: &Scrape, model: &str) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == names::MODEL_ACTIVE_REQUESTS)
+        .filter(|s| s.labels.get(label::MODEL_NAME) == Some(model))
+        .map(number)
+        .sum()
+}
+
 /// The key of `coder_queue_rejected_total{reason}` in [`queue_counts`].
 pub fn queue_rejected_key(reason: &str) -> String {
     format!("{}_total{{reason={reason}}}", names::QUEUE_REJECTED)

@@ -28,6 +28,7 @@ impl MetricsTargets {
         let page = scrape::fetch(http, &self.gateway_url).await?;
         let gateway = scrape::gateway_counts(&page, &self.model, self.endpoint);
         let queue = scrape::queue_counts(&page, &self.model);
+        let active = scrape::active_requests(&page, &self.model);
         let mut workers = None;
         for url in &self.worker_urls {
             let page = scrape::fetch(http, url).await?;
@@ -37,6 +38,7 @@ impl MetricsTargets {
         Ok(Snapshot {
             gateway,
             queue,
+            active,
             workers,
         })
     }

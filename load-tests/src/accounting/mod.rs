@@ -25,7 +25,8 @@
 //!    ranges are single numbers.
 //!
 //! 4. the gateway's queue refusals (`coder_queue_rejected_total`, reasons `backlog_full` and
-//!    `stream_full`) equal the 429s the client received ([`rejections`]).
+//!    `stream_full`) equal the 429s the client received ([`rejections`]);
+//! 5. the gateway's `coder_model_active_requests` is back where it was ([`active`]).
 //!
 //! What the metrics cannot pin down, and the check therefore allows:
 //! - the counters carry no request ids, so the check is on totals by kind: a request that ended
@@ -43,6 +44,7 @@
 //! - the gateway's redelivery counter is per model, the request counter per model and endpoint:
 //!   the check assumes this client is the only one using the model during the run.
 
+pub mod active;
 pub mod codes;
 pub mod fate;
 pub mod rejections;
@@ -66,6 +68,8 @@ pub struct Snapshot {
     /// The gateway's queue counters for the model, by metric name (see
     /// [`crate::scrape::queue_counts`]).
     pub queue: Counts,
+    /// The gateway's requests in progress for the model (a gauge).
+    pub active: f64,
     /// All workers' requests for the model, by outcome (when worker metrics were given).
     pub workers: Option<Counts>,
 }
@@ -129,6 +133,9 @@ impl Accounting {
         accounting
             .problems
             .extend(rejections::rejection_problems(client, &queue));
+        accounting
+            .problems
+            .extend(active::active_problems(client, before.active, after.active));
         accounting.problems.extend(resets);
         accounting.ok = accounting.problems.is_empty();
         accounting
@@ -215,7 +222,7 @@ mod tests {
     use super::*;
     use crate::record::Outcome;
     use crate::record::RequestRecord;
-    use crate::scrape::{gateway_counts, parse, queue_counts, worker_counts};
+    use crate::scrape::{active_requests, gateway_counts, parse, queue_counts, worker_counts};
     use std::time::Duration;
 
     const ENDPOINT: &str = "/v1/completions";
@@ -250,6 +257,7 @@ mod tests {
         Snapshot {
             gateway: gateway_counts(&scrape, "m", ENDPOINT),
             queue: queue_counts(&scrape, "m"),
+            active: active_requests(&scrape, "m"),
             workers: Some(worker_counts(&scrape, "m")),
         }
     }
