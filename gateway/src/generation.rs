@@ -6,7 +6,7 @@ use crate::attempts::{AttemptFilter, Filtered};
 use crate::dispatch::Submitted;
 use crate::error::ApiError;
 use coder_nats::{CancelReason, ErrorKind, FinishReason, Usage, WorkerEvent};
-use metrics_common::GatewayMetrics;
+use metrics_common::{GatewayMetrics, ModelLabel};
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -23,7 +23,6 @@ pub enum Progress {
 
 pub struct Generation {
     pub id: Uuid,
-    pub model: String,
     submitted: Submitted,
     filter: AttemptFilter,
     received_at: Instant,
@@ -38,7 +37,6 @@ pub struct Generation {
 impl Generation {
     pub fn new(
         id: Uuid,
-        model: &str,
         submitted: Submitted,
         received_at: Instant,
         timeout: Duration,
@@ -46,7 +44,6 @@ impl Generation {
     ) -> Self {
         Self {
             id,
-            model: model.to_owned(),
             submitted,
             filter: AttemptFilter::default(),
             received_at,
@@ -57,6 +54,11 @@ impl Generation {
             last_token_at: None,
             tokens: 0,
         }
+    }
+
+    /// The request's model: the label its metrics are recorded under.
+    pub fn model(&self) -> &ModelLabel {
+        &self.submitted.guard.model
     }
 
     /// The next piece for the client. After `Done` or an error the generation is over; dropping
@@ -91,11 +93,10 @@ impl Generation {
             Filtered::Skip => Ok(None),
             Filtered::Started { redelivered, .. } => {
                 self.submitted.guard.ticket.started();
-                self.metrics
-                    .record_queue_wait(&self.submitted.guard.model, queue_wait);
+                self.metrics.record_queue_wait(self.model(), queue_wait);
                 if redelivered {
                     tracing::warn!(request_id = %self.id, "request redelivered to another worker");
-                    self.metrics.record_redelivery(&self.submitted.guard.model);
+                    self.metrics.record_redelivery(self.model());
                 }
                 Ok(None)
             }
@@ -103,10 +104,8 @@ impl Generation {
                 let now = Instant::now();
                 if self.first_token_at.is_none() {
                     self.first_token_at = Some(now);
-                    self.metrics.record_time_to_first_token(
-                        &self.submitted.guard.model,
-                        now - self.received_at,
-                    );
+                    self.metrics
+                        .record_time_to_first_token(self.model(), now - self.received_at);
                 }
                 self.last_token_at = Some(now);
                 self.tokens += 1;
@@ -147,16 +146,14 @@ impl Generation {
 
     fn record_completion(&self, usage: Usage) {
         self.metrics.record_usage(
-            &self.submitted.guard.model,
+            self.model(),
             u64::from(usage.prompt_tokens),
             u64::from(usage.completion_tokens),
         );
         if let (Some(first), Some(last)) = (self.first_token_at, self.last_token_at) {
             if self.tokens > 1 {
-                self.metrics.record_time_per_output_token(
-                    &self.submitted.guard.model,
-                    (last - first) / (self.tokens - 1),
-                );
+                self.metrics
+                    .record_time_per_output_token(self.model(), (last - first) / (self.tokens - 1));
             }
         }
     }

@@ -35,8 +35,7 @@ pub async fn stream_response(
     include_usage: bool,
 ) -> Result<Response, ApiError> {
     let first = generation.next().await?;
-    let (id, model) = (generation.id, generation.model.clone());
-    let opening = format.opening(id, &model);
+    let opening = format.opening(generation.id, generation.model().as_str());
     let state = StreamState {
         generation,
         format,
@@ -70,7 +69,7 @@ impl<F: ChunkFormat> StreamState<F> {
             Some(progress) => Ok(progress),
             None => self.generation.next().await,
         };
-        let (id, model) = (self.generation.id, self.generation.model.as_str());
+        let (id, model) = (self.generation.id, self.generation.model().as_str());
         match progress {
             Ok(Progress::Token(text)) if text.is_empty() => (Vec::new(), false),
             Ok(Progress::Token(text)) => (vec![self.format.token(id, model, text)], false),

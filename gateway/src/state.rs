@@ -53,7 +53,6 @@ impl AppState {
             .await?;
         Ok(Generation::new(
             id,
-            model,
             submitted,
             received_at,
             timeout,
