@@ -1,9 +1,9 @@
 //! What the load generator sends: the endpoint, the prompts and the JSON bodies.
 //!
 //! Bodies are serialised once, before the run, and cycled through: building JSON on the hot path
-//! would make the generator, not the gateway, the thing measured. Each body is kept split around
-//! its `max_tokens` value, so a request's own draw from a `--max-tokens` range is only written
-//! between the two halves.
+//! would make the generator, not the gateway, the thing measured. With one `--max-tokens` value
+//! a request's body is a shared buffer; with a range, each body is kept split around its
+//! `max_tokens` value, so a request's own draw is only written between the two halves.
 
 use crate::max_tokens::MaxTokens;
 use anyhow::{bail, Context};
@@ -52,9 +52,17 @@ pub struct RequestShape {
 /// Pre-serialised request bodies, one per prompt.
 #[derive(Debug, Clone)]
 pub struct Workload {
-    bodies: Vec<BodyTemplate>,
+    bodies: Bodies,
     max_tokens: MaxTokens,
     length_seed: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Bodies {
+    /// One `max_tokens` for every request: whole bodies.
+    Fixed(Vec<Bytes>),
+    /// A `max_tokens` range: bodies to write each request's draw into.
+    Drawn(Vec<BodyTemplate>),
 }
 
 impl Workload {
@@ -62,10 +70,18 @@ impl Workload {
         if prompts.is_empty() {
             bail!("no prompts to send");
         }
-        let bodies = prompts
-            .iter()
-            .map(|prompt| BodyTemplate::new(shape, prompt))
-            .collect::<anyhow::Result<_>>()?;
+        let bodies = if shape.max_tokens.is_fixed() {
+            let whole = |prompt: &String| {
+                serde_json::to_vec(&body(shape, prompt, shape.max_tokens.min)).map(Bytes::from)
+            };
+            let bodies = prompts.iter().map(whole).collect::<Result<_, _>>();
+            Bodies::Fixed(bodies.context("serialising request bodies")?)
+        } else {
+            let templates = prompts
+                .iter()
+                .map(|prompt| BodyTemplate::new(shape, prompt));
+            Bodies::Drawn(templates.collect::<anyhow::Result<_>>()?)
+        };
         Ok(Self {
             bodies,
             max_tokens: shape.max_tokens,
@@ -77,8 +93,12 @@ impl Workload {
     /// for.
     pub fn body(&self, seq: u64) -> (Bytes, u32) {
         let max_tokens = self.max_tokens.draw(self.length_seed, seq);
-        let template = &self.bodies[(seq % self.bodies.len() as u64) as usize];
-        (template.render(max_tokens), max_tokens)
+        let turn = |count: usize| (seq % count as u64) as usize;
+        let body = match &self.bodies {
+            Bodies::Fixed(bodies) => bodies[turn(bodies.len())].clone(),
+            Bodies::Drawn(templates) => templates[turn(templates.len())].render(max_tokens),
+        };
+        (body, max_tokens)
     }
 }
 
@@ -96,12 +116,13 @@ impl BodyTemplate {
         const PLACEHOLDER: u32 = u32::MAX;
         let json = serde_json::to_vec(&body(shape, prompt, PLACEHOLDER))
             .context("serialising a request body")?;
-        let field = format!("\"max_tokens\":{PLACEHOLDER}");
+        const KEY: &str = "\"max_tokens\":";
+        let field = format!("{KEY}{PLACEHOLDER}");
         let at = json
             .windows(field.len())
             .position(|window| window == field.as_bytes())
             .context("no max_tokens field in a serialised request body")?;
-        let value_at = at + field.len() - PLACEHOLDER.to_string().len();
+        let value_at = at + KEY.len();
         Ok(Self {
             head: Bytes::copy_from_slice(&json[..value_at]),
             tail: Bytes::copy_from_slice(&json[at + field.len()..]),
