@@ -88,6 +88,22 @@ impl Bounds {
     pub fn contains(&self, value: f64) -> bool {
         value > self.min as f64 - 0.5 && value < self.max as f64 + 0.5
     }
+
+    /// Why `got` is outside these bounds, if it is: `fewer` below them, `more` above.
+    pub fn outside(
+        &self,
+        got: f64,
+        fewer: impl FnOnce() -> String,
+        more: impl FnOnce() -> String,
+    ) -> Option<String> {
+        if got < self.min as f64 - 0.5 {
+            Some(fewer())
+        } else if !self.contains(got) {
+            Some(more())
+        } else {
+            None
+        }
+    }
 }
 
 /// The worker outcomes a run may show, by kind.

@@ -6,6 +6,7 @@
 //! equal, except that a refused request whose 429 never reached the client (it got no response)
 //! may be counted too. Like the other checks, this assumes the client is the model's only user.
 
+use super::fate::Bounds;
 use super::tally::ClientTally;
 use crate::scrape::{queue_rejected_key, Counts};
 use metrics_common::names::value::RejectReason;
@@ -23,20 +24,24 @@ pub fn rejection_problems(client: &ClientTally, queue: &Counts) -> Vec<String> {
                 .unwrap_or(0.0)
         })
         .sum();
-    let answered = client.by_code.get(TOO_MANY_REQUESTS).copied().unwrap_or(0) as f64;
-    if refused < answered - 0.5 {
-        return vec![format!(
+    let answered = client.by_code.get(TOO_MANY_REQUESTS).copied().unwrap_or(0);
+    let allowed = Bounds {
+        min: answered,
+        max: answered + client.no_response,
+    };
+    let fewer = || {
+        format!(
             "the client received {answered} 429s but the gateway counted {refused} queue refusals"
-        )];
-    }
-    if refused - answered > client.no_response as f64 + 0.5 {
-        return vec![format!(
+        )
+    };
+    let more = || {
+        format!(
             "the gateway counted {refused} queue refusals but the client received {answered} 429s \
              (and {} requests got no response)",
             client.no_response
-        )];
-    }
-    Vec::new()
+        )
+    };
+    allowed.outside(refused, fewer, more).into_iter().collect()
 }
 
 #[cfg(test)]

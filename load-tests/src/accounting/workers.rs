@@ -5,7 +5,7 @@
 //! nevertheless counted under a code are placed by that code first, which narrows the ranges.
 
 use super::codes::CodeRow;
-use super::fate::{Bounds, Expected, Fates, QueueFate};
+use super::fate::{Expected, Fates, QueueFate};
 use crate::scrape::Counts;
 use metrics_common::names::value::Outcome as WorkerOutcome;
 use serde::{Deserialize, Serialize};
@@ -64,9 +64,8 @@ impl WorkerCheck {
 
     fn completed_problem(&self, got: f64) -> Option<String> {
         let (f, bounds) = (&self.fates, self.expected.completed);
-        let why = outside(
+        let why = bounds.outside(
             got,
-            bounds,
             || format!("but the client received {} successes", f.completed),
             || {
                 format!(
@@ -84,9 +83,8 @@ impl WorkerCheck {
 
     fn otherwise_problem(&self, got: f64) -> Option<String> {
         let (f, bounds) = (&self.fates, self.expected.otherwise);
-        let why = outside(
+        let why = bounds.outside(
             got,
-            bounds,
             || {
                 format!(
                     "but {} requests got a 500 or an error in their stream, and each needs one \
@@ -111,9 +109,8 @@ impl WorkerCheck {
 
     fn total_problem(&self, got: f64) -> Option<String> {
         let (f, bounds) = (&self.fates, self.expected.total);
-        let why = outside(
+        let why = bounds.outside(
             got,
-            bounds,
             || {
                 format!(
                     "but {} requests reached the queue ({} successes, {} 500s/stream errors, \
@@ -151,22 +148,6 @@ impl WorkerCheck {
              gateway saw",
             f.unknown, self.redeliveries
         )
-    }
-}
-
-/// Why `got` is outside `bounds`, if it is.
-fn outside(
-    got: f64,
-    bounds: Bounds,
-    fewer: impl FnOnce() -> String,
-    more: impl FnOnce() -> String,
-) -> Option<String> {
-    if got < bounds.min as f64 - 0.5 {
-        Some(fewer())
-    } else if !bounds.contains(got) {
-        Some(more())
-    } else {
-        None
     }
 }
 
