@@ -112,18 +112,9 @@ spawn() {
     SPAWNED=$!
 }
 
-# install_debian_packages PACKAGE...: installs those not installed yet, as scripts/setup.sh does.
-install_debian_packages() {
-    local package missing=() sudo_cmd=()
-    for package in "$@"; do
-        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
-    done
-    ((${#missing[@]})) || return 0
-    log "installing Debian packages: ${missing[*]}"
-    [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
-    "${sudo_cmd[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
-}
+# install_debian_packages PACKAGE...
+# shellcheck source=scripts/debian-packages.sh
+source "$ROOT/scripts/debian-packages.sh"
 
 free_port() {
     local python=python3

@@ -8,17 +8,10 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
+# shellcheck source=scripts/debian-packages.sh
+source "$REPO/scripts/debian-packages.sh"
 
-apt_missing=()
-for package in prometheus prometheus-alertmanager python3-venv curl; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || apt_missing+=("$package")
-done
-if ((${#apt_missing[@]})); then
-  log "installing Debian packages: ${apt_missing[*]}"
-  sudo_cmd=(); [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${apt_missing[@]}" >/dev/null
-fi
+install_debian_packages prometheus prometheus-alertmanager python3-venv curl
 
 if ! command -v cargo >/dev/null; then
   log "no cargo on PATH: install Rust 1.87 or newer (https://rustup.rs) and run again"
