@@ -10,15 +10,14 @@ with the given model and wants exactly one series with a number, as the HPA need
 usage: check_adapter_queries.py PROM_URL MODEL
 Needs PyYAML.
 """
-import json
 import math
 import pathlib
 import re
 import sys
-import urllib.parse
-import urllib.request
 
 import yaml
+
+from check_dashboard import instant_query
 
 VALUES = (
     pathlib.Path(__file__).resolve().parent.parent
@@ -42,9 +41,8 @@ def main():
     prom, model = sys.argv[1].rstrip("/"), sys.argv[2]
     failed = 0
     for name, query in rendered(f'model_name="{model}"').items():
-        url = f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": query})
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            result = json.load(resp)["data"]["result"]
+        status, body = instant_query(prom, query)
+        result = (body or {}).get("data", {}).get("result", []) if status == 200 else []
         values = [float(r["value"][1]) for r in result]
         ok = len(values) == 1 and not math.isnan(values[0])
         failed += not ok

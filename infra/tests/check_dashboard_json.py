@@ -16,15 +16,13 @@ usage: check_dashboard_json.py DASHBOARD_JSON
 """
 import json
 import pathlib
-import subprocess
 import sys
-import tempfile
 
-import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from catalogue import EXPOSED, recorded_names, shared_gauges_not_under_max, unknown_names  # noqa: E402
 from check_dashboard import grafana_regex_escape, substitute, walk_panels  # noqa: E402
+from promtool_rules import check_rules  # noqa: E402
 
 # (what, a test over the list of (panel, expr)).
 REQUIRED = [
@@ -104,11 +102,8 @@ def main():
     values = {"model": grafana_regex_escape("qwen2.5-coder-1.5b-instruct"), "__rate_interval": "1m",
               "__interval": "1m", "__range": "5m", "__interval_ms": "60000", "datasource": "prometheus"}
     rules = [{"record": f"dashboard:query_{i}:check", "expr": substitute(e, values)} for i, (_, e) in enumerate(pairs)]
-    with tempfile.NamedTemporaryFile("w", suffix=".yml") as fh:
-        yaml.safe_dump({"groups": [{"name": "dashboard-queries", "rules": rules}]}, fh)
-        fh.flush()
-        run = subprocess.run(["promtool", "check", "rules", fh.name], capture_output=True, text=True)
-    need(run.returncode == 0, f"promtool parse of the queries:\n{run.stdout}{run.stderr}")
+    passed, output = check_rules([{"name": "dashboard-queries", "rules": rules}])
+    need(passed, f"promtool parse of the queries:\n{output}")
 
     for e in errors:
         print(f"FAIL  {e}")

@@ -21,14 +21,13 @@ usage: check_k8s.py   (paths from this file's place in the repository)
 import json
 import pathlib
 import re
-import subprocess
 import sys
-import tempfile
 
 import jsonschema
 import yaml
 
 from check_adapter_queries import rendered
+from promtool_rules import check_rules
 
 TESTS = pathlib.Path(__file__).resolve().parent
 K8S = TESTS.parent / "k8s"
@@ -76,13 +75,10 @@ def flags(container):
 def promql_parses(queries):
     """promtool check rules on a rule file recording each query."""
     rules = [{"record": f"adapter:query_{i}", "expr": q} for i, q in enumerate(queries)]
-    with tempfile.NamedTemporaryFile("w", suffix=".yml") as fh:
-        yaml.safe_dump({"groups": [{"name": "adapter", "rules": rules}]}, fh)
-        fh.flush()
-        run = subprocess.run(["promtool", "check", "rules", fh.name], capture_output=True, text=True)
-    if run.returncode:
-        print(run.stdout + run.stderr)
-    return bool(queries) and run.returncode == 0
+    passed, output = check_rules([{"name": "adapter", "rules": rules}])
+    if not passed:
+        print(output)
+    return bool(queries) and passed
 
 
 def stream_replicas(container):
@@ -108,11 +104,8 @@ def main():
             check(not errors, f"{kind} {doc['metadata']['name']} ({path}) matches its schema")
 
     rule = docs[("PrometheusRule", "coder")][1]
-    with tempfile.NamedTemporaryFile("w", suffix=".yml") as fh:
-        yaml.safe_dump({"groups": rule["spec"]["groups"]}, fh)
-        fh.flush()
-        run = subprocess.run(["promtool", "check", "rules", fh.name], capture_output=True, text=True)
-    check(run.returncode == 0, "PrometheusRule groups pass promtool check rules")
+    passed, _ = check_rules(rule["spec"]["groups"])
+    check(passed, "PrometheusRule groups pass promtool check rules")
 
     gateway = docs[("Deployment", "coder-gateway")][1]
     worker = docs[("Deployment", "coder-worker")][1]
