@@ -17,7 +17,6 @@ use metrics_common::{gpu, gpu::GpuReading, process, server, Telemetry};
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
-const USAGE: &str = "usage: gpu_fixture --metrics-listen HOST:PORT --model NAME";
 const GIB: u64 = 1 << 30;
 
 /// Two 80 GiB GPUs: one nearly full (alerts), one at 40% (stays quiet).
@@ -41,38 +40,19 @@ const READINGS: [GpuReading; 2] = [
 ];
 
 /// The worker's flag names for the same two settings.
+#[derive(clap::Parser)]
+#[command(about = "Serves fixed GPU readings on /metrics, for checks on machines without a GPU")]
 struct Args {
+    #[arg(long)]
     metrics_listen: SocketAddr,
+    #[arg(long)]
     model: String,
-}
-
-impl Args {
-    /// `--name value` or `--name=value`; both flags are required.
-    fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Self> {
-        let (mut listen, mut model) = (None, None);
-        while let Some(arg) = args.next() {
-            let (name, inline) = match arg.split_once('=') {
-                Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
-                None => (arg, None),
-            };
-            let mut value = || inline.clone().or_else(|| args.next()).context(USAGE);
-            match name.as_str() {
-                "--metrics-listen" => listen = Some(value()?.parse().context("--metrics-listen")?),
-                "--model" => model = Some(value()?),
-                _ => anyhow::bail!("unknown argument `{name}`\n{USAGE}"),
-            }
-        }
-        Ok(Self {
-            metrics_listen: listen.context(USAGE)?,
-            model: model.context(USAGE)?,
-        })
-    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     process::init_logging(false);
-    let args = Args::parse(std::env::args().skip(1))?;
+    let args = <Args as clap::Parser>::parse();
     let telemetry = Telemetry::prometheus()?;
     gpu::record_fixture(&telemetry.meter(), &args.model, &READINGS);
     let listener = TcpListener::bind(args.metrics_listen)
