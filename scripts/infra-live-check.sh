@@ -10,7 +10,8 @@
 # Needs `cargo build --workspace --all-targets` first (the binaries and the example). Stops
 # everything it started on exit.
 set -euo pipefail
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=infra/tests/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../infra/tests/lib.sh" # REPO, free_port, wait_until
 cd "$REPO"
 MODEL=synthetic
 work=$(mktemp -d)
@@ -25,8 +26,8 @@ cleanup() { # newest first, each gone before the next: NATS outlives the service
 }
 trap cleanup EXIT INT TERM
 
-port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-nats_port=$(port); api=$(port); gateway_metrics=$(port); worker_metrics=$(port); gpu_metrics=$(port)
+nats_port=$(free_port); api=$(free_port); gateway_metrics=$(free_port)
+worker_metrics=$(free_port); gpu_metrics=$(free_port)
 for binary in target/debug/gateway target/debug/gpu-worker target/debug/examples/gpu_fixture; do
   [ -x "$binary" ] || { echo "missing $binary: run cargo build --workspace --all-targets" >&2; exit 1; }
 done
@@ -46,10 +47,8 @@ if [ "${GPU_FIXTURE:-1}" != 0 ]; then
   pids+=($!)
   worker_targets+=",127.0.0.1:$gpu_metrics"
 fi
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$api/v1/models" 2>/dev/null | grep -q "\"$MODEL\"" && break
-  sleep 0.2
-done
+model_listed() { curl -fsS "http://127.0.0.1:$api/v1/models" | grep -q "\"$MODEL\""; }
+wait_until 20 model_listed || true # live_stack.sh says what is missing
 
 GATEWAY_METRICS="127.0.0.1:$gateway_metrics" WORKER_METRICS="$worker_targets" \
   GATEWAY_URL="http://127.0.0.1:$api" MODEL=$MODEL infra/tests/live_stack.sh
