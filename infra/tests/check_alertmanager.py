@@ -112,35 +112,39 @@ def main():
                     time.sleep(0.1)
             alerts = [{"labels": {"alertname": n, "severity": s, "model_name": m},
                        "annotations": {"summary": "check_alertmanager.py"}} for n, s, m in CASES]
-            call(f"{base}/api/v2/alerts", json.dumps(alerts).encode())
-            got = {}
-            for _ in range(50):  # inhibition is computed asynchronously: allow a moment
-                got = observed(base)
-                if got == CASES:
-                    break
-                time.sleep(0.2)
-            call(f"{base}/api/v2/alerts", json.dumps(probe_alerts()).encode())
-            groups = {}
-            for _ in range(50):
-                groups = observed_groups(base)
-                if groups == GROUPS:
-                    break
-                time.sleep(0.2)
+            got = settle(base, alerts, observed, CASES)
+            groups = settle(base, probe_alerts(), observed_groups, GROUPS)
         finally:
             proc.terminate()
             proc.wait(timeout=10)
-    failed = 0
-    for key, expected in CASES.items():
-        ok = got.get(key) == expected
-        failed += not ok
-        print(f"{'PASS' if ok else 'FAIL'}  {'/'.join(key)}: want {expected}, got {got.get(key)}")
-    for key in sorted(set(GROUPS) | set(groups), key=str):
-        ok = groups.get(key) == GROUPS.get(key)
-        failed += not ok
-        print(f"{'PASS' if ok else 'FAIL'}  group {'/'.join(key)}: want {GROUPS.get(key)}, got {groups.get(key)}")
-    total = len(CASES) + len(set(GROUPS) | set(groups))
+    group_keys = sorted(set(GROUPS) | set(groups), key=str)
+    failed = report(CASES, got, CASES, "") + report(GROUPS, groups, group_keys, "group ")
+    total = len(CASES) + len(group_keys)
     print(f"alertmanager checks: {total - failed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+def settle(base, alerts, observe, want):
+    """Posts `alerts`, then reads `observe(base)` until it equals `want` (inhibition and grouping
+    are computed asynchronously) or 10 s have passed; returns the last reading."""
+    call(f"{base}/api/v2/alerts", json.dumps(alerts).encode())
+    got = {}
+    for _ in range(50):
+        got = observe(base)
+        if got == want:
+            break
+        time.sleep(0.2)
+    return got
+
+
+def report(want, got, keys, label):
+    """Prints PASS/FAIL for each of `keys`; returns the failures."""
+    failed = 0
+    for key in keys:
+        ok = got.get(key) == want.get(key)
+        failed += not ok
+        print(f"{'PASS' if ok else 'FAIL'}  {label}{'/'.join(key)}: want {want.get(key)}, got {got.get(key)}")
+    return failed
 
 
 if __name__ == "__main__":
