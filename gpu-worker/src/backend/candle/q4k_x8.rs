@@ -157,19 +157,28 @@ impl Q4Kx8 {
         let per_row = self.k / QK_K;
         x8::matmul(m, self.n, self.k, x, dst, |group, inputs, outputs| {
             let blocks = &self.groups[group * per_row..(group + 1) * per_row];
+            /// The kernel for `M` input rows.
+            ///
+            /// # Safety
+            /// As [`kernel::dot_8_rows`].
+            unsafe fn rows<const M: usize>(
+                blocks: &[BlockQ4Kx8],
+                inputs: &[&[RawQ8K]],
+                outputs: &[*mut f32],
+            ) {
+                let inputs = inputs.try_into().expect("one input per row");
+                let outputs = outputs.try_into().expect("one output per input");
+                unsafe { kernel::dot_8_rows::<M>(blocks, inputs, outputs) }
+            }
             // SAFETY: `x8::matmul` checked the CPU, gives every input one block per column
             // block, and one output per input pointing at 8 floats of its own.
             unsafe {
-                match (inputs, outputs) {
-                    ([a], [oa]) => kernel::dot_8_rows(blocks, [*a], [*oa]),
-                    ([a, b], [oa, ob]) => kernel::dot_8_rows(blocks, [*a, *b], [*oa, *ob]),
-                    ([a, b, c], [oa, ob, oc]) => {
-                        kernel::dot_8_rows(blocks, [*a, *b, *c], [*oa, *ob, *oc])
-                    }
-                    ([a, b, c, d], [oa, ob, oc, od]) => {
-                        kernel::dot_8_rows(blocks, [*a, *b, *c, *d], [*oa, *ob, *oc, *od])
-                    }
-                    _ => unreachable!("x8::matmul passes 1 to ROW_TILE rows with one output each"),
+                match inputs.len() {
+                    1 => rows::<1>(blocks, inputs, outputs),
+                    2 => rows::<2>(blocks, inputs, outputs),
+                    3 => rows::<3>(blocks, inputs, outputs),
+                    4 => rows::<4>(blocks, inputs, outputs),
+                    _ => unreachable!("x8::matmul passes 1 to ROW_TILE rows"),
                 }
             }
         })
