@@ -171,7 +171,7 @@ impl Drop for InFlight {
             return;
         }
         let reason = self.cancel_reason;
-        tracing::info!(request_id = %self.request_id, %reason, "request abandoned: cancelling");
+        tracing::info!(request_id = %self.request_id, reason = reason.as_str(), "request abandoned: cancelling");
         let client = self.client.clone();
         let subject = subjects::cancel_subject(self.request_id);
         let cancel = Cancel { reason }.to_json();

@@ -45,7 +45,7 @@ impl CancelRegistry {
         while let Some(message) = subscriber.next().await {
             if let Some(request_id) = subjects::request_id_from_subject(&message.subject) {
                 if self.cancel(request_id) {
-                    let reason = Cancel::from_payload(&message.payload).reason;
+                    let reason = Cancel::from_payload(&message.payload).reason.as_str();
                     tracing::info!(%request_id, %reason, "cancel received: stopping generation");
                 }
             }

@@ -98,9 +98,8 @@ impl Executor {
         let (tokens_tx, mut tokens) = mpsc::unbounded_channel();
         let backend = Arc::clone(&self.backend);
         let request = job.request.clone();
-        let job_deadline = job.deadline;
         let generation = tokio::task::spawn_blocking(move || {
-            let mut sink = ChannelSink::new(tokens_tx, cancelled, job_deadline);
+            let mut sink = ChannelSink::new(tokens_tx, cancelled, job.deadline);
             backend.generate(&request, &mut sink)
         });
 
