@@ -201,11 +201,12 @@ async fn provision_then_monitor(
     stopping: CancellationToken,
 ) {
     let mut delay = Duration::from_millis(100);
+    // Only for consumers no worker has created yet: theirs belong to the workers.
+    let defaults = ConsumerSettings::default();
     loop {
         let provisioned = async {
             provision::ensure_stream(&monitor.jetstream, &stream_settings).await?;
             for model in &monitor.configured {
-                let defaults = ConsumerSettings::default();
                 provision::ensure_consumer_exists(&monitor.jetstream, model, &defaults).await?;
             }
             Ok::<_, provision::ProvisionError>(())
