@@ -7,7 +7,7 @@
 
 use crate::model_label::ModelLabel;
 use crate::names::{self, label, value::RejectReason};
-use http::StatusCode;
+use axum::http::StatusCode;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, UpDownCounter};
 use opentelemetry::{KeyValue, StringValue};
 use std::sync::Arc;
