@@ -3,6 +3,10 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+mod noise;
+
+pub use noise::noise;
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -41,19 +45,6 @@ pub fn write_tokenizer(dir: &Path, vocab_size: usize) {
     let specials = ["<unk>", "<s>", "</s>"].map(|t| AddedToken::from(t.to_owned(), true));
     tokenizer.add_special_tokens(specials).unwrap();
     tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
-}
-
-/// Deterministic pseudo-random numbers in (-scale, scale).
-pub fn noise(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
 }
 
 /// Records what the backend streams; can ask to stop after some tokens.

@@ -5,12 +5,17 @@
 //! the interleaved decode kernel; a prompt chunk uses two matrix products while its score
 //! matrix is small and the flash kernel (causal offset, memory independent of the context)
 //! beyond. Other devices take a plain tensor path (concatenated cache, explicit mask).
+//!
+//! A layer with a sliding window (gemma3's local layers) sees only the keys less than `window`
+//! positions behind each query: a decode step reads the cache from the window's start, and a
+//! prompt chunk attends over the span its queries' windows cover, with a mask for the rest.
+//! That span is at most `window + chunk` keys, so such chunks always take the matrix products.
 
-use candle_core::{DType, Device, Storage, Tensor};
+use candle_core::{Device, Storage, Tensor};
 use candle_nn::attention::cpu_flash::causal::causal_decode_f32_interleaved;
 use candle_nn::attention::{flash_attn, AttnMask};
 use candle_nn::kv_cache::RawInterleavedKvCache;
-use candle_transformers::utils::{build_additive_causal_mask, build_causal_mask, repeat_kv};
+use candle_transformers::utils::repeat_kv;
 
 /// Largest score matrix (bytes) a prompt chunk's attention materialises; longer contexts use
 /// the flash kernel, whose memory does not grow with the context but whose per-score `exp` is
@@ -23,8 +28,23 @@ pub struct Heads {
     pub n_head: usize,
     pub n_kv_head: usize,
     pub head_dim: usize,
+    /// What scores are multiplied by before the softmax, `1 / sqrt(head_dim)` for most models.
+    pub scale: f32,
     /// Prompt chunks whose attention scores fit in this many bytes use matrix products.
     pub matmul_attention_bytes: usize,
+}
+
+impl Heads {
+    /// The usual layout, scaled by `1 / sqrt(head_dim)`.
+    pub fn new(n_head: usize, n_kv_head: usize, head_dim: usize) -> Self {
+        Self {
+            n_head,
+            n_kv_head,
+            head_dim,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            matmul_attention_bytes: MATMUL_ATTENTION_BYTES,
+        }
+    }
 }
 
 /// One layer's K and V for one generation.
@@ -57,7 +77,8 @@ impl KvCache {
     }
 
     /// Appends this step's K/V (`(1, t, kv_heads, head_dim)`, rotated) and attends `q`
-    /// (`(1, t, heads, head_dim)`) over everything cached. Returns `(1, t, heads * head_dim)`.
+    /// (`(1, t, heads, head_dim)`) over everything cached, or with a `window` over the keys
+    /// fewer than `window` positions behind each query. Returns `(1, t, heads * head_dim)`.
     pub fn attend(
         &mut self,
         q: &Tensor,
@@ -65,15 +86,18 @@ impl KvCache {
         v: &Tensor,
         pos: usize,
         heads: Heads,
+        window: Option<usize>,
     ) -> candle_core::Result<Tensor> {
         let Heads {
             n_head,
             n_kv_head,
             head_dim,
+            scale,
             ..
         } = heads;
         let (b, t, _, _) = q.dims4()?;
-        let scale = 1.0 / (head_dim as f32).sqrt();
+        // The first position any query of this step may see.
+        let first = window.map_or(0, |w| (pos + 1).saturating_sub(w.max(1)));
         match self {
             KvCache::Cpu(raw) => {
                 if raw.len() != pos {
@@ -83,27 +107,23 @@ impl KvCache {
                     );
                 }
                 with_f32(k, |k| with_f32(v, |v| raw.write_kv_batch(k, v, t)))??;
-                let kv_len = raw.len();
+                let span = raw.len() - first;
+                let per_position = n_kv_head * 2 * head_dim;
+                let seen = &raw.data()[first * per_position..];
                 if t == 1 {
                     let y = with_f32(q, |q| {
                         causal_decode_f32_interleaved(
-                            q,
-                            raw.data(),
-                            n_head,
-                            n_kv_head,
-                            head_dim,
-                            kv_len,
-                            scale,
+                            q, seen, n_head, n_kv_head, head_dim, span, scale,
                         )
                     })??;
                     return y.reshape((b, 1, n_head * head_dim));
                 }
-                let kv =
-                    Tensor::from_slice(raw.data(), (kv_len, n_kv_head, 2 * head_dim), q.device())?;
+                let kv = Tensor::from_slice(seen, (span, n_kv_head, 2 * head_dim), q.device())?;
                 let k_all = kv.narrow(2, 0, head_dim)?;
                 let v_all = kv.narrow(2, head_dim, head_dim)?;
-                if n_head * t * kv_len * 4 <= heads.matmul_attention_bytes {
-                    return matmul_attention(q, &k_all, &v_all, pos, heads);
+                if window.is_some() || n_head * t * span * 4 <= heads.matmul_attention_bytes {
+                    let mask = attention_mask(t, pos, first, span, window, q.device())?;
+                    return matmul_attention(q, &k_all, &v_all, &mask, heads);
                 }
                 let (k_all, v_all) = (k_all.unsqueeze(0)?, v_all.unsqueeze(0)?);
                 let mask = AttnMask::causal_with_offset(pos);
@@ -118,19 +138,17 @@ impl KvCache {
                     None => (k, v),
                 };
                 *cached = Some((k.clone(), v.clone()));
+                let span = pos + t - first;
+                let (k, v) = (k.narrow(2, first, span)?, v.narrow(2, first, span)?);
                 let q = q.transpose(1, 2)?.contiguous()?;
-                let k = repeat_kv(k, n_head / n_kv_head)?.contiguous()?;
-                let v = repeat_kv(v, n_head / n_kv_head)?.contiguous()?;
+                let k = repeat_kv(k.contiguous()?, n_head / n_kv_head)?.contiguous()?;
+                let v = repeat_kv(v.contiguous()?, n_head / n_kv_head)?.contiguous()?;
                 let att = (q.matmul(&k.t()?)? * scale as f64)?;
                 let att = match t {
                     1 => att,
                     _ => {
-                        let mask =
-                            build_causal_mask(t, pos, q.device())?.broadcast_as(att.shape())?;
-                        let neg_inf = Tensor::new(f32::NEG_INFINITY, q.device())?
-                            .to_dtype(att.dtype())?
-                            .broadcast_as(att.shape())?;
-                        mask.where_cond(&neg_inf, &att)?
+                        let mask = attention_mask(t, pos, first, span, window, q.device())?;
+                        att.broadcast_add(&mask.to_dtype(att.dtype())?)?
                     }
                 };
                 let y = candle_nn::ops::softmax_last_dim(&att)?.matmul(&v)?;
@@ -140,20 +158,46 @@ impl KvCache {
     }
 }
 
+/// The additive `(t, span)` mask of `t` queries at `pos..` over the keys at
+/// `first..first + span`: 0 where a query sees the key (not after it, and with a `window`,
+/// fewer than `window` positions behind it), minus infinity elsewhere.
+fn attention_mask(
+    t: usize,
+    pos: usize,
+    first: usize,
+    span: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    let window = window.unwrap_or(usize::MAX);
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| {
+            let query = pos + i;
+            (first..first + span).map(move |key| match key <= query && query - key < window {
+                true => 0.0,
+                false => f32::NEG_INFINITY,
+            })
+        })
+        .collect();
+    Tensor::from_vec(mask, (t, span), device)
+}
+
 /// Attention of a prompt chunk as two matrix products. `q` is `(1, t, heads, head_dim)`, `k`
-/// and `v` are `(kv_len, kv_heads, head_dim)`; the query heads that share a KV head are
-/// stacked so K and V are never repeated. Returns `(1, t, heads * head_dim)`.
+/// and `v` are `(span, kv_heads, head_dim)` and `mask` is additive `(t, span)`; the query
+/// heads that share a KV head are stacked so K and V are never repeated. Returns
+/// `(1, t, heads * head_dim)`.
 fn matmul_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    pos: usize,
+    mask: &Tensor,
     heads: Heads,
 ) -> candle_core::Result<Tensor> {
     let Heads {
         n_head,
         n_kv_head,
         head_dim,
+        scale,
         ..
     } = heads;
     let (_, t, _, _) = q.dims4()?;
@@ -166,11 +210,10 @@ fn matmul_attention(
             .reshape((n_kv_head, group * t, head_dim))?;
     let k = k.transpose(0, 1)?.contiguous()?;
     let v = v.transpose(0, 1)?.contiguous()?;
-    let scores = (q.matmul(&k.t()?)? * (1.0 / (head_dim as f64).sqrt()))?;
-    let mask = build_additive_causal_mask(t, pos, None, q.device(), DType::F32)?;
+    let scores = (q.matmul(&k.t()?)? * scale as f64)?;
     let scores = scores
         .reshape((n_kv_head, group, t, kv_len))?
-        .broadcast_add(&mask)?;
+        .broadcast_add(mask)?;
     let probs =
         candle_nn::ops::softmax_last_dim(&scores)?.reshape((n_kv_head, group * t, kv_len))?;
     let y = probs.matmul(&v)?;

@@ -9,11 +9,13 @@ use anyhow::{bail, Context};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use candle_core::Device;
-use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_qwen3};
+use candle_transformers::models::{quantized_llama, quantized_qwen3};
 use tokenizers::Tokenizer;
 
 use super::chat::ChatTemplate;
+use super::gemma3::Gemma3;
 use super::model::{Model, QuantizedModel};
+use super::network::CachedModel;
 use super::options::CandleOptions;
 use super::progress::{LoadProgress, ProgressReader};
 use super::qwen2::Qwen2;
@@ -52,12 +54,12 @@ pub fn load(
     progress.start_weights(weight_bytes(&content));
     let mut reader = ProgressReader::new(BufReader::new(file), progress);
     let model: Box<dyn Model> = match arch.as_str() {
-        "qwen2" => Box::new(Qwen2::from_gguf(
+        "qwen2" => Box::new(CachedModel::new(Qwen2::from_gguf(
             &content,
             &mut reader,
             device,
             options.prompt_tiles,
-        )?),
+        )?)),
         "llama" => {
             let weights = quantized_llama::ModelWeights::from_gguf(content, &mut reader, device)?;
             let ctx = context_length.min(quantized_llama::MAX_SEQ_LEN);
@@ -69,11 +71,12 @@ pub fn load(
                 QuantizedModel::new(weights, device.clone(), context_length).reusing_sessions(),
             )
         }
-        "gemma3" => {
-            let weights = quantized_gemma3::ModelWeights::from_gguf(content, &mut reader, device)?;
-            let ctx = context_length.min(quantized_gemma3::MAX_SEQ_LEN);
-            Box::new(QuantizedModel::new(weights, device.clone(), ctx).whole_prompt())
-        }
+        "gemma3" => Box::new(CachedModel::new(Gemma3::from_gguf(
+            &content,
+            &mut reader,
+            device,
+            options.prompt_tiles,
+        )?)),
         _ => unreachable!("checked against ARCHITECTURES"),
     };
     drop(reader);
@@ -139,6 +142,37 @@ fn weight_bytes(content: &Content) -> u64 {
         .sum()
 }
 
+/// The `{arch}.*` hyperparameters of a GGUF file, for the models written here.
+pub struct ArchMeta<'a> {
+    content: &'a Content,
+    arch: &'static str,
+}
+
+impl<'a> ArchMeta<'a> {
+    pub fn new(content: &'a Content, arch: &'static str) -> Self {
+        Self { content, arch }
+    }
+
+    fn value(&self, key: &str) -> anyhow::Result<&'a Value> {
+        let arch = self.arch;
+        self.content
+            .metadata
+            .get(&format!("{arch}.{key}"))
+            .with_context(|| format!("GGUF has no {arch}.{key}"))
+    }
+
+    pub fn usize(&self, key: &str) -> anyhow::Result<usize> {
+        let arch = self.arch;
+        u32_value(self.value(key)?)
+            .map(|v| v as usize)
+            .with_context(|| format!("GGUF {arch}.{key} is not an unsigned 32-bit integer"))
+    }
+
+    pub fn f32(&self, key: &str) -> anyhow::Result<f32> {
+        Ok(self.value(key)?.to_f32()?)
+    }
+}
+
 fn string(content: &Content, key: &str) -> Option<String> {
     content
         .metadata
@@ -148,7 +182,11 @@ fn string(content: &Content, key: &str) -> Option<String> {
 }
 
 fn u32_meta(content: &Content, key: &str) -> Option<u32> {
-    match content.metadata.get(key)? {
+    u32_value(content.metadata.get(key)?)
+}
+
+fn u32_value(value: &Value) -> Option<u32> {
+    match value {
         Value::U8(v) => Some(*v as u32),
         Value::U16(v) => Some(*v as u32),
         Value::U32(v) => Some(*v),

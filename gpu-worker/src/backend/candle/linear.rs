@@ -107,6 +107,13 @@ impl Projection {
         }
         Ok(outs)
     }
+
+    /// [`Projection::forward`] for a projection of `N` matrices.
+    pub fn forward_array<const N: usize>(&self, x: &Tensor) -> candle_core::Result<[Tensor; N]> {
+        <[Tensor; N]>::try_from(self.forward(x)?).map_err(|outs| {
+            candle_core::Error::Msg(format!("{} projection outputs, not {N}", outs.len()))
+        })
+    }
 }
 
 fn rows(content: &Content, name: &str) -> candle_core::Result<usize> {

@@ -23,6 +23,7 @@ mod attention;
 mod chat;
 mod detokenize;
 mod device;
+mod gemma3;
 mod generate;
 mod gguf;
 mod hf;
@@ -30,12 +31,16 @@ mod hf_config;
 mod huge_pages;
 mod linear;
 mod model;
+mod network;
 mod options;
 mod progress;
 mod q4k_x8;
 mod qmatrix;
 mod qwen2;
+mod rotary;
 mod sampler;
+#[cfg(test)]
+mod test_gguf;
 mod vocab;
 mod x8;
 
@@ -180,15 +185,11 @@ impl CandleBackend {
         if sink.is_cancelled() {
             return Err(BackendError::Cancelled);
         }
-        let chunk = match self.sessions.model().whole_prompt_only() {
-            true => prompt.len(),
-            false => self.prefill_chunk,
-        };
         let job = generate::Job {
             vocab: &self.vocab,
             prompt,
             params,
-            chunk,
+            chunk: self.prefill_chunk,
         };
         let mut session = self.sessions.take(prompt.len() + max_tokens)?;
         let result = generate::run(&job, session.as_mut(), sink);

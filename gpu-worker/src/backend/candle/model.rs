@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::{llama, quantized_gemma3, quantized_llama, quantized_qwen3};
+use candle_transformers::models::{llama, quantized_llama, quantized_qwen3};
 
 /// A loaded network.
 pub trait Model: Send + Sync {
@@ -19,11 +19,6 @@ pub trait Model: Send + Sync {
     fn new_session(&self, capacity: usize) -> anyhow::Result<Box<dyn Session>>;
     /// Longest prompt + completion the model takes, in tokens.
     fn context_length(&self) -> usize;
-    /// True when the prompt must go in as one forward pass because the architecture's cache
-    /// cannot take it in chunks.
-    fn whole_prompt_only(&self) -> bool {
-        false
-    }
     /// Whether finished sessions are worth keeping: yes when making one copies buffers, no
     /// when it is cheap and a kept one would only hold on to its cache's memory.
     fn reuse_sessions(&self) -> bool {
@@ -80,21 +75,11 @@ impl CandleQuantized for quantized_qwen3::ModelWeights {
     }
 }
 
-impl CandleQuantized for quantized_gemma3::ModelWeights {
-    fn forward(&mut self, x: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
-        quantized_gemma3::ModelWeights::forward(self, x, pos)
-    }
-    fn clear(&mut self) {
-        // A forward at position 0 replaces the cache: nothing to clear.
-    }
-}
-
 /// A candle-transformers quantized model behind [`Model`].
 pub struct QuantizedModel<M> {
     template: M,
     device: Device,
     context_length: usize,
-    whole_prompt_only: bool,
     reuse_sessions: bool,
 }
 
@@ -104,7 +89,6 @@ impl<M: CandleQuantized> QuantizedModel<M> {
             template,
             device,
             context_length,
-            whole_prompt_only: false,
             reuse_sessions: false,
         }
     }
@@ -112,13 +96,6 @@ impl<M: CandleQuantized> QuantizedModel<M> {
     /// For models whose clone copies a preallocated cache (candle's qwen3 on the CPU).
     pub fn reusing_sessions(mut self) -> Self {
         self.reuse_sessions = true;
-        self
-    }
-
-    /// For caches that mask a cached prefix wrongly when a later forward has several tokens
-    /// (candle's gemma3): the prompt goes in as one forward pass.
-    pub fn whole_prompt(mut self) -> Self {
-        self.whole_prompt_only = true;
         self
     }
 }
@@ -132,9 +109,6 @@ impl<M: CandleQuantized> Model for QuantizedModel<M> {
     }
     fn context_length(&self) -> usize {
         self.context_length
-    }
-    fn whole_prompt_only(&self) -> bool {
-        self.whole_prompt_only
     }
     fn reuse_sessions(&self) -> bool {
         self.reuse_sessions
@@ -221,10 +195,6 @@ impl SessionPool {
             model,
             idle: Mutex::new(Vec::new()),
         }
-    }
-
-    pub fn model(&self) -> &dyn Model {
-        self.model.as_ref()
     }
 
     /// A session with nothing fed yet.

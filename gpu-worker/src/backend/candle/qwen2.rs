@@ -7,23 +7,25 @@
 //! - the embedding table stays quantized; a forward pass dequantizes only the rows it looks up;
 //! - on the CPU, weights stay in their GGUF blocks, once (see `qmatrix.rs`), with Q/K/V and
 //!   gate/up stacked so each group is one matrix product;
-//! - weights sit behind an `Arc` shared by every generation, the cache in a [`Qwen2Session`];
+//! - weights sit behind an `Arc` shared by every generation, the cache in a session of its own
+//!   (`network.rs`);
 //! - on the CPU, the cache is a preallocated interleaved buffer per layer that candle-nn's
 //!   attention kernels read in place (see `attention.rs`).
 
 use std::io::{Read, Seek};
-use std::sync::Arc;
 
 use anyhow::Context;
 use candle_core::quantized::gguf_file;
-use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use candle_core::{Device, IndexOp, Module, Tensor};
 use candle_nn::rotary_emb::rope_thd;
 use candle_transformers::quantized_nn::RmsNorm;
 
-use super::attention::{Heads, KvCache, MATMUL_ATTENTION_BYTES};
+use super::attention::{Heads, KvCache};
+use super::gguf::ArchMeta;
 use super::linear::{Linear, Projection, WeightReader};
-use super::model::{Model, Session};
+use super::network::{CacheLayout, Network};
 use super::qmatrix::PromptTiles;
+use super::rotary::Rotary;
 
 struct Layer {
     attn_norm: RmsNorm,
@@ -39,23 +41,15 @@ struct Layer {
     w_down: Linear,
 }
 
-struct Weights {
-    heads: Heads,
-    context_length: usize,
-    device: Device,
+/// A loaded Qwen2 model.
+pub struct Qwen2 {
+    layout: CacheLayout,
     /// `(vocab, hidden)`, quantized.
     embed: Linear,
     layers: Vec<Layer>,
     norm: RmsNorm,
     output: Linear,
-    /// Rotary tables, `(context_length, head_dim / 2)`.
-    cos: Tensor,
-    sin: Tensor,
-}
-
-/// A loaded Qwen2 model.
-pub struct Qwen2 {
-    weights: Arc<Weights>,
+    rotary: Rotary,
 }
 
 impl Qwen2 {
@@ -66,30 +60,18 @@ impl Qwen2 {
         device: &Device,
         tiles: PromptTiles,
     ) -> anyhow::Result<Self> {
-        let meta = |key: &str| {
-            ct.metadata
-                .get(&format!("qwen2.{key}"))
-                .with_context(|| format!("GGUF has no qwen2.{key}"))
-        };
-        let n_head = meta("attention.head_count")?.to_u32()? as usize;
-        let n_kv_head = meta("attention.head_count_kv")?.to_u32()? as usize;
-        let hidden = meta("embedding_length")?.to_u32()? as usize;
-        let head_dim = match meta("attention.key_length") {
-            Ok(v) => v.to_u32()? as usize,
-            Err(_) => hidden / n_head,
-        };
-        let heads = Heads {
-            n_head,
-            n_kv_head,
-            head_dim,
-            matmul_attention_bytes: MATMUL_ATTENTION_BYTES,
-        };
-        let context_length = meta("context_length")?.to_u32()? as usize;
-        let blocks = meta("block_count")?.to_u32()? as usize;
-        let eps = meta("attention.layer_norm_rms_epsilon")?.to_f32()? as f64;
-        let rope_base = meta("rope.freq_base")
-            .and_then(|v| Ok(v.to_f32()?))
-            .unwrap_or(10_000.0);
+        let meta = ArchMeta::new(ct, "qwen2");
+        let n_head = meta.usize("attention.head_count")?;
+        let n_kv_head = meta.usize("attention.head_count_kv")?;
+        let hidden = meta.usize("embedding_length")?;
+        let head_dim = meta
+            .usize("attention.key_length")
+            .unwrap_or(hidden / n_head);
+        let heads = Heads::new(n_head, n_kv_head, head_dim);
+        let context_length = meta.usize("context_length")?;
+        let blocks = meta.usize("block_count")?;
+        let eps = meta.f32("attention.layer_norm_rms_epsilon")? as f64;
+        let rope_base = meta.f32("rope.freq_base").unwrap_or(10_000.0);
         anyhow::ensure!(
             n_kv_head > 0 && n_head.is_multiple_of(n_kv_head),
             "qwen2: {n_head} heads are not a multiple of {n_kv_head} KV heads"
@@ -141,92 +123,45 @@ impl Qwen2 {
             // Tied embeddings: the same quantized matrix, not a second copy.
             false => embed.clone(),
         };
-        let (cos, sin) = rotary_tables(head_dim, rope_base, context_length, device)?;
-        let weights = Weights {
-            heads,
-            context_length,
-            device: device.clone(),
+        let rotary = Rotary::new(head_dim, rope_base, 1.0, device)?;
+        Ok(Self {
+            layout: CacheLayout {
+                heads,
+                layers: layers.len(),
+                context_length,
+                device: device.clone(),
+            },
             embed,
             layers,
             norm,
             output,
-            cos,
-            sin,
-        };
-        Ok(Self {
-            weights: Arc::new(weights),
+            rotary,
         })
     }
 }
 
-fn rotary_tables(
-    head_dim: usize,
-    base: f32,
-    positions: usize,
-    device: &Device,
-) -> candle_core::Result<(Tensor, Tensor)> {
-    let inv_freq: Vec<f32> = (0..head_dim)
-        .step_by(2)
-        .map(|i| 1f32 / base.powf(i as f32 / head_dim as f32))
-        .collect();
-    let inv_freq = Tensor::new(inv_freq.as_slice(), device)?.reshape((1, head_dim / 2))?;
-    let angles = Tensor::arange(0, positions as u32, device)?
-        .to_dtype(DType::F32)?
-        .reshape((positions, 1))?
-        .matmul(&inv_freq)?;
-    Ok((angles.cos()?, angles.sin()?))
-}
+impl Network for Qwen2 {
+    const NAME: &'static str = "qwen2";
 
-impl Model for Qwen2 {
-    fn new_session(&self, capacity: usize) -> anyhow::Result<Box<dyn Session>> {
-        let w = &self.weights;
-        let capacity = capacity.min(w.context_length);
-        let caches = w
-            .layers
-            .iter()
-            .map(|_| KvCache::new(&w.device, w.heads, capacity))
-            .collect();
-        Ok(Box::new(Qwen2Session {
-            weights: w.clone(),
-            caches,
-        }))
+    fn layout(&self) -> &CacheLayout {
+        &self.layout
     }
 
-    fn context_length(&self) -> usize {
-        self.weights.context_length
-    }
-}
-
-/// One generation's KV cache over shared Qwen2 weights.
-pub struct Qwen2Session {
-    weights: Arc<Weights>,
-    caches: Vec<KvCache>,
-}
-
-impl Session for Qwen2Session {
-    fn forward(&mut self, tokens: &[u32], pos: usize) -> candle_core::Result<Tensor> {
-        let w = &*self.weights;
+    fn forward(
+        &self,
+        tokens: &[u32],
+        pos: usize,
+        caches: &mut [KvCache],
+    ) -> candle_core::Result<Tensor> {
         let t = tokens.len();
-        if t == 0 || pos + t > w.context_length {
-            candle_core::bail!(
-                "qwen2: positions {pos}..{} outside the context of {}",
-                pos + t,
-                w.context_length
-            );
-        }
-        let mut x = w.embed.embedding(tokens, &w.device)?;
-        let cos = w.cos.narrow(0, pos, t)?;
-        let sin = w.sin.narrow(0, pos, t)?;
-        for (layer, cache) in w.layers.iter().zip(self.caches.iter_mut()) {
-            x = layer.forward(&x, &cos, &sin, pos, cache, w.heads)?;
+        let mut x = self.embed.embedding(tokens, &self.layout.device)?;
+        let (cos, sin) = self.rotary.tables(pos, t)?;
+        for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
+            x = layer.forward(&x, &cos, &sin, pos, cache, self.layout.heads)?;
         }
         let last = x.i((.., t - 1.., ..))?.contiguous()?;
-        let logits = w.output.forward(&w.norm.forward(&last)?)?;
+        let logits = self.output.forward(&self.norm.forward(&last)?)?;
         logits.flatten_all()
-    }
-
-    fn reset(&mut self) {
-        self.caches.iter_mut().for_each(KvCache::reset);
     }
 }
 
@@ -248,7 +183,7 @@ impl Layer {
             ..
         } = heads;
         let h = self.attn_norm.forward(x)?;
-        let [q, k, v] = three(self.qkv.forward(&h)?)?;
+        let [q, k, v] = self.qkv.forward_array(&h)?;
         let q = q
             .broadcast_add(&self.bq)?
             .reshape((b, t, n_head, head_dim))?;
@@ -260,24 +195,14 @@ impl Layer {
             .reshape((b, t, n_kv_head, head_dim))?;
         let q = rope_thd(&q, cos, sin)?;
         let k = rope_thd(&k, cos, sin)?;
-        let y = cache.attend(&q, &k, &v, pos, heads)?;
+        let y = cache.attend(&q, &k, &v, pos, heads, None)?;
         let x = (x + self.wo.forward(&y)?)?;
 
         let h = self.ffn_norm.forward(&x)?;
-        let [gate, up] = two(self.gate_up.forward(&h)?)?;
+        let [gate, up] = self.gate_up.forward_array(&h)?;
         let y = self.w_down.forward(&(candle_nn::ops::silu(&gate)? * up)?)?;
         x + y
     }
-}
-
-fn three(outs: Vec<Tensor>) -> candle_core::Result<[Tensor; 3]> {
-    <[Tensor; 3]>::try_from(outs)
-        .map_err(|o| candle_core::Error::Msg(format!("{} outputs, not 3", o.len())))
-}
-
-fn two(outs: Vec<Tensor>) -> candle_core::Result<[Tensor; 2]> {
-    <[Tensor; 2]>::try_from(outs)
-        .map_err(|o| candle_core::Error::Msg(format!("{} outputs, not 2", o.len())))
 }
 
 #[cfg(test)]
@@ -285,12 +210,14 @@ mod tests {
     //! This model against candle-transformers' `quantized_qwen2` on a tiny random GGUF: the
     //! same logits for a prompt fed whole or in chunks, then for decode steps.
 
-    use std::io::Cursor;
-
-    use candle_core::quantized::gguf_file::{self, Value};
-    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::quantized::gguf_file::Value;
+    use candle_core::quantized::GgmlDType;
     use candle_transformers::models::quantized_qwen2;
 
+    use super::super::attention::MATMUL_ATTENTION_BYTES;
+    use super::super::model::{Model, Session};
+    use super::super::network::CachedModel;
+    use super::super::test_gguf::{gguf_bytes, ids, max_diff, read, relative_diff, RandomTensors};
     use super::*;
 
     const HIDDEN: usize = 256;
@@ -300,46 +227,31 @@ mod tests {
 
     /// A GGUF with K-quant matrices (so prompts take the tiled path) and f32 norms/biases.
     fn tiny_gguf(tied: bool) -> Vec<u8> {
-        let meta = |k: &'static str, v: Value| (k, v);
         let metadata = [
-            meta("general.architecture", Value::String("qwen2".into())),
-            meta("qwen2.attention.head_count", Value::U32(4)),
-            meta("qwen2.attention.head_count_kv", Value::U32(2)),
-            meta("qwen2.embedding_length", Value::U32(HIDDEN as u32)),
-            meta("qwen2.context_length", Value::U32(128)),
-            meta("qwen2.block_count", Value::U32(LAYERS as u32)),
-            meta("qwen2.attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
-            meta("qwen2.rope.freq_base", Value::F32(1_000_000.0)),
+            ("general.architecture", Value::String("qwen2".into())),
+            ("qwen2.attention.head_count", Value::U32(4)),
+            ("qwen2.attention.head_count_kv", Value::U32(2)),
+            ("qwen2.embedding_length", Value::U32(HIDDEN as u32)),
+            ("qwen2.context_length", Value::U32(128)),
+            ("qwen2.block_count", Value::U32(LAYERS as u32)),
+            ("qwen2.attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
+            ("qwen2.rope.freq_base", Value::F32(1_000_000.0)),
         ];
-        let mut seed = 0u64;
-        let mut tensor = |shape: &[usize], dtype: GgmlDType, scale: f32| {
-            seed += 1;
-            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let values: Vec<f32> = (0..shape.iter().product::<usize>())
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-                })
-                .collect();
-            let t = Tensor::from_vec(values, shape, &Device::Cpu).unwrap();
-            QTensor::quantize(&t, dtype).unwrap()
-        };
-        let mut tensors: Vec<(String, QTensor)> = vec![
+        let mut random = RandomTensors::default();
+        let mut tensors = vec![
             (
-                "token_embd.weight".into(),
-                tensor(&[VOCAB, HIDDEN], GgmlDType::Q4K, 1.0),
+                "token_embd.weight".to_owned(),
+                random.next(&[VOCAB, HIDDEN], GgmlDType::Q4K, 1.0),
             ),
             (
-                "output_norm.weight".into(),
-                tensor(&[HIDDEN], GgmlDType::F32, 1.0),
+                "output_norm.weight".to_owned(),
+                random.next(&[HIDDEN], GgmlDType::F32, 1.0),
             ),
         ];
         if !tied {
             tensors.push((
-                "output.weight".into(),
-                tensor(&[VOCAB, HIDDEN], GgmlDType::Q6K, 0.1),
+                "output.weight".to_owned(),
+                random.next(&[VOCAB, HIDDEN], GgmlDType::Q6K, 0.1),
             ));
         }
         let kv = HIDDEN / 2;
@@ -358,14 +270,10 @@ mod tests {
                 ("attn_norm.weight", vec![HIDDEN], GgmlDType::F32),
                 ("ffn_norm.weight", vec![HIDDEN], GgmlDType::F32),
             ] {
-                tensors.push((format!("blk.{i}.{name}"), tensor(&shape, dtype, 0.1)));
+                tensors.push((format!("blk.{i}.{name}"), random.next(&shape, dtype, 0.1)));
             }
         }
-        let mut out = Cursor::new(Vec::new());
-        let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
-        let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        gguf_file::write(&mut out, &metadata, &tensors).unwrap();
-        out.into_inner()
+        gguf_bytes(&metadata, &tensors)
     }
 
     fn ours(bytes: &[u8]) -> Box<dyn Session> {
@@ -377,47 +285,15 @@ mod tests {
         matmul_attention_bytes: usize,
         tiles: PromptTiles,
     ) -> Box<dyn Session> {
-        let mut reader = Cursor::new(bytes);
-        let content = gguf_file::Content::read(&mut reader).unwrap();
+        let (content, mut reader) = read(bytes);
         let mut model = Qwen2::from_gguf(&content, &mut reader, &Device::Cpu, tiles).unwrap();
-        Arc::get_mut(&mut model.weights)
-            .unwrap()
-            .heads
-            .matmul_attention_bytes = matmul_attention_bytes;
-        model.new_session(8).unwrap()
+        model.layout.heads.matmul_attention_bytes = matmul_attention_bytes;
+        CachedModel::new(model).new_session(8).unwrap()
     }
 
     fn reference(bytes: &[u8]) -> quantized_qwen2::ModelWeights {
-        let mut reader = Cursor::new(bytes);
-        let content = gguf_file::Content::read(&mut reader).unwrap();
+        let (content, mut reader) = read(bytes);
         quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        let b = b.flatten_all().unwrap();
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
-
-    /// Largest difference relative to the largest logit: activations are quantized to 8 bits
-    /// before each product, differently in the tiled and block kernels.
-    fn relative_diff(a: &Tensor, b: &Tensor) -> f32 {
-        let scale = b
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        max_diff(a, b) / scale.max(1e-6)
     }
 
     fn compare(tied: bool, chunk: usize) {
@@ -434,11 +310,7 @@ mod tests {
         for (i, piece) in prompt.chunks(chunk).enumerate() {
             logits = Some(session.forward(piece, i * chunk).unwrap());
         }
-        let ids = Tensor::new(prompt.as_slice(), &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let expected = candle.forward(&ids, 0).unwrap();
+        let expected = candle.forward(&ids(&prompt), 0).unwrap();
         let diff = relative_diff(&logits.unwrap(), &expected);
         assert!(
             diff < 1e-2,
@@ -448,11 +320,7 @@ mod tests {
         for (step, token) in [5u32, 77, 200].into_iter().enumerate() {
             let pos = prompt.len() + step;
             let got = session.forward(&[token], pos).unwrap();
-            let ids = Tensor::new(&[token], &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap();
-            let expected = candle.forward(&ids, pos).unwrap();
+            let expected = candle.forward(&ids(&[token]), pos).unwrap();
             let diff = relative_diff(&got, &expected);
             assert!(diff < 1e-2, "decode step {step} logits differ by {diff}");
         }

@@ -1,0 +1,90 @@
+//! The models written here (`qwen2.rs`, `gemma3.rs`) behind [`Model`]: weights shared by
+//! every generation behind an `Arc`, and a session of one [`KvCache`] per layer.
+
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+
+use super::attention::{Heads, KvCache};
+use super::model::{Model, Session};
+
+/// What a session's caches are made to fit.
+#[derive(Debug, Clone)]
+pub struct CacheLayout {
+    pub heads: Heads,
+    pub layers: usize,
+    /// Longest prompt + completion, in positions.
+    pub context_length: usize,
+    pub device: Device,
+}
+
+/// A network's weights and its forward pass over caches it does not own.
+pub trait Network: Send + Sync + 'static {
+    /// The architecture, for errors.
+    const NAME: &'static str;
+
+    fn layout(&self) -> &CacheLayout;
+    /// Feeds `tokens` at positions `pos..pos + tokens.len()`, inside the context, through the
+    /// layers with `caches` (one per layer); returns the last token's logits, rank 1.
+    fn forward(
+        &self,
+        tokens: &[u32],
+        pos: usize,
+        caches: &mut [KvCache],
+    ) -> candle_core::Result<Tensor>;
+}
+
+/// A [`Network`] as a [`Model`].
+pub struct CachedModel<N> {
+    network: Arc<N>,
+}
+
+impl<N: Network> CachedModel<N> {
+    pub fn new(network: N) -> Self {
+        Self {
+            network: Arc::new(network),
+        }
+    }
+}
+
+impl<N: Network> Model for CachedModel<N> {
+    fn new_session(&self, capacity: usize) -> anyhow::Result<Box<dyn Session>> {
+        let layout = self.network.layout();
+        let capacity = capacity.min(layout.context_length);
+        let caches = (0..layout.layers)
+            .map(|_| KvCache::new(&layout.device, layout.heads, capacity))
+            .collect();
+        Ok(Box::new(CachedSession {
+            network: self.network.clone(),
+            caches,
+        }))
+    }
+
+    fn context_length(&self) -> usize {
+        self.network.layout().context_length
+    }
+}
+
+/// One generation's KV caches over a shared network.
+struct CachedSession<N> {
+    network: Arc<N>,
+    caches: Vec<KvCache>,
+}
+
+impl<N: Network> Session for CachedSession<N> {
+    fn forward(&mut self, tokens: &[u32], pos: usize) -> candle_core::Result<Tensor> {
+        let end = pos + tokens.len();
+        let context = self.network.layout().context_length;
+        if tokens.is_empty() || end > context {
+            candle_core::bail!(
+                "{}: positions {pos}..{end} outside the context of {context}",
+                N::NAME
+            );
+        }
+        self.network.forward(tokens, pos, &mut self.caches)
+    }
+
+    fn reset(&mut self) {
+        self.caches.iter_mut().for_each(KvCache::reset);
+    }
+}

@@ -1,0 +1,89 @@
+//! Tiny random GGUF files and logit comparisons for the tests of the models written here.
+
+use std::io::Cursor;
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+
+#[path = "../../../tests/candle_support/noise.rs"]
+mod noise;
+
+/// Random tensors from a fixed sequence of seeds: the same calls give the same file.
+#[derive(Default)]
+pub struct RandomTensors {
+    seed: u64,
+}
+
+impl RandomTensors {
+    /// Values uniform in `[-scale, scale)`, quantized to `dtype`.
+    pub fn next(&mut self, shape: &[usize], dtype: GgmlDType, scale: f32) -> QTensor {
+        let values = self.values(shape.iter().product(), scale);
+        let t = Tensor::from_vec(values, shape, &Device::Cpu).unwrap();
+        QTensor::quantize(&t, dtype).unwrap()
+    }
+
+    /// `1 + ` values uniform in `[-scale, scale)`, in f32: a norm's weight.
+    pub fn norm(&mut self, len: usize, scale: f32) -> QTensor {
+        let values = self.values(len, scale).into_iter().map(|v| 1.0 + v);
+        let t = Tensor::from_iter(values, &Device::Cpu).unwrap();
+        QTensor::quantize(&t, GgmlDType::F32).unwrap()
+    }
+
+    fn values(&mut self, len: usize, scale: f32) -> Vec<f32> {
+        self.seed += 1;
+        noise::noise(self.seed, len, scale)
+    }
+}
+
+/// A GGUF file's bytes.
+pub fn gguf_bytes(metadata: &[(&str, Value)], tensors: &[(String, QTensor)]) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut out, &metadata, &tensors).unwrap();
+    out.into_inner()
+}
+
+/// The file's metadata, and a reader positioned for its tensors.
+pub fn read(bytes: &[u8]) -> (gguf_file::Content, Cursor<&[u8]>) {
+    let mut reader = Cursor::new(bytes);
+    let content = gguf_file::Content::read(&mut reader).unwrap();
+    (content, reader)
+}
+
+/// Token ids as a `(1, n)` tensor.
+pub fn ids(tokens: &[u32]) -> Tensor {
+    Tensor::new(tokens, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap()
+}
+
+/// Largest absolute difference between two logit vectors of any shape.
+pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let (a, b) = (a.flatten_all().unwrap(), b.flatten_all().unwrap());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Largest difference relative to the largest of `b`: activations are quantized to 8 bits
+/// before each product, differently in the tiled and block kernels.
+pub fn relative_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let scale = b
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    max_diff(a, b) / scale.max(1e-6)
+}
