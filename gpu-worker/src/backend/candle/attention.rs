@@ -233,3 +233,87 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R
     let start = layout.start_offset();
     Ok(f(&data[start..start + t.elem_count()]))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The CPU cache's kernels (decode, matrix products, flash) against the plain tensor path
+    //! that other devices take, with and without a window, over steps of several sizes.
+
+    use super::super::test_gguf::{max_diff, noise};
+    use super::*;
+
+    const HEADS: usize = 4;
+    const KV_HEADS: usize = 2;
+    const HEAD_DIM: usize = 8;
+    /// Tokens fed per step: a prompt in chunks, then decode steps, then another chunk.
+    const STEPS: [usize; 6] = [5, 1, 4, 1, 1, 3];
+
+    fn random(seed: u64, shape: (usize, usize, usize, usize)) -> Tensor {
+        let values = noise(seed, shape.0 * shape.1 * shape.2 * shape.3, 1.0);
+        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+    }
+
+    /// Each step's output of `cache`, concatenated over positions.
+    fn outputs(mut cache: KvCache, heads: Heads, window: Option<usize>) -> Tensor {
+        let mut pos = 0;
+        let mut ys = Vec::new();
+        for (step, t) in STEPS.into_iter().enumerate() {
+            let seed = 3 * step as u64;
+            let q = random(seed + 1, (1, t, HEADS, HEAD_DIM));
+            let k = random(seed + 2, (1, t, KV_HEADS, HEAD_DIM));
+            let v = random(seed + 3, (1, t, KV_HEADS, HEAD_DIM));
+            ys.push(cache.attend(&q, &k, &v, pos, heads, window).unwrap());
+            pos += t;
+        }
+        Tensor::cat(&ys, 1).unwrap()
+    }
+
+    fn compare(window: Option<usize>, matmul_attention_bytes: usize) {
+        let mut heads = Heads::new(HEADS, KV_HEADS, HEAD_DIM);
+        heads.matmul_attention_bytes = matmul_attention_bytes;
+        let cpu = outputs(KvCache::new(&Device::Cpu, heads, 4), heads, window);
+        let tensors = outputs(KvCache::Tensors(None), heads, window);
+
+        let diff = max_diff(&cpu, &tensors);
+        assert!(diff < 1e-5, "window {window:?}: outputs differ by {diff}");
+    }
+
+    #[test]
+    fn cpu_kernels_match_the_tensor_path_without_a_window() {
+        compare(None, MATMUL_ATTENTION_BYTES);
+    }
+
+    #[test]
+    fn cpu_flash_kernel_matches_the_tensor_path() {
+        compare(None, 0);
+    }
+
+    #[test]
+    fn cpu_kernels_match_the_tensor_path_with_a_window() {
+        for window in [1, 2, 3, 6] {
+            compare(Some(window), MATMUL_ATTENTION_BYTES);
+        }
+    }
+
+    #[test]
+    fn a_window_wider_than_the_context_changes_nothing() {
+        let heads = Heads::new(HEADS, KV_HEADS, HEAD_DIM);
+        let total = STEPS.iter().sum();
+        let windowed = outputs(KvCache::Tensors(None), heads, Some(total));
+        let plain = outputs(KvCache::Tensors(None), heads, None);
+
+        assert_eq!(max_diff(&windowed, &plain), 0.0);
+    }
+
+    #[test]
+    fn a_window_changes_what_late_queries_see() {
+        let heads = Heads::new(HEADS, KV_HEADS, HEAD_DIM);
+        let windowed = outputs(KvCache::new(&Device::Cpu, heads, 4), heads, Some(2));
+        let plain = outputs(KvCache::new(&Device::Cpu, heads, 4), heads, None);
+
+        // The first two positions see the same keys either way; later ones do not.
+        let early = |t: &Tensor| t.narrow(1, 0, 2).unwrap();
+        assert_eq!(max_diff(&early(&windowed), &early(&plain)), 0.0);
+        assert!(max_diff(&windowed, &plain) > 1e-3);
+    }
+}

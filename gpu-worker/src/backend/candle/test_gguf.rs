@@ -9,6 +9,8 @@ use candle_core::{Device, Tensor};
 #[path = "../../../tests/candle_support/noise.rs"]
 mod noise;
 
+pub use noise::noise;
+
 /// Random tensors from a fixed sequence of seeds: the same calls give the same file.
 #[derive(Default)]
 pub struct RandomTensors {
@@ -32,7 +34,7 @@ impl RandomTensors {
 
     fn values(&mut self, len: usize, scale: f32) -> Vec<f32> {
         self.seed += 1;
-        noise::noise(self.seed, len, scale)
+        noise(self.seed, len, scale)
     }
 }
 
