@@ -38,8 +38,8 @@ pub struct BenchArgs {
     /// Measured runs; the report gives the median of each figure.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Keep the tiles candle builds for prompt products of matrices not interleaved (GGUF qwen2
-    /// on the CPU): faster prompts for those, twice their memory.
+    /// Keep the tiles candle builds for prompt products of matrices without a kernel of this
+    /// crate's (GGUF qwen2 and gemma3 on the CPU): faster prompts for those, twice their memory.
     #[arg(long)]
     pub keep_prompt_tiles: bool,
     /// Print the report as JSON (for scripts) instead of text.

@@ -35,6 +35,7 @@ mod network;
 mod options;
 mod progress;
 mod q4k_x8;
+mod q6k;
 mod qmatrix;
 mod qwen2;
 mod rotary;

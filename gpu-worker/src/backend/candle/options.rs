@@ -19,9 +19,9 @@ pub struct CandleOptions {
     /// Prompt tokens fed to the model per forward pass: bounds prefill memory and how long a
     /// cancelled request keeps computing.
     pub prefill_chunk: usize,
-    /// CPU, GGUF qwen2: keep the tiles candle builds for prompt products of matrices not
-    /// interleaved (faster prompts for those, twice their memory) rather than rebuilding them
-    /// per prompt chunk.
+    /// CPU, GGUF qwen2 and gemma3: keep the tiles candle builds for prompt products of matrices
+    /// without a kernel of this crate's (faster prompts for those, twice their memory) rather
+    /// than rebuilding them per prompt chunk.
     pub prompt_tiles: PromptTiles,
 }
 

@@ -155,32 +155,8 @@ impl Q4Kx8 {
     /// `dst[r][i] = x[r] · row i` for `m` input rows of `k` (row-major `x` and `dst`).
     pub fn matmul(&self, m: usize, x: &[f32], dst: &mut [f32]) -> candle_core::Result<()> {
         let per_row = self.k / QK_K;
-        x8::matmul(m, self.n, self.k, x, dst, |group, inputs, outputs| {
-            let blocks = &self.groups[group * per_row..(group + 1) * per_row];
-            /// The kernel for `M` input rows.
-            ///
-            /// # Safety
-            /// As [`kernel::dot_8_rows`].
-            unsafe fn rows<const M: usize>(
-                blocks: &[BlockQ4Kx8],
-                inputs: &[&[RawQ8K]],
-                outputs: &[*mut f32],
-            ) {
-                let inputs = inputs.try_into().expect("one input per row");
-                let outputs = outputs.try_into().expect("one output per input");
-                unsafe { kernel::dot_8_rows::<M>(blocks, inputs, outputs) }
-            }
-            // SAFETY: `x8::matmul` checked the CPU, gives every input one block per column
-            // block, and one output per input pointing at 8 floats of its own.
-            unsafe {
-                match inputs.len() {
-                    1 => rows::<1>(blocks, inputs, outputs),
-                    2 => rows::<2>(blocks, inputs, outputs),
-                    3 => rows::<3>(blocks, inputs, outputs),
-                    4 => rows::<4>(blocks, inputs, outputs),
-                    _ => unreachable!("x8::matmul passes 1 to ROW_TILE rows"),
-                }
-            }
+        x8::matmul::<Q4KKernel>(m, (self.n, self.k), x, dst, |group| {
+            &self.groups[group * per_row..(group + 1) * per_row]
         })
     }
 
@@ -203,6 +179,23 @@ impl Q4Kx8 {
         self.groups.extend_from_slice(&other.groups);
         self.n += other.n;
         Ok(())
+    }
+}
+
+/// The kernel over [`BlockQ4Kx8`] groups.
+struct Q4KKernel;
+
+impl x8::Kernel for Q4KKernel {
+    const ROWS: usize = 8;
+    type Block = BlockQ4Kx8;
+
+    unsafe fn dot<const M: usize>(
+        blocks: &[BlockQ4Kx8],
+        inputs: [&[RawQ8K]; M],
+        outputs: [*mut f32; M],
+    ) {
+        // SAFETY: the caller upholds `x8::Kernel::dot`'s contract, which is this one's.
+        unsafe { kernel::dot_8_rows::<M>(blocks, inputs, outputs) }
     }
 }
 
