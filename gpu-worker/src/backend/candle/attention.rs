@@ -8,8 +8,9 @@
 //!
 //! A layer with a sliding window (gemma3's local layers) sees only the keys less than `window`
 //! positions behind each query: a decode step reads the cache from the window's start, and a
-//! prompt chunk attends over the span its queries' windows cover, with a mask for the rest.
-//! That span is at most `window + chunk` keys, so such chunks always take the matrix products.
+//! prompt chunk attends over the span its queries' windows cover, with a mask for the rest,
+//! as matrix products over pieces of the chunk small enough that each piece's scores fit in
+//! [`Heads::matmul_attention_bytes`] (a piece of `p` queries sees at most `p + window - 1` keys).
 
 use candle_core::{Device, Storage, Tensor};
 use candle_nn::attention::cpu_flash::causal::causal_decode_f32_interleaved;
@@ -96,8 +97,11 @@ impl KvCache {
             ..
         } = heads;
         let (b, t, _, _) = q.dims4()?;
+        if window == Some(0) {
+            candle_core::bail!("attention: a sliding window of 0 positions");
+        }
         // The first position any query of this step may see.
-        let first = window.map_or(0, |w| (pos + 1).saturating_sub(w.max(1)));
+        let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
         match self {
             KvCache::Cpu(raw) => {
                 if raw.len() != pos {
@@ -121,8 +125,11 @@ impl KvCache {
                 let kv = Tensor::from_slice(seen, (span, n_kv_head, 2 * head_dim), q.device())?;
                 let k_all = kv.narrow(2, 0, head_dim)?;
                 let v_all = kv.narrow(2, head_dim, head_dim)?;
-                if window.is_some() || n_head * t * span * 4 <= heads.matmul_attention_bytes {
-                    let mask = attention_mask(t, pos, first, span, window, q.device())?;
+                if let Some(window) = window {
+                    return windowed_attention(q, &k_all, &v_all, (pos, first), window, heads);
+                }
+                if n_head * t * span * 4 <= heads.matmul_attention_bytes {
+                    let mask = attention_mask(t, pos, first, span, None, q.device())?;
                     return matmul_attention(q, &k_all, &v_all, &mask, heads);
                 }
                 let (k_all, v_all) = (k_all.unsqueeze(0)?, v_all.unsqueeze(0)?);
@@ -180,6 +187,42 @@ fn attention_mask(
         })
         .collect();
     Tensor::from_vec(mask, (t, span), device)
+}
+
+/// Attention of a prompt chunk at `pos` in a sliding `window`, over keys `k` and `v` from
+/// position `first` on, as [`matmul_attention`] over pieces of the chunk whose scores fit in
+/// `heads.matmul_attention_bytes` (at least one query per piece).
+fn windowed_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    (pos, first): (usize, usize),
+    window: usize,
+    heads: Heads,
+) -> candle_core::Result<Tensor> {
+    let t = q.dim(1)?;
+    let score_bytes = |queries: usize| heads.n_head * queries * (queries + window - 1) * 4;
+    let mut piece = t;
+    while piece > 1 && score_bytes(piece) > heads.matmul_attention_bytes {
+        piece = piece.div_ceil(2);
+    }
+    let mut outputs = Vec::with_capacity(t.div_ceil(piece));
+    for start in (0..t).step_by(piece) {
+        let len = piece.min(t - start);
+        let query_pos = pos + start;
+        let piece_first = (query_pos + 1).saturating_sub(window).max(first);
+        let span = query_pos + len - piece_first;
+        let (offset, device) = (piece_first - first, q.device());
+        let mask = attention_mask(len, query_pos, piece_first, span, Some(window), device)?;
+        outputs.push(matmul_attention(
+            &q.narrow(1, start, len)?,
+            &k.narrow(0, offset, span)?,
+            &v.narrow(0, offset, span)?,
+            &mask,
+            heads,
+        )?);
+    }
+    Tensor::cat(&outputs, 1)
 }
 
 /// Attention of a prompt chunk as two matrix products. `q` is `(1, t, heads, head_dim)`, `k`
@@ -293,6 +336,29 @@ mod tests {
         for window in [1, 2, 3, 6] {
             compare(Some(window), MATMUL_ATTENTION_BYTES);
         }
+    }
+
+    #[test]
+    fn a_windowed_chunk_split_into_pieces_matches_the_tensor_path() {
+        // A budget of no bytes: one query per piece.
+        for window in [1, 3] {
+            compare(Some(window), 0);
+        }
+        // Two or three queries per piece of the 5-token chunk.
+        compare(Some(3), HEADS * 3 * (3 + 3 - 1) * 4);
+    }
+
+    #[test]
+    fn a_window_of_zero_positions_is_an_error() {
+        let heads = Heads::new(HEADS, KV_HEADS, HEAD_DIM);
+        let q = random(1, (1, 1, HEADS, HEAD_DIM));
+        let kv = random(2, (1, 1, KV_HEADS, HEAD_DIM));
+
+        let err = KvCache::new(&Device::Cpu, heads, 4)
+            .attend(&q, &kv, &kv, 0, heads, Some(0))
+            .unwrap_err();
+
+        assert!(err.to_string().contains("window of 0"), "{err}");
     }
 
     #[test]

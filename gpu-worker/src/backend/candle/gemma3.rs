@@ -11,11 +11,15 @@
 //!   already added Gemma's `1 +`);
 //! - Q and K are RMS-normalised per head before the rotary embedding;
 //! - each block normalises its attention and feed-forward outputs before the residual add;
-//! - every `sliding_window_type`-th layer (default 6) is global, with `rope.freq_base` and
+//! - every 6th layer is global, with `rope.freq_base` (default 10,000) and linear
 //!   `rope.scaling.factor`; the others see the last `attention.sliding_window` positions, with
-//!   a base of 10,000 (`rope.local_freq_base` where given) and no scaling;
+//!   a base of 10,000 and no scaling (without a window, every layer is global);
 //! - scores are scaled by `1 / sqrt(head_dim)`, except for the 62-layer (27B) model, which
-//!   scales by `1 / sqrt(hidden / heads)` as its `query_pre_attn_scalar` says.
+//!   scales by `1 / sqrt(hidden / heads)` as its `query_pre_attn_scalar` says;
+//! - logits are capped by `final_logit_softcapping` where the file gives it.
+//!
+//! Two keys llama.cpp does not read are honoured where a file has them, as candle reads them:
+//! `attention.sliding_window_type` (the global layers' period) and `rope.local_freq_base`.
 
 use std::io::{Read, Seek};
 
@@ -36,8 +40,9 @@ use super::rotary::Rotary;
 const DEFAULT_SLIDING_WINDOW_TYPE: usize = 6;
 /// The rotary base of the local layers unless the file says otherwise.
 const DEFAULT_LOCAL_ROPE_BASE: f32 = 10_000.0;
-/// The global layers' rotary base unless the file says otherwise.
-const DEFAULT_ROPE_BASE: f32 = 1_000_000.0;
+/// The global layers' rotary base unless the file says otherwise (llama.cpp's default for
+/// every architecture; released Gemma 3 files say 1,000,000).
+const DEFAULT_ROPE_BASE: f32 = 10_000.0;
 /// Gemma 3 27B's layer count: its scores are scaled by its hidden size per head.
 const LAYERS_27B: usize = 62;
 
@@ -72,8 +77,21 @@ pub struct Gemma3 {
     layers: Vec<Layer>,
     norm: RmsNorm,
     output: Linear,
+    /// `c` in `c · tanh(logits / c)`, where the file caps logits.
+    softcap: Option<f64>,
     global_rotary: Rotary,
     local_rotary: Rotary,
+}
+
+/// What scores are multiplied by: `1 / sqrt(query_pre_attn_scalar)`, which the GGUF does not
+/// carry. It is the head size for every released Gemma 3 but the 27B (62 layers), where it is
+/// `hidden / heads` (llama.cpp's rule).
+fn attention_scale(blocks: usize, hidden: usize, n_head: usize, head_dim: usize) -> f32 {
+    let query_pre_attn_scalar = match blocks {
+        LAYERS_27B => hidden / n_head,
+        _ => head_dim,
+    };
+    1.0 / (query_pre_attn_scalar as f32).sqrt()
 }
 
 impl Gemma3 {
@@ -92,7 +110,10 @@ impl Gemma3 {
         let blocks = meta.usize("block_count")?;
         let context_length = meta.usize("context_length")?;
         let eps = meta.f32("attention.layer_norm_rms_epsilon")? as f64;
-        let window = meta.usize("attention.sliding_window")?;
+        let window = meta
+            .usize("attention.sliding_window")
+            .ok()
+            .filter(|&w| w > 0);
         let window_type = meta
             .usize("attention.sliding_window_type")
             .unwrap_or(DEFAULT_SLIDING_WINDOW_TYPE);
@@ -100,21 +121,22 @@ impl Gemma3 {
         let local_rope_base = meta
             .f32("rope.local_freq_base")
             .unwrap_or(DEFAULT_LOCAL_ROPE_BASE);
-        let rope_factor = meta.f32("rope.scaling.factor").unwrap_or(1.0);
+        let rope_factor = meta
+            .f32("rope.scaling.factor")
+            .ok()
+            .filter(|&f| f > 0.0)
+            .unwrap_or(1.0);
+        let softcap = meta
+            .f32("final_logit_softcapping")
+            .ok()
+            .filter(|&c| c > 0.0);
         anyhow::ensure!(
             n_kv_head > 0 && n_head.is_multiple_of(n_kv_head),
             "gemma3: {n_head} heads are not a multiple of {n_kv_head} KV heads"
         );
-        anyhow::ensure!(window > 0, "gemma3: attention.sliding_window is 0");
         anyhow::ensure!(window_type > 0, "gemma3: sliding_window_type is 0");
-        anyhow::ensure!(
-            rope_factor > 0.0,
-            "gemma3: rope.scaling.factor {rope_factor}"
-        );
         let mut heads = Heads::new(n_head, n_kv_head, head_dim);
-        if blocks == LAYERS_27B {
-            heads.scale = 1.0 / ((hidden / n_head) as f32).sqrt();
-        }
+        heads.scale = attention_scale(blocks, hidden, n_head, head_dim);
 
         let mut tensor = |name: &str| {
             ct.tensor(reader, name, device)
@@ -156,7 +178,7 @@ impl Gemma3 {
                 wo: weights.linear(&name("attn_output"))?,
                 gate_up: weights.projection(&[&gate, &up])?,
                 w_down: weights.linear(&name("ffn_down"))?,
-                window: (!global).then_some(window),
+                window: window.filter(|_| !global),
             });
         }
         let output = match ct.tensor_infos.contains_key("output.weight") {
@@ -176,6 +198,7 @@ impl Gemma3 {
             layers,
             norm,
             output,
+            softcap: softcap.map(f64::from),
             global_rotary: Rotary::new(head_dim, rope_base, 1.0 / rope_factor, device)?,
             local_rotary: Rotary::new(head_dim, local_rope_base, 1.0, device)?,
         })
@@ -213,6 +236,10 @@ impl Network for Gemma3 {
         }
         let last = x.i((.., t - 1.., ..))?.contiguous()?;
         let logits = self.output.forward(&self.norm.forward(&last)?)?;
+        let logits = match self.softcap {
+            Some(cap) => ((logits / cap)?.tanh()? * cap)?,
+            None => logits,
+        };
         logits.flatten_all()
     }
 }
@@ -274,7 +301,9 @@ mod tests {
 
     use super::super::model::{Model, Session};
     use super::super::network::CachedModel;
-    use super::super::test_gguf::{gguf_bytes, ids, read, relative_diff, RandomTensors};
+    use super::super::test_gguf::{
+        fed_in_chunks, gguf_bytes, ids, max_diff, read, relative_diff, RandomTensors,
+    };
     use super::*;
 
     const HIDDEN: usize = 256;
@@ -334,6 +363,15 @@ mod tests {
     /// With a `window_type` above [`LAYERS`], every layer is local; without `quantized`,
     /// every matrix is f32, so only summation order separates this model from the reference.
     fn checkpoint_with(window_type: usize, quantized: bool) -> Checkpoint {
+        checkpoint_with_extra(window_type, quantized, Vec::new())
+    }
+
+    /// [`checkpoint_with`], with `extra` metadata replacing or adding to the usual.
+    fn checkpoint_with_extra(
+        window_type: usize,
+        quantized: bool,
+        extra: Vec<(&str, Value)>,
+    ) -> Checkpoint {
         let dtype = |quantization: GgmlDType| match quantized {
             true => quantization,
             false => GgmlDType::F32,
@@ -399,8 +437,10 @@ mod tests {
         let mut metadata: Vec<(&str, Value)> = metadata
             .iter()
             .map(|(k, v)| (k.as_str(), v.clone()))
+            .filter(|(k, _)| extra.iter().all(|(e, _)| e != k))
             .collect();
         metadata.push(("general.architecture", Value::String("gemma3".into())));
+        metadata.extend(extra);
         Checkpoint {
             gguf: gguf_bytes(&metadata, &tensors),
             hf,
@@ -445,15 +485,6 @@ mod tests {
             .collect()
     }
 
-    /// The logits after feeding `tokens` in chunks of `chunk`.
-    fn fed_in_chunks(session: &mut dyn Session, tokens: &[u32], chunk: usize) -> Tensor {
-        let mut logits = None;
-        for (i, piece) in tokens.chunks(chunk).enumerate() {
-            logits = Some(session.forward(piece, i * chunk).unwrap());
-        }
-        logits.unwrap()
-    }
-
     #[test]
     fn matches_the_reference_for_a_prompt_in_chunks_then_decoding() {
         let checkpoint = checkpoint_with(WINDOW_TYPE, false);
@@ -495,6 +526,48 @@ mod tests {
             let diff = relative_diff(&got, &one_by_one);
             assert!(diff < 1e-4, "chunks of {chunk} differ by {diff}");
         }
+    }
+
+    #[test]
+    fn scores_are_scaled_by_the_head_size_but_for_the_27b_model() {
+        // Gemma 3 1B (26 layers, 1152 / 4 heads, head size 256) and 27B (62 layers, 5376 / 32
+        // heads = 168, head size 128).
+        assert_eq!(attention_scale(26, 1152, 4, 256), 1.0 / 16.0);
+        assert_eq!(attention_scale(62, 5376, 32, 128), 1.0 / 168f32.sqrt());
+    }
+
+    #[test]
+    fn logits_are_capped_where_the_file_says_so() {
+        let plain = checkpoint();
+        let capped = checkpoint_with_extra(
+            WINDOW_TYPE,
+            true,
+            vec![("gemma3.final_logit_softcapping", Value::F32(0.5))],
+        );
+        let prompt = tokens(5);
+
+        let uncapped = fed_in_chunks(ours(&plain).as_mut(), &prompt, 5);
+        let got = fed_in_chunks(ours(&capped).as_mut(), &prompt, 5);
+
+        let expected = ((&uncapped / 0.5).unwrap().tanh().unwrap() * 0.5).unwrap();
+        assert!(max_diff(&got, &expected) < 1e-6);
+        assert!(max_diff(&got, &uncapped) > 1e-3, "the cap changed nothing");
+    }
+
+    #[test]
+    fn without_a_window_every_layer_is_global() {
+        let all_global = checkpoint_with(1, true);
+        let no_window = checkpoint_with_extra(
+            WINDOW_TYPE,
+            true,
+            vec![("gemma3.attention.sliding_window", Value::U32(0))],
+        );
+        let prompt = tokens(3 * WINDOW);
+
+        let expected = fed_in_chunks(ours(&all_global).as_mut(), &prompt, 4);
+        let got = fed_in_chunks(ours(&no_window).as_mut(), &prompt, 4);
+
+        assert!(max_diff(&got, &expected) < 1e-6);
     }
 
     #[test]

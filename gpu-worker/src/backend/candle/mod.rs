@@ -11,10 +11,13 @@
 //! - `options.rs`: [`CandleOptions`], what to load and where.
 //! - `device.rs`: `cpu` / `cuda:N` strings to candle devices.
 //! - `gguf.rs`, `hf.rs`, `hf_config.rs`: the two checkpoint formats and which configs run.
-//! - `qwen2.rs`: the default model's architecture, written here for speed and memory, over
-//!   `linear.rs` and `qmatrix.rs` (quantized weights held once, in their GGUF blocks) and
-//!   `attention.rs` (the per-generation KV cache and its attention kernels).
-//! - `model.rs`: weights shared across generations, a session (KV cache) per generation.
+//! - `qwen2.rs` (the default model's architecture) and `gemma3.rs`, written here for speed and
+//!   memory (and, for gemma3, prompts in chunks), over `linear.rs` and `qmatrix.rs` (quantized
+//!   weights held once, in their GGUF blocks), `rotary.rs` and `attention.rs` (the
+//!   per-generation KV cache and its attention kernels, sliding windows included).
+//! - `x8.rs`, `q4k_x8.rs`, `q6k.rs`: AVX-512 VNNI kernels for Q4_K and Q6_K products.
+//! - `model.rs`: weights shared across generations, a session (KV cache) per generation;
+//!   `network.rs` puts the models written here behind it.
 //! - `vocab.rs`, `chat.rs`, `detokenize.rs`: tokens, chat templates, streaming text.
 //! - `sampler.rs`, `generate.rs`: the decoding loop.
 //! - `progress.rs`: loading progress in the log and on a terminal.

@@ -185,7 +185,8 @@ impl Q4Kx8 {
 /// The kernel over [`BlockQ4Kx8`] groups.
 struct Q4KKernel;
 
-impl x8::Kernel for Q4KKernel {
+// SAFETY: `dot` writes one float per output for each of the group's `ROWS` rows.
+unsafe impl x8::Kernel for Q4KKernel {
     const ROWS: usize = 8;
     type Block = BlockQ4Kx8;
 

@@ -55,7 +55,8 @@ pub fn matmul(
 /// The kernel over one row's Q6_K blocks.
 struct Q6KKernel;
 
-impl x8::Kernel for Q6KKernel {
+// SAFETY: `dot` writes one float per output for each of the group's `ROWS` rows.
+unsafe impl x8::Kernel for Q6KKernel {
     const ROWS: usize = 1;
     type Block = RawQ6K;
 

@@ -217,7 +217,9 @@ mod tests {
     use super::super::attention::MATMUL_ATTENTION_BYTES;
     use super::super::model::{Model, Session};
     use super::super::network::CachedModel;
-    use super::super::test_gguf::{gguf_bytes, ids, max_diff, read, relative_diff, RandomTensors};
+    use super::super::test_gguf::{
+        fed_in_chunks, gguf_bytes, ids, max_diff, read, relative_diff, RandomTensors,
+    };
     use super::*;
 
     const HIDDEN: usize = 256;
@@ -306,12 +308,9 @@ mod tests {
         let mut candle = reference(&bytes);
         let prompt: Vec<u32> = (0..48).map(|i| (i * 37 + 11) % VOCAB as u32).collect();
 
-        let mut logits = None;
-        for (i, piece) in prompt.chunks(chunk).enumerate() {
-            logits = Some(session.forward(piece, i * chunk).unwrap());
-        }
+        let logits = fed_in_chunks(session.as_mut(), &prompt, chunk);
         let expected = candle.forward(&ids(&prompt), 0).unwrap();
-        let diff = relative_diff(&logits.unwrap(), &expected);
+        let diff = relative_diff(&logits, &expected);
         assert!(
             diff < 1e-2,
             "prompt logits differ by {diff} (tied {tied}, chunk {chunk})"

@@ -6,6 +6,8 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
+use super::model::Session;
+
 #[path = "../../../tests/candle_support/noise.rs"]
 mod noise;
 
@@ -60,6 +62,15 @@ pub fn ids(tokens: &[u32]) -> Tensor {
         .unwrap()
         .unsqueeze(0)
         .unwrap()
+}
+
+/// The logits after feeding `tokens` to `session` in chunks of `chunk`.
+pub fn fed_in_chunks(session: &mut dyn Session, tokens: &[u32], chunk: usize) -> Tensor {
+    let mut logits = None;
+    for (i, piece) in tokens.chunks(chunk).enumerate() {
+        logits = Some(session.forward(piece, i * chunk).unwrap());
+    }
+    logits.expect("at least one token")
 }
 
 /// Largest absolute difference between two logit vectors of any shape.

@@ -33,8 +33,9 @@ impl RawQ8K {
 
     /// Quantizes `x` (a multiple of 256 values) into `blocks` as ggml's `quantize_row_q8_K`
     /// does (`d = max |x| / 127`, values rounded to nearest), but with AVX-512: candle's
-    /// scalar loop took ~8% of a prompt and ~2% of a decode step here. Ties round to even
-    /// where ggml rounds away from zero. The CPU must pass [`supported`].
+    /// scalar loop took ~8% of a prompt and ~2% of a decode step here. Ties round to even,
+    /// as ggml's `nearest_int` does (candle's loop rounds them away from zero). The CPU must
+    /// pass [`supported`].
     pub fn quantize(x: &[f32], blocks: &mut [Self]) {
         assert_eq!(x.len(), blocks.len() * QK_K, "one block per 256 values");
         assert!(supported(), "quantizing with AVX-512 on a CPU without it");
@@ -80,7 +81,8 @@ unsafe fn quantize_block(_: &[f32], _: &mut RawQ8K) {
     unreachable!("quantized with AVX-512 only where x8::supported() holds")
 }
 
-/// Whether this CPU runs the interleaved kernels (AVX-512 F/BW/VL with VNNI, and F16C).
+/// Whether this CPU runs this crate's kernels and input quantizer (AVX-512 F/BW/VL with VNNI,
+/// F16C and FMA).
 pub fn supported() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -89,6 +91,7 @@ pub fn supported() -> bool {
             && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("avx512vnni")
             && std::arch::is_x86_feature_detected!("f16c")
+            && std::arch::is_x86_feature_detected!("fma")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -100,7 +103,11 @@ pub const ROW_TILE: usize = 4;
 /// One of this crate's kernels: the [`Kernel::ROWS`] outputs of one group of weight rows
 /// for each of `M` quantized input rows (1 to [`ROW_TILE`]), every weight unpacked once for
 /// all `M`.
-pub trait Kernel {
+///
+/// # Safety
+/// [`matmul`], a safe function, hands `dot` pointers into its output for `ROWS` floats each:
+/// an implementation must write no more than that through them.
+pub unsafe trait Kernel {
     /// Weight rows per group.
     const ROWS: usize;
     /// One group's blocks over 256 columns.
@@ -248,32 +255,61 @@ mod tests {
     }
 
     #[test]
-    fn quantizes_as_candle_does_up_to_ties() {
+    fn quantizes_each_block_by_its_largest_magnitude_rounding_ties_to_even() {
         if !supported() {
             eprintln!("skipped: this CPU lacks AVX-512");
             return;
         }
         let mut x = noise(7, 4 * QK_K, 3.0);
         x[QK_K..2 * QK_K].fill(0.0); // an all-zero block
-        x[2 * QK_K + 5] = -40.0; // a block whose largest value is negative
+        x[2 * QK_K + 5] = -40.0; // a block whose largest magnitude is negative
+        x[3 * QK_K] = 127.0; // with `d = 1`, exact ties:
+        x[3 * QK_K + 1] = 2.5; // rounds to 2
+        x[3 * QK_K + 2] = -3.5; // rounds to -4
         let mut ours = vec![RawQ8K::ZERO; 4];
-        let mut candle = vec![BlockQ8K::zeros(); 4];
+
+        RawQ8K::quantize(&x, &mut ours);
+
+        for (b, (values, block)) in x.chunks(QK_K).zip(&ours).enumerate() {
+            let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let iscale = if amax == 0.0 { 0.0 } else { 127.0 / amax };
+            let expected: Vec<i8> = values
+                .iter()
+                .map(|v| (v * iscale).round_ties_even() as i8)
+                .collect();
+            assert_eq!(
+                block.qs.as_slice(),
+                expected.as_slice(),
+                "block {b}: values"
+            );
+            let d = if amax == 0.0 { 0.0 } else { 1.0 / iscale };
+            assert_eq!(block.d, d, "block {b}: scale");
+            for (g, group) in expected.chunks(16).enumerate() {
+                let sum: i32 = group.iter().map(|&q| q as i32).sum();
+                assert_eq!(block.bsums[g] as i32, sum, "block {b}: sum of group {g}");
+            }
+        }
+        assert_eq!(&ours[3].qs[..3], &[127, 2, -4]);
+    }
+
+    #[test]
+    fn dequantizes_as_candle_does() {
+        if !supported() {
+            eprintln!("skipped: this CPU lacks AVX-512");
+            return;
+        }
+        let x = noise(11, 2 * QK_K, 3.0);
+        let mut ours = vec![RawQ8K::ZERO; 2];
+        let mut candle = vec![BlockQ8K::zeros(); 2];
 
         RawQ8K::quantize(&x, &mut ours);
         BlockQ8K::from_float(&x, &mut candle);
 
         // SAFETY: `RawQ8K` mirrors `BlockQ8K` (size checked above).
         let candle: &[RawQ8K] =
-            unsafe { std::slice::from_raw_parts(candle.as_ptr() as *const RawQ8K, 4) };
-        for (b, (o, c)) in ours.iter().zip(candle).enumerate() {
-            // ggml scales by the signed largest value: the same values, maybe negated.
-            assert!(
-                (o.d.abs() - c.d.abs()).abs() <= 1e-6 * c.d.abs(),
-                "block {b}: d"
-            );
-            let sums: i32 = o.qs[..16].iter().map(|&q| q as i32).sum();
-            assert_eq!(sums, o.bsums[0] as i32, "block {b}: group sums");
-        }
+            unsafe { std::slice::from_raw_parts(candle.as_ptr() as *const RawQ8K, 2) };
+        // ggml scales by the signed largest value, so candle's values may be negated; the
+        // dequantized values agree (random values hit no tie).
         for (i, (o, c)) in dequantized(&ours)
             .iter()
             .zip(dequantized(candle))
@@ -284,6 +320,5 @@ mod tests {
                 "value {i}: {o} vs {c}"
             );
         }
-        assert!(ours[1].qs.iter().all(|&q| q == 0) && ours[1].d == 0.0);
     }
 }
