@@ -1,13 +1,14 @@
 //! Causal self-attention over one generation's KV cache, for the models written here.
 //!
-//! On the CPU, K and V go into one preallocated interleaved buffer per layer that candle-nn's
-//! attention kernels read in place: no concatenation, no repeated K/V heads. A decode step uses
+//! On the CPU, K and V go into one preallocated interleaved buffer per layer (`kv_buffer.rs`)
+//! that candle-nn's attention kernels read in place: no concatenation, no repeated K/V heads. A decode step uses
 //! the interleaved decode kernel; a prompt chunk uses two matrix products while its score
 //! matrix is small and the flash kernel (causal offset, memory independent of the context)
 //! beyond. Other devices take a plain tensor path (concatenated cache, explicit mask).
 //!
 //! A layer with a sliding window (gemma3's local layers) sees only the keys less than `window`
-//! positions behind each query: a decode step reads the cache from the window's start, and a
+//! positions behind each query, and its CPU buffer keeps only those (the tensor path keeps every
+//! position): a decode step reads the cache from the window's start, and a
 //! prompt chunk attends over the span its queries' windows cover, with a mask for the rest,
 //! as matrix products over pieces of the chunk small enough that each piece's scores fit in
 //! [`Heads::matmul_attention_bytes`] (a piece of `p` queries sees at most `p + window - 1` keys).
@@ -15,8 +16,9 @@
 use candle_core::{Device, Storage, Tensor};
 use candle_nn::attention::cpu_flash::causal::causal_decode_f32_interleaved;
 use candle_nn::attention::{flash_attn, AttnMask};
-use candle_nn::kv_cache::RawInterleavedKvCache;
 use candle_transformers::utils::repeat_kv;
+
+use super::kv_buffer::KvBuffer;
 
 /// Largest score matrix (bytes) a prompt chunk's attention materialises; longer contexts use
 /// the flash kernel, whose memory does not grow with the context but whose per-score `exp` is
@@ -49,36 +51,57 @@ impl Heads {
 }
 
 /// One layer's K and V for one generation.
-pub enum KvCache {
+pub struct KvCache {
+    /// Positions each query sees, itself included; `None` for all before it.
+    window: Option<usize>,
+    store: Store,
+}
+
+enum Store {
     /// `(positions, kv_heads, 2 * head_dim)`: each position's K then V, per head.
-    Cpu(RawInterleavedKvCache),
+    Cpu(KvBuffer),
     /// `(1, kv_heads, positions, head_dim)` K and V.
     Tensors(Option<(Tensor, Tensor)>),
 }
 
 impl KvCache {
-    /// An empty cache with room for `capacity` positions (it grows past them if needed).
-    pub fn new(device: &Device, heads: Heads, capacity: usize) -> Self {
-        match device.is_cpu() {
-            true => KvCache::Cpu(RawInterleavedKvCache::new(
-                heads.n_kv_head,
-                heads.head_dim,
-                capacity.max(1),
-            )),
-            false => KvCache::Tensors(None),
+    /// An empty cache with room for `capacity` positions (it grows past them if needed), for a
+    /// layer whose queries see the last `window` positions (all of them without one). On the
+    /// CPU a windowed cache keeps only what queries still see, in room for `2 * window`.
+    ///
+    /// # Panics
+    /// On a window of 0 positions.
+    pub fn new(device: &Device, heads: Heads, capacity: usize, window: Option<usize>) -> Self {
+        assert_ne!(window, Some(0), "a sliding window of 0 positions");
+        let store = match device.is_cpu() {
+            true => {
+                let room = window.map_or(capacity, |w| capacity.min(2 * w));
+                Store::Cpu(KvBuffer::new(heads.n_kv_head, heads.head_dim, room, window))
+            }
+            false => Store::Tensors(None),
+        };
+        Self { window, store }
+    }
+
+    /// The tensor path other devices take, on any device (for tests on the CPU).
+    #[cfg(test)]
+    fn tensors(window: Option<usize>) -> Self {
+        Self {
+            window,
+            store: Store::Tensors(None),
         }
     }
 
     /// Forgets every position, keeping the buffer.
     pub fn reset(&mut self) {
-        match self {
-            KvCache::Cpu(raw) => raw.reset(),
-            KvCache::Tensors(kv) => *kv = None,
+        match &mut self.store {
+            Store::Cpu(buffer) => buffer.reset(),
+            Store::Tensors(kv) => *kv = None,
         }
     }
 
     /// Appends this step's K/V (`(1, t, kv_heads, head_dim)`, rotated) and attends `q`
-    /// (`(1, t, heads, head_dim)`) over everything cached, or with a `window` over the keys
+    /// (`(1, t, heads, head_dim)`) over everything cached, or with a window over the keys
     /// fewer than `window` positions behind each query. Returns `(1, t, heads * head_dim)`.
     pub fn attend(
         &mut self,
@@ -87,8 +110,8 @@ impl KvCache {
         v: &Tensor,
         pos: usize,
         heads: Heads,
-        window: Option<usize>,
     ) -> candle_core::Result<Tensor> {
+        let window = self.window;
         let Heads {
             n_head,
             n_kv_head,
@@ -97,23 +120,19 @@ impl KvCache {
             ..
         } = heads;
         let (b, t, _, _) = q.dims4()?;
-        if window == Some(0) {
-            candle_core::bail!("attention: a sliding window of 0 positions");
-        }
         // The first position any query of this step may see.
         let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-        match self {
-            KvCache::Cpu(raw) => {
-                if raw.len() != pos {
+        match &mut self.store {
+            Store::Cpu(buffer) => {
+                if buffer.end() != pos {
                     candle_core::bail!(
                         "attention: cache holds {} positions, fed at {pos}",
-                        raw.len()
+                        buffer.end()
                     );
                 }
-                with_f32(k, |k| with_f32(v, |v| raw.write_kv_batch(k, v, t)))??;
-                let span = raw.len() - first;
-                let per_position = n_kv_head * 2 * head_dim;
-                let seen = &raw.data()[first * per_position..];
+                with_f32(k, |k| with_f32(v, |v| buffer.append(k, v, t)))??;
+                let span = buffer.end() - first;
+                let seen = buffer.since(first)?;
                 if t == 1 {
                     let y = with_f32(q, |q| {
                         causal_decode_f32_interleaved(
@@ -137,7 +156,7 @@ impl KvCache {
                 let y = flash_attn::<f32>(q, &k_all, &v_all, scale, mask, None, None)?;
                 y.transpose(1, 2)?.reshape((b, t, n_head * head_dim))
             }
-            KvCache::Tensors(cached) => {
+            Store::Tensors(cached) => {
                 let k = k.transpose(1, 2)?.contiguous()?;
                 let v = v.transpose(1, 2)?.contiguous()?;
                 let (k, v) = match cached.take() {
@@ -297,7 +316,7 @@ mod tests {
     }
 
     /// Each step's output of `cache`, concatenated over positions.
-    fn outputs(mut cache: KvCache, heads: Heads, window: Option<usize>) -> Tensor {
+    fn outputs(mut cache: KvCache, heads: Heads) -> Tensor {
         let mut pos = 0;
         let mut ys = Vec::new();
         for (step, t) in STEPS.into_iter().enumerate() {
@@ -305,7 +324,7 @@ mod tests {
             let q = random(seed + 1, (1, t, HEADS, HEAD_DIM));
             let k = random(seed + 2, (1, t, KV_HEADS, HEAD_DIM));
             let v = random(seed + 3, (1, t, KV_HEADS, HEAD_DIM));
-            ys.push(cache.attend(&q, &k, &v, pos, heads, window).unwrap());
+            ys.push(cache.attend(&q, &k, &v, pos, heads).unwrap());
             pos += t;
         }
         Tensor::cat(&ys, 1).unwrap()
@@ -314,8 +333,8 @@ mod tests {
     fn compare(window: Option<usize>, matmul_attention_bytes: usize) {
         let mut heads = Heads::new(HEADS, KV_HEADS, HEAD_DIM);
         heads.matmul_attention_bytes = matmul_attention_bytes;
-        let cpu = outputs(KvCache::new(&Device::Cpu, heads, 4), heads, window);
-        let tensors = outputs(KvCache::Tensors(None), heads, window);
+        let cpu = outputs(KvCache::new(&Device::Cpu, heads, 4, window), heads);
+        let tensors = outputs(KvCache::tensors(window), heads);
 
         let diff = max_diff(&cpu, &tensors);
         assert!(diff < 1e-5, "window {window:?}: outputs differ by {diff}");
@@ -349,24 +368,22 @@ mod tests {
     }
 
     #[test]
-    fn a_window_of_zero_positions_is_an_error() {
-        let heads = Heads::new(HEADS, KV_HEADS, HEAD_DIM);
-        let q = random(1, (1, 1, HEADS, HEAD_DIM));
-        let kv = random(2, (1, 1, KV_HEADS, HEAD_DIM));
-
-        let err = KvCache::new(&Device::Cpu, heads, 4)
-            .attend(&q, &kv, &kv, 0, heads, Some(0))
-            .unwrap_err();
-
-        assert!(err.to_string().contains("window of 0"), "{err}");
+    #[should_panic(expected = "window of 0")]
+    fn a_window_of_zero_positions_is_refused() {
+        KvCache::new(
+            &Device::Cpu,
+            Heads::new(HEADS, KV_HEADS, HEAD_DIM),
+            4,
+            Some(0),
+        );
     }
 
     #[test]
     fn a_window_wider_than_the_context_changes_nothing() {
         let heads = Heads::new(HEADS, KV_HEADS, HEAD_DIM);
         let total = STEPS.iter().sum();
-        let windowed = outputs(KvCache::Tensors(None), heads, Some(total));
-        let plain = outputs(KvCache::Tensors(None), heads, None);
+        let windowed = outputs(KvCache::tensors(Some(total)), heads);
+        let plain = outputs(KvCache::tensors(None), heads);
 
         assert_eq!(max_diff(&windowed, &plain), 0.0);
     }
@@ -374,8 +391,8 @@ mod tests {
     #[test]
     fn a_window_changes_what_late_queries_see() {
         let heads = Heads::new(HEADS, KV_HEADS, HEAD_DIM);
-        let windowed = outputs(KvCache::new(&Device::Cpu, heads, 4), heads, Some(2));
-        let plain = outputs(KvCache::new(&Device::Cpu, heads, 4), heads, None);
+        let windowed = outputs(KvCache::new(&Device::Cpu, heads, 4, Some(2)), heads);
+        let plain = outputs(KvCache::new(&Device::Cpu, heads, 4, None), heads);
 
         // The first two positions see the same keys either way; later ones do not.
         let early = |t: &Tensor| t.narrow(1, 0, 2).unwrap();

@@ -189,7 +189,7 @@ impl Gemma3 {
         Ok(Self {
             layout: CacheLayout {
                 heads,
-                layers: layers.len(),
+                windows: layers.iter().map(|layer| layer.window).collect(),
                 context_length,
                 device: device.clone(),
             },
@@ -272,7 +272,7 @@ impl Layer {
         };
         let q = rope_thd(&q, cos, sin)?;
         let k = rope_thd(&k, cos, sin)?;
-        let y = cache.attend(&q, &k, &v, pos, heads, self.window)?;
+        let y = cache.attend(&q, &k, &v, pos, heads)?;
         let x = (x + norms.post_attn.forward(&self.wo.forward(&y)?)?)?;
 
         let h = norms.ffn.forward(&x)?;

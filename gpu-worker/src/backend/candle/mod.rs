@@ -14,7 +14,8 @@
 //! - `qwen2.rs` (the default model's architecture) and `gemma3.rs`, written here for speed and
 //!   memory (and, for gemma3, prompts in chunks), over `linear.rs` and `qmatrix.rs` (quantized
 //!   weights held once, in their GGUF blocks), `rotary.rs` and `attention.rs` (the
-//!   per-generation KV cache and its attention kernels, sliding windows included).
+//!   per-generation KV cache and its attention kernels, sliding windows included; on the CPU
+//!   the cache is a `kv_buffer.rs`, which drops what a sliding window no longer sees).
 //! - `x8.rs`, `q4k_x8.rs`, `q6k.rs`: AVX-512 VNNI kernels for Q4_K and Q6_K products.
 //! - `model.rs`: weights shared across generations, a session (KV cache) per generation;
 //!   `network.rs` puts the models written here behind it.
@@ -32,6 +33,7 @@ mod gguf;
 mod hf;
 mod hf_config;
 mod huge_pages;
+mod kv_buffer;
 mod linear;
 mod model;
 mod network;

@@ -12,7 +12,8 @@ use super::model::{Model, Session};
 #[derive(Debug, Clone)]
 pub struct CacheLayout {
     pub heads: Heads,
-    pub layers: usize,
+    /// Each layer's sliding window, `None` for a layer that sees every position.
+    pub windows: Vec<Option<usize>>,
     /// Longest prompt + completion, in positions.
     pub context_length: usize,
     pub device: Device,
@@ -51,8 +52,10 @@ impl<N: Network> Model for CachedModel<N> {
     fn new_session(&self, capacity: usize) -> anyhow::Result<Box<dyn Session>> {
         let layout = self.network.layout();
         let capacity = capacity.min(layout.context_length);
-        let caches = (0..layout.layers)
-            .map(|_| KvCache::new(&layout.device, layout.heads, capacity))
+        let caches = layout
+            .windows
+            .iter()
+            .map(|&window| KvCache::new(&layout.device, layout.heads, capacity, window))
             .collect();
         Ok(Box::new(CachedSession {
             network: self.network.clone(),

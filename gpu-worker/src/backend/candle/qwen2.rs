@@ -127,7 +127,7 @@ impl Qwen2 {
         Ok(Self {
             layout: CacheLayout {
                 heads,
-                layers: layers.len(),
+                windows: vec![None; layers.len()],
                 context_length,
                 device: device.clone(),
             },
@@ -195,7 +195,7 @@ impl Layer {
             .reshape((b, t, n_kv_head, head_dim))?;
         let q = rope_thd(&q, cos, sin)?;
         let k = rope_thd(&k, cos, sin)?;
-        let y = cache.attend(&q, &k, &v, pos, heads, None)?;
+        let y = cache.attend(&q, &k, &v, pos, heads)?;
         let x = (x + self.wo.forward(&y)?)?;
 
         let h = self.ffn_norm.forward(&x)?;
