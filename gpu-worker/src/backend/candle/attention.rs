@@ -1,17 +1,18 @@
 //! Causal self-attention over one generation's KV cache, for the models written here.
 //!
-//! On the CPU, K and V go into one preallocated interleaved buffer per layer (`kv_buffer.rs`)
-//! that candle-nn's attention kernels read in place: no concatenation, no repeated K/V heads. A decode step uses
-//! the interleaved decode kernel; a prompt chunk uses two matrix products while its score
-//! matrix is small and the flash kernel (causal offset, memory independent of the context)
-//! beyond. Other devices take a plain tensor path (concatenated cache, explicit mask).
+//! On the CPU, K and V go into one interleaved buffer per layer (`kv_buffer.rs`) that
+//! candle-nn's decode kernel reads in place: no concatenation, no repeated K/V heads. A decode
+//! step uses that kernel; a prompt chunk uses two matrix products while its score matrix is
+//! small and the flash kernel (causal offset, memory independent of the context) beyond. Other
+//! devices take a plain tensor path (concatenated cache, explicit mask).
 //!
 //! A layer with a sliding window (gemma3's local layers) sees only the keys less than `window`
-//! positions behind each query, and its CPU buffer keeps only those (the tensor path keeps every
-//! position): a decode step reads the cache from the window's start, and a
-//! prompt chunk attends over the span its queries' windows cover, with a mask for the rest,
-//! as matrix products over pieces of the chunk small enough that each piece's scores fit in
-//! [`Heads::matmul_attention_bytes`] (a piece of `p` queries sees at most `p + window - 1` keys).
+//! positions behind each query, and its CPU buffer drops the others once it is full (the tensor
+//! path keeps every position): a decode step reads the cache from the window's start, and a
+//! prompt chunk attends over the span its queries' windows cover, with a mask for the rest, as
+//! matrix products over pieces of the chunk small enough that each piece's scores fit in
+//! [`Heads::matmul_attention_bytes`] (a piece of `p` queries sees at most `p + window - 1`
+//! keys); windowed layers never take the flash kernel.
 
 use candle_core::{Device, Storage, Tensor};
 use candle_nn::attention::cpu_flash::causal::causal_decode_f32_interleaved;
@@ -22,7 +23,7 @@ use super::kv_buffer::KvBuffer;
 
 /// Largest score matrix (bytes) a prompt chunk's attention materialises; longer contexts use
 /// the flash kernel, whose memory does not grow with the context but whose per-score `exp` is
-/// slower than two matrix products for short ones.
+/// slower than two matrix products for short ones (a windowed layer splits the chunk instead).
 pub const MATMUL_ATTENTION_BYTES: usize = 64 << 20;
 
 /// The attention's head layout.
@@ -33,7 +34,8 @@ pub struct Heads {
     pub head_dim: usize,
     /// What scores are multiplied by before the softmax, `1 / sqrt(head_dim)` for most models.
     pub scale: f32,
-    /// Prompt chunks whose attention scores fit in this many bytes use matrix products.
+    /// Prompt chunks whose attention scores fit in this many bytes use matrix products (a
+    /// windowed layer's chunks always do, in pieces that fit).
     pub matmul_attention_bytes: usize,
 }
 
@@ -67,7 +69,8 @@ enum Store {
 impl KvCache {
     /// An empty cache with room for `capacity` positions (it grows past them if needed), for a
     /// layer whose queries see the last `window` positions (all of them without one). On the
-    /// CPU a windowed cache keeps only what queries still see, in room for `2 * window`.
+    /// CPU a windowed cache starts with room for `min(capacity, 2 * window)` positions and
+    /// drops what no query sees any more when that is full.
     ///
     /// # Panics
     /// On a window of 0 positions.
@@ -101,8 +104,8 @@ impl KvCache {
     }
 
     /// Appends this step's K/V (`(1, t, kv_heads, head_dim)`, rotated) and attends `q`
-    /// (`(1, t, heads, head_dim)`) over everything cached, or with a window over the keys
-    /// fewer than `window` positions behind each query. Returns `(1, t, heads * head_dim)`.
+    /// (`(1, t, heads, head_dim)`) over everything cached, or with the cache's window over the
+    /// keys fewer than `window` positions behind each query. Returns `(1, t, heads * head_dim)`.
     pub fn attend(
         &mut self,
         q: &Tensor,

@@ -11,15 +11,17 @@
 //!   already added Gemma's `1 +`);
 //! - Q and K are RMS-normalised per head before the rotary embedding;
 //! - each block normalises its attention and feed-forward outputs before the residual add;
-//! - every 6th layer is global, with `rope.freq_base` (default 10,000) and linear
-//!   `rope.scaling.factor`; the others see the last `attention.sliding_window` positions, with
-//!   a base of 10,000 and no scaling (without a window, every layer is global);
+//! - every `attention.sliding_window_pattern`-th layer (default 6) is global, with
+//!   `rope.freq_base` (default 10,000) and linear `rope.scaling.factor`; the others see the
+//!   last `attention.sliding_window` positions, with `rope.freq_base_swa` (default 10,000) and
+//!   no scaling (without a window, every layer is global);
 //! - scores are scaled by `1 / sqrt(head_dim)`, except for the 62-layer (27B) model, which
 //!   scales by `1 / sqrt(hidden / heads)` as its `query_pre_attn_scalar` says;
 //! - logits are capped by `final_logit_softcapping` where the file gives it.
 //!
-//! Two keys llama.cpp does not read are honoured where a file has them, as candle reads them:
-//! `attention.sliding_window_type` (the global layers' period) and `rope.local_freq_base`.
+//! candle's names for the same two settings, `attention.sliding_window_type` and
+//! `rope.local_freq_base`, are read where llama.cpp's are absent. A key present in another type
+//! than expected is a load error naming it, never a silent default.
 
 use std::io::{Read, Seek};
 
@@ -111,30 +113,35 @@ impl Gemma3 {
         let context_length = meta.usize("context_length")?;
         let eps = meta.f32("attention.layer_norm_rms_epsilon")? as f64;
         let window = meta
-            .usize("attention.sliding_window")
-            .ok()
+            .optional_usize("attention.sliding_window")?
             .filter(|&w| w > 0);
-        let window_type = meta
-            .usize("attention.sliding_window_type")
-            .unwrap_or(DEFAULT_SLIDING_WINDOW_TYPE);
-        let rope_base = meta.f32("rope.freq_base").unwrap_or(DEFAULT_ROPE_BASE);
-        let local_rope_base = meta
-            .f32("rope.local_freq_base")
-            .unwrap_or(DEFAULT_LOCAL_ROPE_BASE);
+        let window_type = match meta.optional_usize("attention.sliding_window_pattern")? {
+            Some(pattern) => pattern,
+            None => meta
+                .optional_usize("attention.sliding_window_type")?
+                .unwrap_or(DEFAULT_SLIDING_WINDOW_TYPE),
+        };
+        let rope_base = meta
+            .optional_f32("rope.freq_base")?
+            .unwrap_or(DEFAULT_ROPE_BASE);
+        let local_rope_base = match meta.optional_f32("rope.freq_base_swa")? {
+            Some(base) => base,
+            None => meta
+                .optional_f32("rope.local_freq_base")?
+                .unwrap_or(DEFAULT_LOCAL_ROPE_BASE),
+        };
         let rope_factor = meta
-            .f32("rope.scaling.factor")
-            .ok()
+            .optional_f32("rope.scaling.factor")?
             .filter(|&f| f > 0.0)
             .unwrap_or(1.0);
         let softcap = meta
-            .f32("final_logit_softcapping")
-            .ok()
+            .optional_f32("final_logit_softcapping")?
             .filter(|&c| c > 0.0);
         anyhow::ensure!(
             n_kv_head > 0 && n_head.is_multiple_of(n_kv_head),
             "gemma3: {n_head} heads are not a multiple of {n_kv_head} KV heads"
         );
-        anyhow::ensure!(window_type > 0, "gemma3: sliding_window_type is 0");
+        anyhow::ensure!(window_type > 0, "gemma3: a sliding window pattern of 0");
         let mut heads = Heads::new(n_head, n_kv_head, head_dim);
         heads.scale = attention_scale(blocks, hidden, n_head, head_dim);
 
@@ -568,6 +575,44 @@ mod tests {
         let got = fed_in_chunks(ours(&no_window).as_mut(), &prompt, 4);
 
         assert!(max_diff(&got, &expected) < 1e-6);
+    }
+
+    #[test]
+    fn llama_cpp_names_win_over_candle_names() {
+        // llama.cpp's pattern of 1 (every layer global) over candle's 2 in the same file.
+        let both = checkpoint_with_extra(
+            WINDOW_TYPE,
+            true,
+            vec![("gemma3.attention.sliding_window_pattern", Value::U32(1))],
+        );
+        let prompt = tokens(3 * WINDOW);
+
+        let expected = fed_in_chunks(ours(&checkpoint_with(1, true)).as_mut(), &prompt, 4);
+        let got = fed_in_chunks(ours(&both).as_mut(), &prompt, 4);
+
+        assert!(max_diff(&got, &expected) < 1e-6);
+    }
+
+    #[test]
+    fn a_setting_of_the_wrong_type_is_an_error_naming_it() {
+        let bad = checkpoint_with_extra(
+            WINDOW_TYPE,
+            true,
+            vec![(
+                "gemma3.attention.sliding_window",
+                Value::String("512".into()),
+            )],
+        );
+        let (content, mut reader) = read(&bad.gguf);
+
+        let err = Gemma3::from_gguf(&content, &mut reader, &Device::Cpu, PromptTiles::Transient)
+            .err()
+            .expect("a string window");
+
+        assert!(
+            err.to_string().contains("gemma3.attention.sliding_window"),
+            "{err}"
+        );
     }
 
     #[test]

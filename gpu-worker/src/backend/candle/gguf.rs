@@ -153,23 +153,46 @@ impl<'a> ArchMeta<'a> {
         Self { content, arch }
     }
 
-    fn value(&self, key: &str) -> anyhow::Result<&'a Value> {
-        let arch = self.arch;
-        self.content
-            .metadata
-            .get(&format!("{arch}.{key}"))
-            .with_context(|| format!("GGUF has no {arch}.{key}"))
+    /// `{arch}.{key}` converted by `convert`: `None` when the file does not have it, an error
+    /// naming it when the file has it as something else.
+    fn optional<T>(
+        &self,
+        key: &str,
+        kind: &str,
+        convert: impl Fn(&Value) -> Option<T>,
+    ) -> anyhow::Result<Option<T>> {
+        let name = format!("{}.{key}", self.arch);
+        match self.content.metadata.get(&name) {
+            None => Ok(None),
+            Some(value) => match convert(value) {
+                Some(converted) => Ok(Some(converted)),
+                None => anyhow::bail!("GGUF {name} is not {kind}: {value:?}"),
+            },
+        }
+    }
+
+    pub fn optional_usize(&self, key: &str) -> anyhow::Result<Option<usize>> {
+        self.optional(key, "an unsigned 32-bit integer", |v| {
+            u32_value(v).map(|v| v as usize)
+        })
+    }
+
+    pub fn optional_f32(&self, key: &str) -> anyhow::Result<Option<f32>> {
+        self.optional(key, "a number", |v| match v {
+            Value::F32(v) => Some(*v),
+            Value::F64(v) => Some(*v as f32),
+            _ => None,
+        })
     }
 
     pub fn usize(&self, key: &str) -> anyhow::Result<usize> {
-        let arch = self.arch;
-        u32_value(self.value(key)?)
-            .map(|v| v as usize)
-            .with_context(|| format!("GGUF {arch}.{key} is not an unsigned 32-bit integer"))
+        self.optional_usize(key)?
+            .with_context(|| format!("GGUF has no {}.{key}", self.arch))
     }
 
     pub fn f32(&self, key: &str) -> anyhow::Result<f32> {
-        Ok(self.value(key)?.to_f32()?)
+        self.optional_f32(key)?
+            .with_context(|| format!("GGUF has no {}.{key}", self.arch))
     }
 }
 

@@ -210,7 +210,7 @@ mod kernel {
     /// weight is unpacked once for all `M`.
     ///
     /// # Safety
-    /// The CPU must have AVX-512 F/BW/VL/VNNI and F16C; every input has `blocks.len()` blocks;
+    /// The CPU must have AVX-512 F/BW/VL/VNNI, F16C and FMA; every input has `blocks.len()` blocks;
     /// every output points at 8 writable floats.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
     pub unsafe fn dot_8_rows<const M: usize>(

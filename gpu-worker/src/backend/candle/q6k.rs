@@ -94,7 +94,7 @@ mod kernel {
     /// The dot products of one row's blocks with each of `M` quantized input rows.
     ///
     /// # Safety
-    /// The CPU must have AVX-512 F/BW/VL/VNNI and F16C; every input has `blocks.len()` blocks;
+    /// The CPU must have AVX-512 F/BW/VL/VNNI, F16C and FMA; every input has `blocks.len()` blocks;
     /// every output points at a writable float.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
     pub unsafe fn dot_rows<const M: usize>(

@@ -9,8 +9,8 @@
 //!   gate/up stacked so each group is one matrix product;
 //! - weights sit behind an `Arc` shared by every generation, the cache in a session of its own
 //!   (`network.rs`);
-//! - on the CPU, the cache is a preallocated interleaved buffer per layer that candle-nn's
-//!   attention kernels read in place (see `attention.rs`).
+//! - on the CPU, the cache is an interleaved buffer per layer, sized for the generation up
+//!   front, that candle-nn's decode kernel reads in place (see `attention.rs`).
 
 use std::io::{Read, Seek};
 
@@ -65,13 +65,13 @@ impl Qwen2 {
         let n_kv_head = meta.usize("attention.head_count_kv")?;
         let hidden = meta.usize("embedding_length")?;
         let head_dim = meta
-            .usize("attention.key_length")
+            .optional_usize("attention.key_length")?
             .unwrap_or(hidden / n_head);
         let heads = Heads::new(n_head, n_kv_head, head_dim);
         let context_length = meta.usize("context_length")?;
         let blocks = meta.usize("block_count")?;
         let eps = meta.f32("attention.layer_norm_rms_epsilon")? as f64;
-        let rope_base = meta.f32("rope.freq_base").unwrap_or(10_000.0);
+        let rope_base = meta.optional_f32("rope.freq_base")?.unwrap_or(10_000.0);
         anyhow::ensure!(
             n_kv_head > 0 && n_head.is_multiple_of(n_kv_head),
             "qwen2: {n_head} heads are not a multiple of {n_kv_head} KV heads"
