@@ -19,6 +19,7 @@ use super::network::CachedModel;
 use super::options::CandleOptions;
 use super::progress::{LoadProgress, ProgressReader};
 use super::qwen2::Qwen2;
+use super::spm;
 use super::vocab::Vocab;
 use super::Loaded;
 
@@ -101,12 +102,18 @@ fn vocab(content: &Content, path: &Path, explicit: Option<&Path>) -> anyhow::Res
             tracing::info!(tokenizer = %json.display(), "using tokenizer.json");
             Vocab::from_file(&json)?
         }
-        None => Tokenizer::from_gguf(content).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot build a tokenizer from the GGUF metadata ({e}); put the model's \
-                 tokenizer.json beside the file or pass its path"
-            )
-        })?,
+        None => {
+            let built = match spm::describes(content) {
+                true => spm::from_gguf(content),
+                false => Tokenizer::from_gguf(content).map_err(anyhow::Error::new),
+            };
+            built.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot build a tokenizer from the GGUF metadata ({e:#}); put the model's \
+                     tokenizer.json beside the file or pass its path"
+                )
+            })?
+        }
     };
     let declared = ["eos_token_id", "eot_token_id", "eom_token_id"]
         .iter()
@@ -219,5 +226,25 @@ fn u32_value(value: &Value) -> Option<u32> {
         Value::I32(v) => u32::try_from(*v).ok(),
         Value::I64(v) => u32::try_from(*v).ok(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_gguf::{gguf_bytes, read};
+    use super::*;
+
+    #[test]
+    fn a_sentencepiece_file_without_tokenizer_json_gets_its_own_tokenizer() {
+        let bytes = gguf_bytes(&spm::tests::metadata(false, true), &[]);
+        let (content, _) = read(&bytes);
+
+        let vocab = vocab(&content, Path::new("/nonexistent/model.gguf"), None).unwrap();
+
+        let bos = vocab.bos().unwrap();
+        let ids = vocab.encode("abc", true).unwrap();
+        assert_eq!(ids.len(), 3, "BOS, a, bc: {ids:?}");
+        assert_eq!(ids[0], bos);
+        assert_eq!(vocab.tokenizer().decode(&ids[1..], true).unwrap(), "abc");
     }
 }

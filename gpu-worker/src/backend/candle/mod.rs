@@ -19,7 +19,8 @@
 //! - `x8.rs`, `q4k_x8.rs`, `q6k.rs`: AVX-512 VNNI kernels for Q4_K and Q6_K products.
 //! - `model.rs`: weights shared across generations, a session (KV cache) per generation;
 //!   `network.rs` puts the models written here behind it.
-//! - `vocab.rs`, `chat.rs`, `detokenize.rs`: tokens, chat templates, streaming text.
+//! - `vocab.rs`, `chat.rs`, `detokenize.rs`: tokens, chat templates, streaming text;
+//!   `spm.rs` builds the SentencePiece tokenizers GGUF files describe (Gemma, Llama 2).
 //! - `sampler.rs`, `generate.rs`: the decoding loop.
 //! - `progress.rs`: loading progress in the log and on a terminal.
 
@@ -45,6 +46,7 @@ mod qmatrix;
 mod qwen2;
 mod rotary;
 mod sampler;
+mod spm;
 #[cfg(test)]
 mod test_gguf;
 mod vocab;
