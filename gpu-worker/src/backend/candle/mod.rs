@@ -16,7 +16,8 @@
 //!   weights held once, in their GGUF blocks), `rotary.rs` and `attention.rs` (the
 //!   per-generation KV cache and its attention kernels, sliding windows included; on the CPU
 //!   the cache is a `kv_buffer.rs`, which drops what a sliding window no longer sees).
-//! - `x8.rs`, `q4k_x8.rs`, `q6k.rs`: AVX-512 VNNI kernels for Q4_K and Q6_K products.
+//! - `x8.rs`, `q4k_x8.rs`, `q6k.rs`, `q5_0.rs`: AVX-512 VNNI kernels for Q4_K, Q6_K and Q5_0
+//!   products.
 //! - `model.rs`: weights shared across generations, a session (KV cache) per generation;
 //!   `network.rs` puts the models written here behind it.
 //! - `vocab.rs`, `chat.rs`, `detokenize.rs`: tokens, chat templates, streaming text;
@@ -41,6 +42,7 @@ mod network;
 mod options;
 mod progress;
 mod q4k_x8;
+mod q5_0;
 mod q6k;
 mod qmatrix;
 mod qwen2;

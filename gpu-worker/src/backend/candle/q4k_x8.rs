@@ -189,6 +189,7 @@ struct Q4KKernel;
 unsafe impl x8::Kernel for Q4KKernel {
     const ROWS: usize = 8;
     type Block = BlockQ4Kx8;
+    type Input = RawQ8K;
 
     unsafe fn dot<const M: usize>(
         blocks: &[BlockQ4Kx8],

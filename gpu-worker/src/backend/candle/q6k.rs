@@ -35,21 +35,15 @@ const _: () = assert!(std::mem::size_of::<RawQ6K>() == std::mem::size_of::<Block
 /// [`x8::supported`] does not hold.
 pub fn matmul(
     blocks: &[BlockQ6K],
-    (m, k, n): (usize, usize, usize),
+    mkn: (usize, usize, usize),
     x: &[f32],
     dst: &mut [f32],
 ) -> candle_core::Result<()> {
-    let per_row = k / QK_K;
-    if blocks.len() != n * per_row {
-        candle_core::bail!("q6k: {} blocks for a ({n}, {k}) matrix", blocks.len());
-    }
-    // SAFETY: `RawQ6K` mirrors candle's `repr(C)` `BlockQ6K` (ggml's `block_q6_K`; same size,
-    // checked above), plain data that every bit pattern inhabits.
+    // SAFETY: `RawQ6K` mirrors candle's `repr(C)` `BlockQ6K` (same size, checked above), plain
+    // data that every bit pattern inhabits.
     let raw: &[RawQ6K] =
         unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const RawQ6K, blocks.len()) };
-    x8::matmul::<Q6KKernel>(m, (n, k), x, dst, |row| {
-        &raw[row * per_row..(row + 1) * per_row]
-    })
+    x8::row_matmul::<Q6KKernel>(raw, mkn, x, dst)
 }
 
 /// The kernel over one row's Q6_K blocks.
@@ -59,6 +53,7 @@ struct Q6KKernel;
 unsafe impl x8::Kernel for Q6KKernel {
     const ROWS: usize = 1;
     type Block = RawQ6K;
+    type Input = RawQ8K;
 
     unsafe fn dot<const M: usize>(
         blocks: &[RawQ6K],

@@ -8,8 +8,8 @@
 //! (`k_quants::matmul`, ggml's dot products), which read 25% fewer bytes than the tiles and
 //! measured ~35% less CPU per token here. On CPUs with AVX-512 VNNI, Q4_K rows interleaved by
 //! 8 (`q4k_x8.rs`) go through this crate's own kernel instead, ~2x faster again per product,
-//! for decode and prompt chunks alike, and Q6_K prompt chunks through `q6k.rs`; no tiles are
-//! built for either. For the other quantizations a prompt chunk of many rows still wants the
+//! for decode and prompt chunks alike, Q6_K prompt chunks through `q6k.rs` and Q5_0 products
+//! through `q5_0.rs` (candle's is a scalar loop); no tiles are built for any of them. For the other quantizations a prompt chunk of many rows still wants the
 //! tiles: by default ([`PromptTiles::Transient`]) it builds them for one matrix at a time from
 //! the shared blocks, uses them and drops them, which costs no lasting memory;
 //! [`PromptTiles::Kept`] keeps them after first use instead.
@@ -19,8 +19,8 @@ use std::sync::{Arc, OnceLock};
 
 use super::huge_pages;
 use super::q4k_x8::{Q4Kx8, RawQ4K};
-use super::q6k;
 use super::x8;
+use super::{q5_0, q6k};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::k_quants::{
@@ -46,7 +46,7 @@ pub enum PromptTiles {
     Transient,
     /// Built on first use and kept: those matrices' prompt products run faster, but their
     /// weights then take about twice their file size. Matrices with a kernel of this crate's
-    /// (Q4_K and Q6_K on CPUs with AVX-512 VNNI) build no tiles.
+    /// (Q4_K, Q6_K and Q5_0 on CPUs with AVX-512 VNNI) build no tiles.
     Kept,
 }
 
@@ -117,38 +117,56 @@ impl Blocks for Interleaved {
     }
 }
 
-/// Q6_K blocks: candle's block kernel for decode steps, and where the CPU has AVX-512 VNNI
-/// this crate's row-tiled kernel (`q6k.rs`) for prompt chunks instead of tiles.
-struct Q6K(Shared<BlockQ6K>);
+/// Blocks with a kernel of this crate's (`q6k.rs`, `q5_0.rs`) for products of at least
+/// `min_rows` input rows where the CPU has AVX-512 VNNI, instead of candle's block kernels or
+/// tiles; candle's block kernels elsewhere.
+struct OwnKernel<T> {
+    blocks: Shared<T>,
+    kernel: ProductFn<T>,
+    min_rows: usize,
+}
 
-impl Blocks for Q6K {
+/// `dst = x · Wᵀ` over `W`'s blocks, `mkn` as candle's `k_quants::matmul` takes it.
+type ProductFn<T> = fn(&[T], (usize, usize, usize), &[f32], &mut [f32]) -> candle_core::Result<()>;
+
+impl<T> OwnKernel<T> {
+    fn new(blocks: Vec<T>, kernel: ProductFn<T>, min_rows: usize) -> Self {
+        Self {
+            blocks: Shared(Arc::new(blocks)),
+            kernel,
+            min_rows,
+        }
+    }
+}
+
+impl<T: GgmlType + Send + Sync + 'static> Blocks for OwnKernel<T> {
     fn matmul(
         &self,
         mkn: (usize, usize, usize),
         lhs: &[f32],
         dst: &mut [f32],
     ) -> candle_core::Result<()> {
-        match mkn.0 > 1 && x8::supported() {
-            true => q6k::matmul(&self.0 .0, mkn, lhs, dst),
-            false => self.0.matmul(mkn, lhs, dst),
+        match mkn.0 >= self.min_rows && x8::supported() {
+            true => (self.kernel)(&self.blocks.0, mkn, lhs, dst),
+            false => self.blocks.matmul(mkn, lhs, dst),
         }
     }
 
     fn row_to_f32(&self, row: usize, k: usize, dst: &mut [f32]) -> candle_core::Result<()> {
-        self.0.row_to_f32(row, k, dst)
+        self.blocks.row_to_f32(row, k, dst)
     }
 
     fn to_storage(&self) -> Box<dyn QuantizedType> {
-        self.0.to_storage()
+        self.blocks.to_storage()
     }
 
     fn tiles(&self) -> bool {
-        !x8::supported()
+        !x8::supported() && self.blocks.tiles()
     }
 
     fn append(&mut self, other: Box<dyn Blocks>) -> candle_core::Result<()> {
         match other.into_any().downcast::<Self>() {
-            Ok(other) => self.0.append(Box::new(other.0)),
+            Ok(other) => self.blocks.append(Box::new(other.blocks)),
             Err(_) => candle_core::bail!("cannot stack matrices of different quantizations"),
         }
     }
@@ -226,16 +244,23 @@ impl QMatrix {
             GgmlDType::Q4K => read_q4k(reader, n, k)?,
             // An interleaved Q6_K kernel built like the Q4_K one measured 2.3x slower than
             // candle's on the default model's output projection: Q6_K keeps its blocks.
-            GgmlDType::Q6K => Box::new(Q6K(Shared(Arc::new(read_vec::<BlockQ6K, R>(
-                reader, n, k, true,
-            )?)))),
+            // Decode steps keep candle's Q6_K kernel: ours on one row measured no faster.
+            GgmlDType::Q6K => Box::new(OwnKernel::new(
+                read_vec::<BlockQ6K, R>(reader, n, k, true)?,
+                q6k::matmul,
+                2,
+            )),
             GgmlDType::Q5K => read_blocks::<BlockQ5K, R>(reader, n, k)?,
             GgmlDType::Q3K => read_blocks::<BlockQ3K, R>(reader, n, k)?,
             GgmlDType::Q2K => read_blocks::<BlockQ2K, R>(reader, n, k)?,
             GgmlDType::Q8_0 => read_blocks::<BlockQ8_0, R>(reader, n, k)?,
             GgmlDType::Q4_0 => read_blocks::<BlockQ4_0, R>(reader, n, k)?,
             GgmlDType::Q4_1 => read_blocks::<BlockQ4_1, R>(reader, n, k)?,
-            GgmlDType::Q5_0 => read_blocks::<BlockQ5_0, R>(reader, n, k)?,
+            GgmlDType::Q5_0 => Box::new(OwnKernel::new(
+                read_vec::<BlockQ5_0, R>(reader, n, k, true)?,
+                q5_0::matmul,
+                1,
+            )),
             GgmlDType::Q5_1 => read_blocks::<BlockQ5_1, R>(reader, n, k)?,
             _ => return Ok(None),
         };

@@ -46,6 +46,52 @@ impl RawQ8K {
     }
 }
 
+/// How a kernel's input rows are quantized: blocks of [`Input::VALUES`] values.
+pub trait Input: Copy + Send + Sync {
+    const VALUES: usize;
+    const ZERO: Self;
+    /// Quantizes `x` (a multiple of `VALUES` values) into `blocks`. The CPU passes
+    /// [`supported`].
+    fn quantize(x: &[f32], blocks: &mut [Self]);
+}
+
+impl Input for RawQ8K {
+    const VALUES: usize = QK_K;
+    const ZERO: Self = RawQ8K::ZERO;
+    fn quantize(x: &[f32], blocks: &mut [Self]) {
+        RawQ8K::quantize(x, blocks)
+    }
+}
+
+/// One input block of 32 values (ggml's `block_q8_0`), for kernels over 32-value weight
+/// blocks: `d` (f16) times each of `qs`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RawQ8_0 {
+    pub d: u16,
+    pub qs: [i8; 32],
+}
+
+impl Input for RawQ8_0 {
+    const VALUES: usize = 32;
+    const ZERO: Self = Self { d: 0, qs: [0; 32] };
+
+    /// As ggml's `quantize_row_q8_0` on x86 (its AVX path): `d = max |x| / 127`, values
+    /// times `127 / max |x|` rounded to nearest, ties to even.
+    fn quantize(x: &[f32], blocks: &mut [Self]) {
+        assert_eq!(x.len(), blocks.len() * 32, "one block per 32 values");
+        for (values, block) in x.chunks_exact(32).zip(blocks) {
+            let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let inverse = if amax == 0.0 { 0.0 } else { 127.0 / amax };
+            for (q, v) in block.qs.iter_mut().zip(values) {
+                *q = (v * inverse).round_ties_even() as i8;
+            }
+            block.d = half::f16::from_f32(d).to_bits();
+        }
+    }
+}
+
 /// # Safety
 /// The CPU must have AVX-512 F/BW; `values` holds at least 256 floats.
 #[cfg(target_arch = "x86_64")]
@@ -110,21 +156,23 @@ pub const ROW_TILE: usize = 4;
 pub unsafe trait Kernel {
     /// Weight rows per group.
     const ROWS: usize;
-    /// One group's blocks over 256 columns.
+    /// One group's blocks over `Input::VALUES` columns.
     type Block: Sync;
+    /// How input rows are quantized.
+    type Input: Input;
 
     /// # Safety
     /// The CPU passes [`supported`]; every input has `blocks.len()` blocks; every output
     /// points at `ROWS` writable floats.
     unsafe fn dot<const M: usize>(
         blocks: &[Self::Block],
-        inputs: [&[RawQ8K]; M],
+        inputs: [&[Self::Input]; M],
         outputs: [*mut f32; M],
     );
 }
 
 /// `dst = x · Wᵀ` for `m` input rows and an `(n, k)` matrix of `n / K::ROWS` groups of rows,
-/// whose blocks `group_blocks(group)` gives (`k / 256` of them): quantizes each row of `x`
+/// whose blocks `group_blocks(group)` gives (`k / K::Input::VALUES` of them): quantizes each row of `x`
 /// once, then runs `K` on each group for up to [`ROW_TILE`] rows at a time, on candle's CPU
 /// thread pool. A group's weights stay in cache while every row goes by.
 pub fn matmul<'a, K: Kernel>(
@@ -142,7 +190,7 @@ where
         || dst.len() != m * n
         || group_rows == 0
         || !n.is_multiple_of(group_rows)
-        || !k.is_multiple_of(QK_K)
+        || !k.is_multiple_of(K::Input::VALUES)
     {
         candle_core::bail!(
             "row-tiled product: ({}) x ({n}, {k}) in groups of {group_rows} into ({}) for {m} rows",
@@ -153,10 +201,10 @@ where
     if !supported() {
         candle_core::bail!("row-tiled product: this CPU lacks AVX-512 VNNI");
     }
-    let per_row = k / QK_K;
-    let mut quantized = vec![RawQ8K::ZERO; m * per_row];
+    let per_row = k / K::Input::VALUES;
+    let mut quantized = vec![K::Input::ZERO; m * per_row];
     if m == 1 {
-        RawQ8K::quantize(x, &mut quantized);
+        K::Input::quantize(x, &mut quantized);
     } else {
         // A prompt chunk's rows, quantized on every thread (one thread: ~10% of a prompt).
         let quantized_addr = quantized.as_mut_ptr() as usize;
@@ -165,15 +213,15 @@ where
                 // SAFETY: each row owns its `per_row` blocks of `quantized` (m * per_row).
                 let blocks = unsafe {
                     std::slice::from_raw_parts_mut(
-                        (quantized_addr as *mut RawQ8K).add(row * per_row),
+                        (quantized_addr as *mut K::Input).add(row * per_row),
                         per_row,
                     )
                 };
-                RawQ8K::quantize(&x[row * k..(row + 1) * k], blocks);
+                K::Input::quantize(&x[row * k..(row + 1) * k], blocks);
             }
         });
     }
-    let rows: Vec<&[RawQ8K]> = quantized.chunks(per_row).collect();
+    let rows: Vec<&[K::Input]> = quantized.chunks(per_row).collect();
     let dst_addr = dst.as_mut_ptr() as usize;
     candle_core::utils::barrier_pool().execute_chunked(n / group_rows, |groups| {
         for group in groups {
@@ -204,13 +252,33 @@ where
     Ok(())
 }
 
+/// [`matmul`] for a kernel over one weight row at a time, whose blocks (`k /
+/// K::Input::VALUES` per row) are `blocks` in row order.
+pub fn row_matmul<K: Kernel>(
+    blocks: &[K::Block],
+    (m, k, n): (usize, usize, usize),
+    x: &[f32],
+    dst: &mut [f32],
+) -> candle_core::Result<()> {
+    let per_row = k / K::Input::VALUES;
+    if K::ROWS != 1 || blocks.len() != n * per_row {
+        candle_core::bail!(
+            "row kernel: {} blocks for a ({n}, {k}) matrix",
+            blocks.len()
+        );
+    }
+    matmul::<K>(m, (n, k), x, dst, |row| {
+        &blocks[row * per_row..(row + 1) * per_row]
+    })
+}
+
 /// `K` for `M` rows.
 ///
 /// # Safety
 /// As [`Kernel::dot`]; `inputs` and `outputs` have `M` entries.
 unsafe fn run<K: Kernel, const M: usize>(
     blocks: &[K::Block],
-    inputs: &[&[RawQ8K]],
+    inputs: &[&[K::Input]],
     outputs: &[*mut f32],
 ) {
     let inputs = inputs.try_into().expect("M inputs");
