@@ -322,11 +322,11 @@ impl QMatrix {
             PromptTiles::Transient => TILED_MIN_ROWS_TRANSIENT,
             PromptTiles::Kept => TILED_MIN_ROWS_KEPT,
         };
+        let x = x.contiguous()?;
         if rows < min_rows || !self.blocks.tiles() {
             return x.apply_op1_no_bwd(self);
         }
         // candle tiles a quantized tensor on its first product and keeps the tiles inside it.
-        let x = x.contiguous()?;
         match self.tiles {
             PromptTiles::Transient => x.apply_op1_no_bwd(&self.tiled()?),
             PromptTiles::Kept => match self.kept.get() {

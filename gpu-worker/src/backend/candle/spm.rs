@@ -4,11 +4,15 @@
 //! The file carries each piece with a score but no merges. As llama.cpp's tokenizer merges the
 //! adjacent pair whose joined piece scores highest, the merges are every split of every piece
 //! into two pieces of the vocabulary, ranked by the joined piece's score (how Hugging Face
-//! converts SentencePiece models too). Around it, as SentencePiece does: spaces become `▁`
+//! converts SentencePiece models too). Where two joined pieces score the same, llama.cpp takes
+//! the leftmost pair in the text and this takes the earlier piece ids; files whose scores
+//! differ, Gemma 3's among them, tokenize the same. Around it, as SentencePiece does: spaces become `▁`
 //! (with a leading one where `add_space_prefix` says), text outside the vocabulary falls back
 //! to byte pieces, control pieces are special tokens, user-defined pieces (Gemma's runs of
 //! newlines, HTML tags) are matched whole in the input, and a BOS goes first where
-//! `add_bos_token` says.
+//! `add_bos_token` says. Decoding keeps the mark of a first piece as a space: the worker decodes
+//! generated tokens, which continue the prompt. Missing scores, types, BOS and unknown ids take
+//! llama.cpp's defaults (0, normal, 1, 0).
 
 use std::collections::HashMap;
 
@@ -17,7 +21,6 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::fuse::Fuse;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
-use tokenizers::decoders::strip::Strip;
 use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::processors::template::TemplateProcessing;
@@ -31,7 +34,6 @@ mod token_type {
     pub const UNKNOWN: i64 = 2;
     pub const CONTROL: i64 = 3;
     pub const USER_DEFINED: i64 = 4;
-    pub const UNUSED: i64 = 5;
     pub const BYTE: i64 = 6;
 }
 
@@ -46,10 +48,10 @@ pub fn describes(content: &Content) -> bool {
 /// The tokenizer of a file for which [`describes`] holds.
 pub fn from_gguf(content: &Content) -> anyhow::Result<Tokenizer> {
     let pieces = strings(content, "tokenizer.ggml.tokens")?;
-    let scores = numbers(content, "tokenizer.ggml.scores", pieces.len(), |v| {
+    let scores = numbers(content, "tokenizer.ggml.scores", pieces.len(), 0.0, |v| {
         v.to_f32().ok().map(f64::from)
     })?;
-    let types = numbers(content, "tokenizer.ggml.token_type", pieces.len(), |v| {
+    let types = numbers(content, "tokenizer.ggml.token_type", pieces.len(), 1, |v| {
         v.to_i32().ok().map(i64::from)
     })?;
     let flag = |key: &str, default: bool| match content.metadata.get(key) {
@@ -68,10 +70,11 @@ pub fn from_gguf(content: &Content) -> anyhow::Result<Tokenizer> {
         .map(|(i, piece)| (piece.clone(), i as u32))
         .collect();
     let mut builder = BPE::builder()
-        .vocab_and_merges(vocab, merges(&pieces, &scores, &types))
+        .vocab_and_merges(vocab, merges(&pieces, &scores))
         .byte_fallback(types.contains(&token_type::BYTE))
         .fuse_unk(true);
-    if let Some(unk) = id("tokenizer.ggml.unknown_token_id").and_then(|i| pieces.get(i)) {
+    let unknown = id("tokenizer.ggml.unknown_token_id").unwrap_or(0);
+    if let Some(unk) = pieces.get(unknown) {
         builder = builder.unk_token(unk.clone());
     }
     let bpe = builder.build().map_err(anyhow::Error::msg)?;
@@ -81,14 +84,13 @@ pub fn from_gguf(content: &Content) -> anyhow::Result<Tokenizer> {
     let mut normalizers = vec![NormalizerWrapper::Replace(
         Replace::new(" ", SPACE).map_err(anyhow::Error::msg)?,
     )];
-    let mut decoders = vec![
+    let decoders = vec![
         DecoderWrapper::Replace(Replace::new(SPACE, " ").map_err(anyhow::Error::msg)?),
         DecoderWrapper::ByteFallback(ByteFallback::new()),
         DecoderWrapper::Fuse(Fuse::new()),
     ];
     if space_prefix {
         normalizers.insert(0, NormalizerWrapper::Prepend(Prepend::new(SPACE.into())));
-        decoders.push(DecoderWrapper::Strip(Strip::new(' ', 1, 0)));
     }
     tokenizer
         .with_normalizer(Some(NormalizerSequence::new(normalizers)))
@@ -101,10 +103,7 @@ pub fn from_gguf(content: &Content) -> anyhow::Result<Tokenizer> {
         .filter(|(_, t)| {
             matches!(
                 **t,
-                token_type::UNKNOWN
-                    | token_type::CONTROL
-                    | token_type::UNUSED
-                    | token_type::USER_DEFINED
+                token_type::UNKNOWN | token_type::CONTROL | token_type::USER_DEFINED
             )
         })
         .partition(|(_, t)| **t != token_type::USER_DEFINED);
@@ -121,7 +120,7 @@ pub fn from_gguf(content: &Content) -> anyhow::Result<Tokenizer> {
         .map_err(anyhow::Error::msg)?;
 
     if flag("tokenizer.ggml.add_bos_token", true) {
-        let bos_id = id("tokenizer.ggml.bos_token_id").context("GGUF names no BOS token")?;
+        let bos_id = id("tokenizer.ggml.bos_token_id").unwrap_or(1);
         let bos = pieces
             .get(bos_id)
             .with_context(|| format!("BOS id {bos_id} is outside the vocabulary"))?;
@@ -137,9 +136,10 @@ pub fn from_gguf(content: &Content) -> anyhow::Result<Tokenizer> {
     Ok(tokenizer)
 }
 
-/// Every split of every normal piece into two pieces of the vocabulary, the pair whose joined
-/// piece scores highest first (ties: the earlier left piece, then the earlier right one).
-fn merges(pieces: &[String], scores: &[f64], types: &[i64]) -> Vec<(String, String)> {
+/// Every split of every piece into two pieces of the vocabulary (llama.cpp looks pieces up
+/// whatever their type), the pair whose joined piece scores highest first (ties: the earlier
+/// left piece, then the earlier right one).
+fn merges(pieces: &[String], scores: &[f64]) -> Vec<(String, String)> {
     let ids: HashMap<&str, usize> = pieces
         .iter()
         .enumerate()
@@ -147,9 +147,6 @@ fn merges(pieces: &[String], scores: &[f64], types: &[i64]) -> Vec<(String, Stri
         .collect();
     let mut ranked: Vec<(f64, usize, usize)> = Vec::new();
     for (joined, piece) in pieces.iter().enumerate() {
-        if types[joined] != 1 {
-            continue;
-        }
         for (split, _) in piece.char_indices().skip(1) {
             let (left, right) = piece.split_at(split);
             if let (Some(&l), Some(&r)) = (ids.get(left), ids.get(right)) {
@@ -182,13 +179,18 @@ fn strings(content: &Content, key: &str) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
-/// `key`'s `len` numbers, each converted by `convert`.
-fn numbers<T>(
+/// `key`'s `len` numbers, each converted by `convert`; `default` for each where the file has
+/// no `key`.
+fn numbers<T: Clone>(
     content: &Content,
     key: &str,
     len: usize,
+    default: T,
     convert: impl Fn(&Value) -> Option<T>,
 ) -> anyhow::Result<Vec<T>> {
+    if !content.metadata.contains_key(key) {
+        return Ok(vec![default; len]);
+    }
     let values = array(content, key)?;
     if values.len() != len {
         bail!("GGUF {key} has {} entries for {len} tokens", values.len());
@@ -288,7 +290,8 @@ pub(super) mod tests {
         assert_eq!(ids(&plain, "a b", false), [a, space, b]);
         let space_a = id(&prefixed, "\u{2581}a");
         assert_eq!(ids(&prefixed, "a b", false), [space_a, space, b]);
-        assert_eq!(prefixed.decode(&[space_a, space, b], true).unwrap(), "a b");
+        // Generated pieces continue a prompt: a first mark stays a space.
+        assert_eq!(prefixed.decode(&[space_a, space, b], true).unwrap(), " a b");
         assert_eq!(plain.decode(&[space, b], true).unwrap(), " b");
     }
 

@@ -1,6 +1,7 @@
 //! Around this crate's AVX-512 VNNI kernels (`q4k_x8.rs`, Q4_K interleaved eight rows at a
-//! time; `q6k.rs`, Q6_K prompt chunks): the CPU check, the quantized input, and the product
-//! driver on candle's thread pool.
+//! time; `q6k.rs`, Q6_K prompt chunks; `q5_0.rs` and `q8_0.rs`, 32-weight blocks one row at a
+//! time): the CPU check, the quantized input (Q8_K blocks of 256 values, or Q8_0 blocks of 32),
+//! and the product driver on candle's thread pool.
 //!
 //! candle's K-quant dot products (ggml's AVX2 kernels) take one weight row against the
 //! quantized input at a time and spend most of their instructions unpacking that row's scales
@@ -172,9 +173,9 @@ pub unsafe trait Kernel {
 }
 
 /// `dst = x · Wᵀ` for `m` input rows and an `(n, k)` matrix of `n / K::ROWS` groups of rows,
-/// whose blocks `group_blocks(group)` gives (`k / K::Input::VALUES` of them): quantizes each row of `x`
-/// once, then runs `K` on each group for up to [`ROW_TILE`] rows at a time, on candle's CPU
-/// thread pool. A group's weights stay in cache while every row goes by.
+/// whose blocks `group_blocks(group)` gives (`k / K::Input::VALUES` of them): quantizes each
+/// row of `x` once, then runs `K` on each group for up to [`ROW_TILE`] rows at a time, on
+/// candle's CPU thread pool. A group's weights stay in cache while every row goes by.
 pub fn matmul<'a, K: Kernel>(
     m: usize,
     (n, k): (usize, usize),
@@ -388,5 +389,38 @@ mod tests {
                 "value {i}: {o} vs {c}"
             );
         }
+    }
+
+    #[test]
+    fn q8_0_inputs_dequantize_as_candle_does() {
+        let x = noise(13, 4 * 32, 3.0);
+        let mut ours = vec![RawQ8_0::ZERO; 4];
+        let mut candle = vec![candle_core::quantized::k_quants::BlockQ8_0::zeros(); 4];
+
+        RawQ8_0::quantize(&x, &mut ours);
+        candle_core::quantized::k_quants::BlockQ8_0::from_float(&x, &mut candle);
+
+        let mut expected = vec![0f32; 4 * 32];
+        candle_core::quantized::k_quants::BlockQ8_0::to_float(&candle, &mut expected);
+        let got: Vec<f32> = ours
+            .iter()
+            .flat_map(|b| {
+                let d = half::f16::from_bits(b.d).to_f32();
+                b.qs.iter().map(move |&q| d * q as f32)
+            })
+            .collect();
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert!(
+                (g - e).abs() <= 1e-6 * e.abs().max(1.0),
+                "value {i}: {g} vs {e}"
+            );
+        }
+        // Ties go to even: 63.5 / 127 of the largest value.
+        let mut tie = [0f32; 32];
+        tie[0] = 127.0;
+        tie[1] = 63.5;
+        let mut block = [RawQ8_0::ZERO];
+        RawQ8_0::quantize(&tie, &mut block);
+        assert_eq!(&block[0].qs[..2], &[127, 64]);
     }
 }
