@@ -16,8 +16,8 @@
 //!   weights held once, in their GGUF blocks), `rotary.rs` and `attention.rs` (the
 //!   per-generation KV cache and its attention kernels, sliding windows included; on the CPU
 //!   the cache is a `kv_buffer.rs`, which drops what a sliding window no longer sees).
-//! - `x8.rs`, `q4k_x8.rs`, `q6k.rs`, `q5_0.rs`, `q8_0.rs`: AVX-512 VNNI kernels for Q4_K,
-//!   Q6_K, Q5_0 and Q8_0 products.
+//! - `x8.rs`, `q4k_x8.rs`, `q6k.rs`, `block32.rs`: AVX-512 VNNI kernels for Q4_K, Q6_K, Q5_0
+//!   and Q8_0 products.
 //! - `model.rs`: weights shared across generations, a session (KV cache) per generation;
 //!   `network.rs` puts the models written here behind it.
 //! - `vocab.rs`, `chat.rs`, `detokenize.rs`: tokens, chat templates, streaming text;
@@ -26,6 +26,7 @@
 //! - `progress.rs`: loading progress in the log and on a terminal.
 
 mod attention;
+mod block32;
 mod chat;
 mod detokenize;
 mod device;
@@ -42,9 +43,7 @@ mod network;
 mod options;
 mod progress;
 mod q4k_x8;
-mod q5_0;
 mod q6k;
-mod q8_0;
 mod qmatrix;
 mod qwen2;
 mod rotary;

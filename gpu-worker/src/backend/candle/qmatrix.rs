@@ -9,8 +9,8 @@
 //! measured ~35% less CPU per token here. On CPUs with AVX-512 VNNI, Q4_K rows interleaved by
 //! 8 (`q4k_x8.rs`) go through this crate's own kernel instead, ~2x faster again per product,
 //! for decode and prompt chunks alike, Q6_K prompt chunks through `q6k.rs`, and Q5_0 and Q8_0
-//! products through `q5_0.rs` (candle's is a scalar loop) and `q8_0.rs`; no tiles are built
-//! for any of them. For the other quantizations a prompt chunk of many rows still wants the
+//! products through `block32.rs` (candle's Q5_0 is a scalar loop); no tiles are built for any
+//! of them. For the other quantizations a prompt chunk of many rows still wants the
 //! tiles: by default ([`PromptTiles::Transient`]) it builds them for one matrix at a time from
 //! the shared blocks, uses them and drops them, which costs no lasting memory;
 //! [`PromptTiles::Kept`] keeps them after first use instead.
@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use super::huge_pages;
 use super::q4k_x8::{Q4Kx8, RawQ4K};
 use super::x8;
-use super::{q5_0, q6k, q8_0};
+use super::{block32, q6k};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::k_quants::{
@@ -118,7 +118,7 @@ impl Blocks for Interleaved {
     }
 }
 
-/// Blocks with a kernel of this crate's (`q6k.rs`, `q5_0.rs`, `q8_0.rs`) for products of at least
+/// Blocks with a kernel of this crate's (`q6k.rs`, `block32.rs`) for products of at least
 /// `min_rows` input rows where the CPU has AVX-512 VNNI, instead of candle's block kernels or
 /// tiles; candle's block kernels elsewhere.
 struct OwnKernel<T> {
@@ -256,14 +256,14 @@ impl QMatrix {
             GgmlDType::Q2K => read_blocks::<BlockQ2K, R>(reader, n, k)?,
             GgmlDType::Q8_0 => Box::new(OwnKernel::new(
                 read_vec::<BlockQ8_0, R>(reader, n, k, true)?,
-                q8_0::matmul,
+                block32::matmul_q8_0,
                 1,
             )),
             GgmlDType::Q4_0 => read_blocks::<BlockQ4_0, R>(reader, n, k)?,
             GgmlDType::Q4_1 => read_blocks::<BlockQ4_1, R>(reader, n, k)?,
             GgmlDType::Q5_0 => Box::new(OwnKernel::new(
                 read_vec::<BlockQ5_0, R>(reader, n, k, true)?,
-                q5_0::matmul,
+                block32::matmul_q5_0,
                 1,
             )),
             GgmlDType::Q5_1 => read_blocks::<BlockQ5_1, R>(reader, n, k)?,

@@ -1,5 +1,5 @@
 //! Around this crate's AVX-512 VNNI kernels (`q4k_x8.rs`, Q4_K interleaved eight rows at a
-//! time; `q6k.rs`, Q6_K prompt chunks; `q5_0.rs` and `q8_0.rs`, 32-weight blocks one row at a
+//! time; `q6k.rs`, Q6_K prompt chunks; `block32.rs`, Q5_0 and Q8_0 blocks one row at a
 //! time): the CPU check, the quantized input (Q8_K blocks of 256 values, or Q8_0 blocks of 32),
 //! and the product driver on candle's thread pool.
 //!

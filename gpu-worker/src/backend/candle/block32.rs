@@ -1,0 +1,251 @@
+//! Q5_0 and Q8_0 products with AVX-512 VNNI, on the GGUF blocks as they are.
+//!
+//! Both hold 32 weights per block with one f16 scale. llama.cpp quantizes to Q5_0 the matrices
+//! whose rows are not a multiple of 256 (Gemma 3 270M's Q/K/V and feed-forward, rows of 640),
+//! and candle's Q5_0 dot product is a scalar loop (`vec_dot_unopt`, 57% of a decode step
+//! there); Q8_0 holds Gemma 3's tied embedding and output projection, where candle's AVX2 loop
+//! takes one row at a time and rebuilds prompt tiles per chunk. Here one block's weights are
+//! unpacked into one register of unsigned bytes `w + offset` and meet up to [`x8::ROW_TILE`]
+//! Q8_0 input rows with `vpdpbusd`, decode and prompt alike; `offset · Σ y` is then subtracted
+//! (16 for Q5_0's 5-bit values, 128 for Q8_0's signed bytes).
+
+use candle_core::quantized::k_quants::{BlockQ5_0, BlockQ8_0};
+
+use super::x8::{self, RawQ8_0};
+
+/// One Q5_0 block as stored in GGUF (candle's `BlockQ5_0` keeps its fields private).
+#[repr(C)]
+pub struct RawQ5_0 {
+    d: u16,
+    /// Bit `j` (little-endian) is the fifth bit of weight `j`.
+    qh: [u8; 4],
+    /// Low 4 bits: weight `j` in the low nibble of byte `j`, weight `16 + j` in its high one.
+    qs: [u8; 16],
+}
+const _: () = assert!(std::mem::size_of::<RawQ5_0>() == std::mem::size_of::<BlockQ5_0>());
+// A Q8_0 weight block has an input block's fields: `RawQ8_0` serves both.
+const _: () = assert!(std::mem::size_of::<RawQ8_0>() == std::mem::size_of::<BlockQ8_0>());
+
+/// `dst[r][i] = x[r] · row i` for `m` input rows of `k` and an `(n, k)` matrix of Q5_0
+/// `blocks` in row order (`mkn` as candle's `k_quants::matmul` takes it). Fails where
+/// [`x8::supported`] does not hold.
+pub fn matmul_q5_0(
+    blocks: &[BlockQ5_0],
+    mkn: (usize, usize, usize),
+    x: &[f32],
+    dst: &mut [f32],
+) -> candle_core::Result<()> {
+    // SAFETY: `RawQ5_0` mirrors candle's `repr(C)` `BlockQ5_0` (same size, checked above),
+    // plain data that every bit pattern inhabits.
+    let raw: &[RawQ5_0] =
+        unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const RawQ5_0, blocks.len()) };
+    x8::row_matmul::<Row<RawQ5_0>>(raw, mkn, x, dst)
+}
+
+/// As [`matmul_q5_0`] for Q8_0 blocks.
+pub fn matmul_q8_0(
+    blocks: &[BlockQ8_0],
+    mkn: (usize, usize, usize),
+    x: &[f32],
+    dst: &mut [f32],
+) -> candle_core::Result<()> {
+    // SAFETY: `RawQ8_0` mirrors candle's `repr(C)` `BlockQ8_0` (same size, checked above),
+    // plain data that every bit pattern inhabits.
+    let raw: &[RawQ8_0] =
+        unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const RawQ8_0, blocks.len()) };
+    x8::row_matmul::<Row<RawQ8_0>>(raw, mkn, x, dst)
+}
+
+/// A 32-weight block the kernel unpacks.
+pub trait Block32: Sync {
+    /// What is added to each weight to make it an unsigned byte.
+    const OFFSET: i32;
+    /// The block's f16 scale.
+    fn d(&self) -> u16;
+    /// The block's weights plus [`Block32::OFFSET`], in order.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VL.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn unpack(&self) -> std::arch::x86_64::__m256i;
+}
+
+impl Block32 for RawQ5_0 {
+    const OFFSET: i32 = 16;
+
+    fn d(&self) -> u16 {
+        self.d
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    unsafe fn unpack(&self) -> std::arch::x86_64::__m256i {
+        // SAFETY: the caller has the CPU features; the loads read the block's own 16 bytes.
+        unsafe { kernel::unpack_q5_0(self) }
+    }
+}
+
+impl Block32 for RawQ8_0 {
+    const OFFSET: i32 = 128;
+
+    fn d(&self) -> u16 {
+        self.d
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    unsafe fn unpack(&self) -> std::arch::x86_64::__m256i {
+        // SAFETY: as for Q5_0; the load reads the block's own 32 bytes.
+        unsafe { kernel::unpack_q8_0(self) }
+    }
+}
+
+/// The kernel over one row's blocks of `B`.
+struct Row<B>(std::marker::PhantomData<B>);
+
+// SAFETY: `dot` writes one float per output, the group's one row.
+unsafe impl<B: Block32> x8::Kernel for Row<B> {
+    const ROWS: usize = 1;
+    type Block = B;
+    type Input = RawQ8_0;
+
+    unsafe fn dot<const M: usize>(blocks: &[B], inputs: [&[RawQ8_0]; M], outputs: [*mut f32; M]) {
+        // SAFETY: the caller upholds `x8::Kernel::dot`'s contract, which is this one's.
+        unsafe { kernel::dot_rows::<B, M>(blocks, inputs, outputs) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod kernel {
+    use super::{Block32, RawQ5_0, RawQ8_0};
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VL.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    pub unsafe fn unpack_q5_0(block: &RawQ5_0) -> __m256i {
+        let low_nibble = _mm_set1_epi8(0x0F);
+        let qs = _mm_loadu_si128(block.qs.as_ptr() as *const _);
+        let low = _mm_and_si128(qs, low_nibble);
+        let high = _mm_and_si128(_mm_srli_epi16::<4>(qs), low_nibble);
+        let fifth = _mm256_maskz_mov_epi8(u32::from_le_bytes(block.qh), _mm256_set1_epi8(0x10));
+        _mm256_or_si256(_mm256_set_m128i(high, low), fifth)
+    }
+
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VL.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    pub unsafe fn unpack_q8_0(block: &RawQ8_0) -> __m256i {
+        let weights = _mm256_loadu_si256(block.qs.as_ptr() as *const _);
+        _mm256_xor_si256(weights, _mm256_set1_epi8(-128))
+    }
+
+    /// The dot products of one row's blocks with each of `M` quantized input rows.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VL/VNNI, F16C and FMA; every input has `blocks.len()`
+    /// blocks; every output points at a writable float.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+    pub unsafe fn dot_rows<B: Block32, const M: usize>(
+        blocks: &[B],
+        inputs: [&[RawQ8_0]; M],
+        outputs: [*mut f32; M],
+    ) {
+        let ones = _mm256_set1_epi8(1);
+        let offset = _mm256_set1_epi32(B::OFFSET);
+        let mut sums = [_mm256_setzero_ps(); M];
+        for (b, block) in blocks.iter().enumerate() {
+            let q = block.unpack();
+            let d = half::f16::from_bits(block.d()).to_f32();
+            for i in 0..M {
+                let y = &inputs[i][b];
+                let ys = _mm256_loadu_si256(y.qs.as_ptr() as *const _);
+                let dots = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, ys);
+                let y_sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, ys);
+                let centred = _mm256_sub_epi32(dots, _mm256_mullo_epi32(y_sums, offset));
+                let scale = _mm256_set1_ps(d * half::f16::from_bits(y.d).to_f32());
+                sums[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(centred), sums[i]);
+            }
+        }
+        for i in 0..M {
+            let halves = _mm_add_ps(
+                _mm256_castps256_ps128(sums[i]),
+                _mm256_extractf128_ps::<1>(sums[i]),
+            );
+            let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
+            let total = _mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs));
+            *outputs[i] = _mm_cvtss_f32(total);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod kernel {
+    use super::{Block32, RawQ8_0};
+
+    pub unsafe fn dot_rows<B: Block32, const M: usize>(
+        _: &[B],
+        _: [&[RawQ8_0]; M],
+        _: [*mut f32; M],
+    ) {
+        unreachable!("x8::matmul runs kernels only where x8::supported() holds")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::k_quants::{matmul as candle_matmul, GgmlType};
+
+    use super::super::test_gguf::noise;
+
+    type Product<T> =
+        fn(&[T], (usize, usize, usize), &[f32], &mut [f32]) -> candle_core::Result<()>;
+
+    /// `ours` against candle's block kernel over random `T` matrices: rows of one block and
+    /// of 640 (Gemma 3 270M), partial and full tiles of input rows.
+    fn matches_candle<T: GgmlType>(ours: Product<T>) {
+        if !x8::supported() {
+            eprintln!("skipped: this CPU lacks AVX-512 VNNI");
+            return;
+        }
+        for (m, n, k) in [
+            (1, 3, 32),
+            (1, 8, 640),
+            (3, 5, 640),
+            (4, 2, 96),
+            (9, 4, 640),
+        ] {
+            let weights = noise((m * n * k) as u64, n * k, 1.0);
+            let mut blocks = vec![T::zeros(); n * k / 32];
+            T::from_float(&weights, &mut blocks);
+            let x: Vec<f32> = noise((m + n + k) as u64, m * k, 2.0);
+            let mut expected = vec![0f32; m * n];
+            candle_matmul((m, k, n), &x, &blocks, &mut expected).unwrap();
+
+            let mut got = vec![0f32; m * n];
+            ours(&blocks, (m, k, n), &x, &mut got).unwrap();
+
+            for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                assert!(
+                    (g - e).abs() <= 1e-3 * e.abs().max(1.0),
+                    "({m}, {n}, {k}) output {i}: {g} vs {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn q5_0_products_match_candle_for_any_number_of_rows() {
+        matches_candle::<BlockQ5_0>(matmul_q5_0);
+    }
+
+    #[test]
+    fn q8_0_products_match_candle_for_any_number_of_rows() {
+        matches_candle::<BlockQ8_0>(matmul_q8_0);
+    }
+}
