@@ -27,14 +27,14 @@ use std::io::{Read, Seek};
 
 use anyhow::Context;
 use candle_core::quantized::gguf_file;
-use candle_core::{Device, IndexOp, Module, Tensor};
+use candle_core::{Device, Module, Tensor};
 use candle_nn::rotary_emb::rope_thd;
 use candle_transformers::quantized_nn::RmsNorm;
 
 use super::attention::{Heads, KvCache};
 use super::gguf::ArchMeta;
 use super::linear::{Linear, Projection, WeightReader};
-use super::network::{CacheLayout, Network};
+use super::network::{last_logits, CacheLayout, Network};
 use super::qmatrix::PromptTiles;
 use super::rotary::Rotary;
 
@@ -188,11 +188,7 @@ impl Gemma3 {
                 window: window.filter(|_| !global),
             });
         }
-        let output = match ct.tensor_infos.contains_key("output.weight") {
-            true => weights.linear("output.weight")?,
-            // Tied embeddings (every released Gemma 3): the same quantized matrix.
-            false => embed.clone(),
-        };
+        let output = weights.output_or_tied(&embed)?;
         Ok(Self {
             layout: CacheLayout {
                 heads,
@@ -241,13 +237,12 @@ impl Network for Gemma3 {
         for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
             x = layer.forward(&x, &angles, pos, cache, self.layout.heads)?;
         }
-        let last = x.i((.., t - 1.., ..))?.contiguous()?;
-        let logits = self.output.forward(&self.norm.forward(&last)?)?;
+        let logits = last_logits(&x, &self.norm, &self.output)?;
         let logits = match self.softcap {
             Some(cap) => ((logits / cap)?.tanh()? * cap)?,
             None => logits,
         };
-        logits.flatten_all()
+        Ok(logits)
     }
 }
 

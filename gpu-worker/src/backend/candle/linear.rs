@@ -35,6 +35,15 @@ impl<R: Read + Seek> WeightReader<'_, R> {
         Ok(Linear::Candle(QMatMul::from_qtensor(tensor)?))
     }
 
+    /// `output.weight`, or where the file ties it to the embedding (no such tensor) `embed`
+    /// itself: the same quantized matrix, not a second copy.
+    pub fn output_or_tied(&mut self, embed: &Linear) -> candle_core::Result<Linear> {
+        match self.content.tensor_infos.contains_key("output.weight") {
+            true => self.linear("output.weight"),
+            false => Ok(embed.clone()),
+        }
+    }
+
     /// Matrices `names`, which take the same input, as one [`Projection`].
     pub fn projection(&mut self, names: &[&str]) -> candle_core::Result<Projection> {
         let widths = names

@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, IndexOp, Module, Tensor};
+use candle_transformers::quantized_nn::RmsNorm;
 
 use super::attention::{Heads, KvCache};
+use super::linear::Linear;
 use super::model::{Model, Session};
 
 /// What a session's caches are made to fit.
@@ -33,6 +35,18 @@ pub trait Network: Send + Sync + 'static {
         pos: usize,
         caches: &mut [KvCache],
     ) -> candle_core::Result<Tensor>;
+}
+
+/// The logits of the last of `hidden`'s `(1, t, hidden)` rows, rank 1: the final `norm`, then
+/// the `output` projection.
+pub fn last_logits(
+    hidden: &Tensor,
+    norm: &RmsNorm,
+    output: &Linear,
+) -> candle_core::Result<Tensor> {
+    let t = hidden.dim(1)?;
+    let last = hidden.i((.., t - 1.., ..))?.contiguous()?;
+    output.forward(&norm.forward(&last)?)?.flatten_all()
 }
 
 /// A [`Network`] as a [`Model`].

@@ -16,14 +16,14 @@ use std::io::{Read, Seek};
 
 use anyhow::Context;
 use candle_core::quantized::gguf_file;
-use candle_core::{Device, IndexOp, Module, Tensor};
+use candle_core::{Device, Module, Tensor};
 use candle_nn::rotary_emb::rope_thd;
 use candle_transformers::quantized_nn::RmsNorm;
 
 use super::attention::{Heads, KvCache};
 use super::gguf::ArchMeta;
 use super::linear::{Linear, Projection, WeightReader};
-use super::network::{CacheLayout, Network};
+use super::network::{last_logits, CacheLayout, Network};
 use super::qmatrix::PromptTiles;
 use super::rotary::Rotary;
 
@@ -118,11 +118,7 @@ impl Qwen2 {
                 w_down: weights.linear(&name("ffn_down"))?,
             });
         }
-        let output = match ct.tensor_infos.contains_key("output.weight") {
-            true => weights.linear("output.weight")?,
-            // Tied embeddings: the same quantized matrix, not a second copy.
-            false => embed.clone(),
-        };
+        let output = weights.output_or_tied(&embed)?;
         let rotary = Rotary::new(head_dim, rope_base, 1.0, device)?;
         Ok(Self {
             layout: CacheLayout {
@@ -159,9 +155,7 @@ impl Network for Qwen2 {
         for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
             x = layer.forward(&x, &cos, &sin, pos, cache, self.layout.heads)?;
         }
-        let last = x.i((.., t - 1.., ..))?.contiguous()?;
-        let logits = self.output.forward(&self.norm.forward(&last)?)?;
-        logits.flatten_all()
+        last_logits(&x, &self.norm, &self.output)
     }
 }
 
