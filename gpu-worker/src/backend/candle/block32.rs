@@ -199,53 +199,25 @@ mod kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::quantized::k_quants::{matmul as candle_matmul, GgmlType};
 
-    use super::super::test_gguf::noise;
+    use super::super::test_gguf::matches_candle_products;
 
-    type Product<T> =
-        fn(&[T], (usize, usize, usize), &[f32], &mut [f32]) -> candle_core::Result<()>;
-
-    /// `ours` against candle's block kernel over random `T` matrices: rows of one block and
-    /// of 640 (Gemma 3 270M), partial and full tiles of input rows.
-    fn matches_candle<T: GgmlType>(ours: Product<T>) {
-        if !x8::supported() {
-            eprintln!("skipped: this CPU lacks AVX-512 VNNI");
-            return;
-        }
-        for (m, n, k) in [
-            (1, 3, 32),
-            (1, 8, 640),
-            (3, 5, 640),
-            (4, 2, 96),
-            (9, 4, 640),
-        ] {
-            let weights = noise((m * n * k) as u64, n * k, 1.0);
-            let mut blocks = vec![T::zeros(); n * k / 32];
-            T::from_float(&weights, &mut blocks);
-            let x: Vec<f32> = noise((m + n + k) as u64, m * k, 2.0);
-            let mut expected = vec![0f32; m * n];
-            candle_matmul((m, k, n), &x, &blocks, &mut expected).unwrap();
-
-            let mut got = vec![0f32; m * n];
-            ours(&blocks, (m, k, n), &x, &mut got).unwrap();
-
-            for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-                assert!(
-                    (g - e).abs() <= 1e-3 * e.abs().max(1.0),
-                    "({m}, {n}, {k}) output {i}: {g} vs {e}"
-                );
-            }
-        }
-    }
+    /// Rows of one block and of 640 (Gemma 3 270M), partial and full tiles of input rows.
+    const SHAPES: [(usize, usize, usize); 5] = [
+        (1, 3, 32),
+        (1, 8, 640),
+        (3, 5, 640),
+        (4, 2, 96),
+        (9, 4, 640),
+    ];
 
     #[test]
     fn q5_0_products_match_candle_for_any_number_of_rows() {
-        matches_candle::<BlockQ5_0>(matmul_q5_0);
+        matches_candle_products::<BlockQ5_0>(matmul_q5_0, &SHAPES, 1e-3);
     }
 
     #[test]
     fn q8_0_products_match_candle_for_any_number_of_rows() {
-        matches_candle::<BlockQ8_0>(matmul_q8_0);
+        matches_candle_products::<BlockQ8_0>(matmul_q8_0, &SHAPES, 1e-3);
     }
 }

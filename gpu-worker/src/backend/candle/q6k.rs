@@ -165,40 +165,19 @@ mod kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::quantized::k_quants::{matmul as candle_matmul, GgmlType};
 
-    use super::super::test_gguf::noise;
+    use super::super::test_gguf::matches_candle_products;
 
     #[test]
     fn products_match_candle_block_kernels_for_any_number_of_rows() {
-        if !x8::supported() {
-            eprintln!("skipped: this CPU lacks AVX-512 VNNI");
-            return;
-        }
         // Partial tiles, a full tile and more; a single block and rows of many.
-        for (m, n, k) in [
+        let shapes = [
             (1, 3, 256),
             (2, 5, 512),
             (4, 8, 1536),
             (7, 6, 2304),
             (9, 4, 256),
-        ] {
-            let weights = noise((m * n * k) as u64, n * k, 1.0);
-            let mut blocks = vec![BlockQ6K::zeros(); n * k / QK_K];
-            BlockQ6K::from_float(&weights, &mut blocks);
-            let x: Vec<f32> = noise((m + n + k) as u64, m * k, 2.0);
-            let mut expected = vec![0f32; m * n];
-            candle_matmul((m, k, n), &x, &blocks, &mut expected).unwrap();
-
-            let mut got = vec![0f32; m * n];
-            matmul(&blocks, (m, k, n), &x, &mut got).unwrap();
-
-            for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-                assert!(
-                    (g - e).abs() <= 1e-4 * e.abs().max(1.0),
-                    "({m}, {n}, {k}) output {i}: {g} vs {e}"
-                );
-            }
-        }
+        ];
+        matches_candle_products::<BlockQ6K>(matmul, &shapes, 1e-4);
     }
 }

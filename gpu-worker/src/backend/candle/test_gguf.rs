@@ -100,3 +100,39 @@ pub fn relative_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap();
     max_diff(a, b) / scale.max(1e-6)
 }
+
+/// A product over a matrix's blocks, `mkn` as candle's `k_quants::matmul` takes it.
+pub type Product<T> =
+    fn(&[T], (usize, usize, usize), &[f32], &mut [f32]) -> candle_core::Result<()>;
+
+/// `ours` against candle's block kernel on random `T` matrices of each `(m, n, k)` shape, every
+/// output within `tolerance` relative (at least 1 absolute); skipped on CPUs without this
+/// crate's kernels.
+pub fn matches_candle_products<T: candle_core::quantized::k_quants::GgmlType>(
+    ours: Product<T>,
+    shapes: &[(usize, usize, usize)],
+    tolerance: f32,
+) {
+    if !super::x8::supported() {
+        eprintln!("skipped: this CPU lacks AVX-512 VNNI");
+        return;
+    }
+    for &(m, n, k) in shapes {
+        let weights = noise((m * n * k) as u64, n * k, 1.0);
+        let mut blocks = vec![T::zeros(); n * k / T::BLCK_SIZE];
+        T::from_float(&weights, &mut blocks);
+        let x: Vec<f32> = noise((m + n + k) as u64, m * k, 2.0);
+        let mut expected = vec![0f32; m * n];
+        candle_core::quantized::k_quants::matmul((m, k, n), &x, &blocks, &mut expected).unwrap();
+
+        let mut got = vec![0f32; m * n];
+        ours(&blocks, (m, k, n), &x, &mut got).unwrap();
+
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert!(
+                (g - e).abs() <= tolerance * e.abs().max(1.0),
+                "({m}, {n}, {k}) output {i}: {g} vs {e}"
+            );
+        }
+    }
+}
