@@ -211,7 +211,8 @@ fn string(content: &Content, key: &str) -> Option<String> {
         .cloned()
 }
 
-fn u32_meta(content: &Content, key: &str) -> Option<u32> {
+/// A metadata integer that fits 32 unsigned bits, whatever its stored width.
+pub fn u32_meta(content: &Content, key: &str) -> Option<u32> {
     u32_value(content.metadata.get(key)?)
 }
 

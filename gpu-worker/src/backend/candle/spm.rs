@@ -26,6 +26,8 @@ use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, Tokenizer};
 
+use super::gguf::u32_meta;
+
 /// SentencePiece's word-boundary mark.
 const SPACE: &str = "\u{2581}";
 
@@ -58,11 +60,7 @@ pub fn from_gguf(content: &Content) -> anyhow::Result<Tokenizer> {
         Some(Value::Bool(flag)) => *flag,
         _ => default,
     };
-    let id = |key: &str| match content.metadata.get(key) {
-        Some(Value::U32(id)) => Some(*id as usize),
-        Some(Value::I32(id)) => usize::try_from(*id).ok(),
-        _ => None,
-    };
+    let id = |key: &str| u32_meta(content, key).map(|id| id as usize);
 
     let vocab: Vocab = pieces
         .iter()
