@@ -1,4 +1,5 @@
-//! The command line of `coder-load`: one clap struct per subcommand.
+//! The command line of `coder-load`: one clap struct per subcommand (those of `verdict`'s
+//! benchmarks live beside their rules, in [`crate::verdict`]).
 //!
 //! Every flag also reads `CODER_LOAD_<FLAG>` from the environment. The prefix is `CODER_LOAD_`
 //! rather than `CODER_` because the gateway and the worker already read `CODER_MODEL`,
@@ -6,6 +7,7 @@
 //! load test.
 
 use crate::max_tokens::MaxTokens;
+pub use crate::verdict::VerdictArgs;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,6 +37,8 @@ pub enum Command {
     WaitReady(WaitReadyArgs),
     /// Put several result.json files side by side in one Markdown table.
     Summary(SummaryArgs),
+    /// A benchmark's notes and PASS/MISS lines against its targets, for bench.sh's summaries.
+    Verdict(VerdictArgs),
 }
 
 impl Cli {

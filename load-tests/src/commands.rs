@@ -1,7 +1,7 @@
 //! What each subcommand does, and how its result maps to an exit status.
 
 use crate::cli::Command;
-use crate::{raw_nats, run, summary, wait_ready};
+use crate::{raw_nats, run, summary, verdict, wait_ready};
 
 /// How a command ended when it did not fail outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,10 @@ pub async fn execute(command: Command) -> anyhow::Result<Verdict> {
         }
         Command::Summary(args) => {
             print!("{}", summary::summary(&args)?);
+            Ok(Verdict::Ok)
+        }
+        Command::Verdict(args) => {
+            print!("{}", verdict::verdict(&args)?);
             Ok(Verdict::Ok)
         }
     }

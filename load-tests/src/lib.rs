@@ -29,6 +29,7 @@
 //! - [`raw_nats`]: the raw JetStream round-trip benchmark.
 //! - [`wait_ready`]: waiting for a gateway (and a model) to be ready.
 //! - [`summary`]: several results as one Markdown table.
+//! - [`verdict`]: a benchmark's notes and PASS/MISS lines against its targets, for bench.sh.
 
 pub mod accounting;
 pub mod cli;
@@ -48,8 +49,9 @@ pub mod sse;
 pub mod stats;
 pub mod summary;
 pub mod timeline;
+pub mod verdict;
 pub mod wait_ready;
 pub mod workload;
 
-pub use cli::{Cli, Command, RawNatsArgs, RunArgs, SummaryArgs, WaitReadyArgs};
+pub use cli::{Cli, Command, RawNatsArgs, RunArgs, SummaryArgs, VerdictArgs, WaitReadyArgs};
 pub use run::{run, RunOutcome};

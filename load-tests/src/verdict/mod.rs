@@ -1,0 +1,142 @@
+//! `coder-load verdict`: what load-tests/bench.sh concludes from a benchmark's runs, the notes
+//! with their figures and the PASS/MISS lines against the targets, printed as Markdown for the
+//! benchmark's summary.md.
+//!
+//! bench.sh keeps the orchestration (processes, ports, loads, the setup it describes in prose);
+//! every ratio, median, bound and target decision is made here, where tests can reach it. A run
+//! that left no result is a missing figure, printed as `-`, and a target it cannot show met is a
+//! MISS; the runs that failed are bench.sh's failures.txt and exit status, not this.
+//!
+//! # Layout
+//! - [`check`]: a PASS/MISS line, and a verdict's notes and checks as Markdown.
+//! - [`figures`]: a run's figures from its result.json.
+//! - [`format`]: numbers as the summaries print them; ratios, medians, means.
+//! - [`pipeline`], [`scaling`], [`overload`] (with [`rss`], the gateway's memory samples),
+//!   [`model`], [`instrumentation`], [`llama_cpp`]: one benchmark each, its arguments and rules.
+
+pub mod check;
+pub mod figures;
+pub mod format;
+pub mod instrumentation;
+pub mod llama_cpp;
+pub mod model;
+pub mod overload;
+pub mod pipeline;
+pub mod rss;
+pub mod scaling;
+
+use clap::{Args, Subcommand};
+
+/// `coder-load verdict <BENCHMARK>`.
+#[derive(Debug, Clone, Args)]
+pub struct VerdictArgs {
+    #[command(subcommand)]
+    pub benchmark: Benchmark,
+}
+
+/// The benchmarks that have a verdict, as bench.sh names them.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Benchmark {
+    /// The gateway against the FastAPI baseline: 2× its throughput, p99 < 10 ms.
+    Pipeline(pipeline::PipelineArgs),
+    /// Four workers against one: ≥ 3.6× the throughput.
+    Scaling(scaling::ScalingArgs),
+    /// Past capacity: 429s, a bounded p99, no 5xx, nothing lost, bounded memory.
+    Overload(overload::OverloadArgs),
+    /// The real model's per-request decode speed (no target).
+    Model(model::ModelArgs),
+    /// Metrics recording on vs off: < 3% of throughput.
+    Instrumentation(instrumentation::InstrumentationArgs),
+    /// candle against llama.cpp: decode ≥ 90%, peak RSS < 1.5 GiB (the whole summary).
+    LlamaCpp(llama_cpp::LlamaCppArgs),
+}
+
+/// Reads the benchmark's files and returns the Markdown to append to its summary.
+pub fn verdict(args: &VerdictArgs) -> anyhow::Result<String> {
+    let verdict = match &args.benchmark {
+        Benchmark::Pipeline(args) => pipeline::verdict(&pipeline::load(args)?),
+        Benchmark::Scaling(args) => {
+            let (one, four) = scaling::load(args)?;
+            scaling::verdict(&one, &four)
+        }
+        Benchmark::Overload(args) => overload::verdict(args, &overload::load(args)?),
+        Benchmark::Model(args) => model::verdict(&model::load(args)?),
+        Benchmark::Instrumentation(args) => instrumentation::verdict(&instrumentation::load(args)?),
+        Benchmark::LlamaCpp(args) => {
+            let (candle, llama) = llama_cpp::load(args)?;
+            llama_cpp::verdict(args, &candle, &llama)
+        }
+    };
+    Ok(verdict.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    /// The command lines load-tests/bench.sh writes, flag for flag.
+    #[test]
+    fn bench_sh_command_lines_parse() {
+        let lines: [&[&str]; 6] = [
+            &["pipeline", "--baseline", "b", "--closed", "c", "--wrk", "w"],
+            &["scaling", "--one", "1", "--four", "4"],
+            &[
+                "overload",
+                "--capacity",
+                "c",
+                "--run",
+                "r",
+                "--rss",
+                "rss.tsv",
+                "--connections",
+                "16",
+                "--rate",
+                "474",
+                "--duration",
+                "20",
+                "--max-pending",
+                "64",
+                "--rss-limit-mib",
+                "512",
+            ],
+            &["model", "model-c1=a", "model-c4=b"],
+            &[
+                "instrumentation",
+                "--dir",
+                "d",
+                "--warmup",
+                "200",
+                "--clock-ticks",
+                "100",
+                "--recording",
+                "r.txt",
+            ],
+            &[
+                "llama-cpp",
+                "--dir",
+                "d",
+                "--model-file",
+                "m.gguf",
+                "--threads",
+                "2",
+                "--rounds",
+                "5",
+                "--prompt",
+                "128",
+                "--generate",
+                "64",
+            ],
+        ];
+        for line in lines {
+            let words = ["coder-load", "verdict"].iter().chain(line);
+            match Cli::try_parse_from(words) {
+                Ok(Cli {
+                    command: Command::Verdict(_),
+                    ..
+                }) => {}
+                other => panic!("{line:?}: {other:?}"),
+            }
+        }
+    }
+}
