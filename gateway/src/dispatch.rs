@@ -1,18 +1,21 @@
-//! Putting a validated request on the queue, and the guard that cleans up after it.
+//! Putting a validated request on the queue: the model checked, the deadline set, admission,
+//! publish with JetStream's ack; then the [`Generation`] that follows it.
 
-use crate::admission::{Admission, QueueTicket};
+use crate::admission::Admission;
 use crate::error::ApiError;
+use crate::generation::Generation;
+use crate::in_flight::{InFlight, Submitted};
+use crate::known_models::KnownModels;
 use crate::replies::ReplyRouter;
+use crate::request_context::RequestContext;
 use async_nats::jetstream;
 use coder_nats::headers::RequestHeaders;
 use coder_nats::publish_error::{classify, PublishFailure};
-use coder_nats::{subjects, Cancel, CancelReason, GenerationRequest, WorkerEvent};
+use coder_nats::{subjects, CancelReason, GenerationRequest, Prompt, SamplingParams};
 use metrics_common::names::value::RejectReason;
 use metrics_common::{GatewayMetrics, ModelLabel};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc;
-use uuid::Uuid;
 
 /// Room left in a NATS message for the headers.
 const HEADER_ALLOWANCE: usize = 1024;
@@ -24,20 +27,51 @@ pub struct Dispatcher {
     pub jetstream: jetstream::Context,
     pub router: Arc<ReplyRouter>,
     pub admission: Arc<Admission>,
+    pub models: Arc<KnownModels>,
     pub metrics: GatewayMetrics,
     pub gateway_id: String,
-}
-
-/// A queued request: its events, and the guard that cancels it if it is abandoned.
-pub struct Submitted {
-    pub events: mpsc::UnboundedReceiver<WorkerEvent>,
-    pub guard: InFlight,
+    /// From receipt to the last token (`--request-timeout`): sets each request's deadline.
+    pub request_timeout: Duration,
 }
 
 impl Dispatcher {
+    /// Checks the model is known, queues the request and returns its [`Generation`].
+    pub async fn start_generation(
+        &self,
+        context: &RequestContext,
+        label: &ModelLabel,
+        prompt: Prompt,
+        params: SamplingParams,
+    ) -> Result<Generation, ApiError> {
+        let model = label.as_str();
+        if !self.models.contains(model).await {
+            return Err(ApiError::ModelNotFound(model.to_owned()));
+        }
+        let (id, received_at) = (context.id, context.received_at);
+        let request = GenerationRequest {
+            id,
+            model: model.to_owned(),
+            prompt,
+            params,
+        };
+        let timeout = self.request_timeout;
+        let deadline = SystemTime::now() + timeout.saturating_sub(received_at.elapsed());
+        let traceparent = context.traceparent.clone();
+        let submitted = self
+            .submit(&request, label, deadline, Some(traceparent))
+            .await?;
+        Ok(Generation::new(
+            id,
+            submitted,
+            received_at,
+            timeout,
+            self.metrics.clone(),
+        ))
+    }
+
     /// Admits, publishes and waits for JetStream's ack. Nothing is queued when this fails.
     /// `label` is `request.model` as a metric label, shared with the response's.
-    pub async fn submit(
+    async fn submit(
         &self,
         request: &GenerationRequest,
         label: &ModelLabel,
@@ -73,7 +107,14 @@ impl Dispatcher {
             traceparent,
         };
         let events = self.router.register(request.id);
-        let guard = InFlight::new(self, request.id, label.clone(), ticket);
+        let guard = InFlight::new(
+            &self.client,
+            &self.router,
+            &self.metrics,
+            request.id,
+            label.clone(),
+            ticket,
+        );
         let published = self
             .jetstream
             .publish_with_headers(
@@ -113,74 +154,5 @@ impl Dispatcher {
             });
         }
         Ok(Submitted { events, guard })
-    }
-}
-
-/// Lives as long as the client waits. Dropping it before [`InFlight::finished`] (client gone,
-/// deadline passed) publishes `coder.cancel.<id>` so the worker stops generating.
-pub struct InFlight {
-    client: async_nats::Client,
-    router: Arc<ReplyRouter>,
-    metrics: GatewayMetrics,
-    request_id: Uuid,
-    /// The request's model, for its metrics.
-    pub model: ModelLabel,
-    pub ticket: QueueTicket,
-    done: bool,
-    /// Why a drop before [`InFlight::finished`] cancels: the client left (or the gateway's
-    /// shutdown grace ended with the request open), unless [`InFlight::give_up`] said otherwise.
-    cancel_reason: CancelReason,
-}
-
-impl InFlight {
-    fn new(
-        dispatcher: &Dispatcher,
-        request_id: Uuid,
-        model: ModelLabel,
-        ticket: QueueTicket,
-    ) -> Self {
-        dispatcher.metrics.active_requests_add(&model, 1);
-        Self {
-            client: dispatcher.client.clone(),
-            router: Arc::clone(&dispatcher.router),
-            metrics: dispatcher.metrics.clone(),
-            request_id,
-            model,
-            ticket,
-            done: false,
-            cancel_reason: CancelReason::ClientDisconnected,
-        }
-    }
-
-    /// The gateway gives up on the request for `reason`: dropping it now cancels it as that.
-    pub fn give_up(&mut self, reason: CancelReason) {
-        self.cancel_reason = reason;
-    }
-
-    /// The request reached a terminal event: nothing to cancel.
-    pub fn finished(&mut self) {
-        self.done = true;
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.router.remove(self.request_id);
-        self.metrics.active_requests_add(&self.model, -1);
-        if self.done {
-            return;
-        }
-        let reason = self.cancel_reason;
-        tracing::info!(request_id = %self.request_id, reason = reason.as_str(), "request abandoned: cancelling");
-        let client = self.client.clone();
-        let subject = subjects::cancel_subject(self.request_id);
-        let cancel = Cancel { reason }.to_json();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(error) = client.publish(subject, cancel.into()).await {
-                    tracing::warn!(%error, "cancel not published");
-                }
-            });
-        }
     }
 }

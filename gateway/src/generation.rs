@@ -3,8 +3,8 @@
 //! output token, token usage).
 
 use crate::attempts::{AttemptFilter, Filtered};
-use crate::dispatch::Submitted;
 use crate::error::ApiError;
+use crate::in_flight::Submitted;
 use coder_nats::{CancelReason, ErrorKind, FinishReason, Usage, WorkerEvent};
 use metrics_common::{GatewayMetrics, ModelLabel};
 use std::time::Duration;

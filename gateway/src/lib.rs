@@ -7,14 +7,18 @@
 //!
 //! # Layout
 //! - [`config`]: flags (`CODER_*` env too).
-//! - [`server`]: wiring, the router, graceful shutdown.
-//! - [`routes`]: handlers: completions, chat, models, health.
-//! - [`openai`]: the wire format and its validation; [`openai::json`] names the bad field.
+//! - [`server`]: wiring, graceful shutdown.
+//! - [`routes`]: the route table and its handlers: one generic handler for completions and chat,
+//!   models, health.
+//! - [`openai`]: the wire format, its validation and each endpoint's answers;
+//!   [`openai::json`] names the bad field.
 //! - [`error`]: the one error enum → status, OpenAI body, `type`.
-//! - [`middleware`]: request id/context and the HTTP request metrics.
+//! - [`request_context`]: the request id and trace context, set before routing.
+//! - [`http_metrics`]: the HTTP request metrics, recorded when the response body is done.
 //! - [`auth`]: API keys.
 //! - [`admission`]: the per-model backlog limit (429).
-//! - [`dispatch`]: publish with ack, and the cancel-on-drop guard.
+//! - [`dispatch`]: the model checked, the deadline set, publish with ack.
+//! - [`in_flight`]: a queued request's events and its cancel-on-drop guard.
 //! - [`replies`]: the wildcard reply subscription, demultiplexed.
 //! - [`attempts`]: following a request across redeliveries without repeating tokens.
 //! - [`generation`]: one request's events → client progress, deadline and metrics.
@@ -29,11 +33,13 @@ pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod generation;
+pub mod http_metrics;
+pub mod in_flight;
 pub mod known_models;
-pub mod middleware;
 pub mod openai;
 pub mod queue_monitor;
 pub mod replies;
+pub mod request_context;
 pub mod routes;
 pub mod server;
 pub mod sse;

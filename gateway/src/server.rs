@@ -2,24 +2,17 @@
 //! down gracefully.
 
 use crate::admission::Admission;
-use crate::auth::{require_api_key, ApiKeys};
+use crate::auth::ApiKeys;
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::known_models::KnownModels;
-use crate::middleware::{http_metrics, request_context};
-use crate::openai::chat::ChatRequest;
-use crate::openai::completions::CompletionRequest;
 use crate::queue_monitor::QueueMonitor;
 use crate::replies::ReplyRouter;
 use crate::routes;
-use crate::routes::generate::generate;
 use crate::state::AppState;
 use crate::workers::WorkerRegistry;
 use anyhow::Context;
 use async_nats::jetstream;
-use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
 use coder_nats::provision::{self, ConsumerSettings, StreamSettings};
@@ -31,28 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// The HTTP application, for `axum::serve` or `oneshot` tests.
-pub fn app(state: AppState, api_keys: Option<ApiKeys>) -> Router {
-    let mut v1 = Router::new()
-        .route(routes::COMPLETIONS, post(generate::<CompletionRequest>))
-        .route(routes::CHAT_COMPLETIONS, post(generate::<ChatRequest>))
-        .route(routes::MODELS, get(routes::models::list_models));
-    if let Some(keys) = api_keys {
-        v1 = v1.route_layer(from_fn_with_state(keys, require_api_key));
-    }
-    let max_body_bytes = state.config.max_body_bytes;
-    Router::new()
-        .merge(v1)
-        .route(routes::HEALTHZ, get(routes::health::healthz))
-        .route(routes::READYZ, get(routes::health::readyz))
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(from_fn_with_state(state.clone(), http_metrics))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(from_fn(request_context))
-        .with_state(state)
-}
 
 /// Binds both listeners from the config and serves until `shutdown` completes.
 pub async fn run(
@@ -130,13 +101,14 @@ pub async fn serve(
         jetstream,
         router,
         admission,
+        models,
         metrics: metrics.clone(),
         gateway_id: gateway_id.clone(),
+        request_timeout: config.request_timeout,
     };
     let state = AppState {
         config: Arc::clone(&config),
         dispatcher: Arc::new(dispatcher),
-        models,
         workers,
         metrics,
         queue_ready,
@@ -152,7 +124,13 @@ pub async fn serve(
         shutdown.await;
         signal.cancel();
     });
-    serve_with_grace(api, app(state, api_keys), stopping, config.shutdown_grace).await?;
+    serve_with_grace(
+        api,
+        routes::app(state, api_keys),
+        stopping,
+        config.shutdown_grace,
+    )
+    .await?;
     let _ = metrics_server.await;
     if let Err(error) = client.flush().await {
         tracing::debug!(%error, "final NATS flush");

@@ -7,26 +7,11 @@
 use crate::error::ApiError;
 use crate::generation::{Generation, Progress};
 use crate::openai::common::UsageBody;
+use crate::openai::endpoint::{to_json, ChunkFormat};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use coder_nats::FinishReason;
 use futures::stream::{self, StreamExt};
-use serde::Serialize;
 use std::convert::Infallible;
-use uuid::Uuid;
-
-/// How an endpoint writes its chunks.
-pub trait ChunkFormat: Send + 'static {
-    /// Chunks sent before the first token (chat: the assistant role).
-    fn opening(&self, id: Uuid, model: &str) -> Vec<String>;
-    fn token(&self, id: Uuid, model: &str, text: String) -> String;
-    fn finish(&self, id: Uuid, model: &str, finish_reason: FinishReason) -> String;
-    fn usage(&self, id: Uuid, model: &str, usage: UsageBody) -> String;
-}
-
-pub fn to_json(chunk: &impl Serialize) -> String {
-    serde_json::to_string(chunk).expect("chunks always serialise")
-}
 
 /// Waits for the first progress, then streams the rest.
 pub async fn stream_response(

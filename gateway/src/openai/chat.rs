@@ -1,8 +1,10 @@
-//! `POST /v1/chat/completions`: request, response and stream chunk.
+//! `POST /v1/chat/completions`: the request, its whole answer and its stream chunks.
 
-use super::common::{required_model, unix_now, SamplingFields, UsageBody};
+use super::common::{parse_generation_body, required_model, SamplingFields, UsageBody};
+use super::endpoint::{to_json, ChunkFormat, GenerationEndpoint};
+use super::json::ApiBody;
+use super::response::ResponseBody;
 use crate::error::ApiError;
-use crate::openai::json::{parse, parse_value, ApiBody};
 use coder_nats::{ChatMessage, FinishReason, Prompt};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -35,27 +37,35 @@ struct ContentPart {
 
 impl ApiBody for ChatRequest {
     fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
-        let value: serde_json::Value = parse(bytes)?;
-        let mut request: Self = parse_value(&value)?;
-        request.sampling = parse_value(&value)?;
-        Ok(request)
+        let (request, sampling) = parse_generation_body::<Self>(bytes)?;
+        Ok(Self {
+            sampling,
+            ..request
+        })
     }
 }
 
-impl ChatRequest {
-    pub fn model(&self) -> Result<&str, ApiError> {
+impl GenerationEndpoint for ChatRequest {
+    type Answer = ChatResponse;
+    type Chunks = ChatChunks;
+
+    fn model(&self) -> Result<&str, ApiError> {
         required_model(&self.model)
     }
 
+    fn sampling(&self) -> &SamplingFields {
+        &self.sampling
+    }
+
     /// `max_completion_tokens` (current OpenAI name) wins over `max_tokens` (deprecated).
-    pub fn max_tokens(&self) -> (Option<u32>, &'static str) {
+    fn max_tokens(&self) -> (Option<u32>, &'static str) {
         match self.max_completion_tokens {
             Some(value) => (Some(value), "max_completion_tokens"),
             None => (self.sampling.max_tokens, "max_tokens"),
         }
     }
 
-    pub fn prompt(&self) -> Result<Prompt, ApiError> {
+    fn prompt(&self) -> Result<Prompt, ApiError> {
         let messages = self
             .messages
             .as_ref()
@@ -69,6 +79,26 @@ impl ChatRequest {
             .map(|(i, message)| convert(i, message))
             .collect::<Result<_, _>>()?;
         Ok(Prompt::Chat(converted))
+    }
+
+    fn answer(
+        id: Uuid,
+        model: &str,
+        content: String,
+        finish: FinishReason,
+        usage: UsageBody,
+    ) -> ChatResponse {
+        let choice = ChatChoice {
+            index: 0,
+            message: Some(AssistantMessage {
+                role: ASSISTANT,
+                content,
+            }),
+            delta: None,
+            logprobs: None,
+            finish_reason: Some(finish.as_str()),
+        };
+        ChatResponse::new(id, "chat.completion", model, vec![choice], Some(usage))
     }
 }
 
@@ -117,16 +147,8 @@ fn convert(index: usize, message: &RequestMessage) -> Result<ChatMessage, ApiErr
     })
 }
 
-#[derive(Debug, Serialize)]
-pub struct ChatResponse {
-    pub id: String,
-    pub object: &'static str,
-    pub created: u64,
-    pub model: String,
-    pub choices: Vec<ChatChoice>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<UsageBody>,
-}
+/// A whole answer (with `message`) or a stream chunk (with `delta`).
+pub type ChatResponse = ResponseBody<ChatChoice>;
 
 #[derive(Debug, Serialize)]
 pub struct ChatChoice {
@@ -154,45 +176,9 @@ pub struct Delta {
 }
 
 const ASSISTANT: &str = "assistant";
+const CHUNK_OBJECT: &str = "chat.completion.chunk";
 
 impl ChatResponse {
-    fn new(
-        id: Uuid,
-        object: &'static str,
-        model: &str,
-        choices: Vec<ChatChoice>,
-        usage: Option<UsageBody>,
-    ) -> Self {
-        Self {
-            id: id.to_string(),
-            object,
-            created: unix_now(),
-            model: model.to_owned(),
-            choices,
-            usage,
-        }
-    }
-
-    pub fn complete(
-        id: Uuid,
-        model: &str,
-        content: String,
-        finish: FinishReason,
-        usage: UsageBody,
-    ) -> Self {
-        let choice = ChatChoice {
-            index: 0,
-            message: Some(AssistantMessage {
-                role: ASSISTANT,
-                content,
-            }),
-            delta: None,
-            logprobs: None,
-            finish_reason: Some(finish.as_str()),
-        };
-        Self::new(id, "chat.completion", model, vec![choice], Some(usage))
-    }
-
     /// A stream chunk: the first carries the role, later ones content, the last the finish reason.
     pub fn chunk(id: Uuid, model: &str, delta: Delta, finish: Option<FinishReason>) -> Self {
         let choice = ChatChoice {
@@ -202,7 +188,7 @@ impl ChatResponse {
             logprobs: None,
             finish_reason: finish.map(FinishReason::as_str),
         };
-        Self::new(id, "chat.completion.chunk", model, vec![choice], None)
+        Self::new(id, CHUNK_OBJECT, model, vec![choice], None)
     }
 
     pub fn role_delta() -> Delta {
@@ -213,7 +199,43 @@ impl ChatResponse {
     }
 
     pub fn usage_chunk(id: Uuid, model: &str, usage: UsageBody) -> Self {
-        Self::new(id, "chat.completion.chunk", model, Vec::new(), Some(usage))
+        Self::new(id, CHUNK_OBJECT, model, Vec::new(), Some(usage))
+    }
+}
+
+/// Chat streams open with the assistant's role, then content deltas.
+#[derive(Default)]
+pub struct ChatChunks;
+
+impl ChunkFormat for ChatChunks {
+    fn opening(&self, id: Uuid, model: &str) -> Vec<String> {
+        vec![to_json(&ChatResponse::chunk(
+            id,
+            model,
+            ChatResponse::role_delta(),
+            None,
+        ))]
+    }
+
+    fn token(&self, id: Uuid, model: &str, text: String) -> String {
+        let delta = Delta {
+            role: None,
+            content: Some(text),
+        };
+        to_json(&ChatResponse::chunk(id, model, delta, None))
+    }
+
+    fn finish(&self, id: Uuid, model: &str, finish_reason: FinishReason) -> String {
+        to_json(&ChatResponse::chunk(
+            id,
+            model,
+            Delta::default(),
+            Some(finish_reason),
+        ))
+    }
+
+    fn usage(&self, id: Uuid, model: &str, usage: UsageBody) -> String {
+        to_json(&ChatResponse::usage_chunk(id, model, usage))
     }
 }
 

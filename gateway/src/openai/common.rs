@@ -1,7 +1,9 @@
 //! Fields shared by completions and chat, and their validation into [`SamplingParams`].
 
+use super::json::{parse, parse_value};
 use crate::error::ApiError;
 use coder_nats::SamplingParams;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// At most this many stop sequences (OpenAI's limit).
@@ -150,6 +152,15 @@ fn check_range(field: &str, value: f32, min: f32, max: f32) -> Result<(), ApiErr
     }
 }
 
+/// Parses a generation body: the endpoint's own fields as `T`, and the sampling fields both
+/// endpoints share, each from the same JSON value (see [`super::json::ApiBody`]).
+pub fn parse_generation_body<T: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(T, SamplingFields), ApiError> {
+    let value: serde_json::Value = parse(bytes)?;
+    Ok((parse_value(&value)?, parse_value(&value)?))
+}
+
 /// The required `model` field, present and non-empty.
 pub fn required_model(model: &Option<String>) -> Result<&str, ApiError> {
     match model.as_deref() {
@@ -174,14 +185,6 @@ impl From<coder_nats::Usage> for UsageBody {
             total_tokens: usage.prompt_tokens + usage.completion_tokens,
         }
     }
-}
-
-/// Seconds since the Unix epoch, for `created`.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

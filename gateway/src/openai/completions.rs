@@ -1,8 +1,10 @@
-//! `POST /v1/completions`: request, response and stream chunk.
+//! `POST /v1/completions`: the request, its whole answer and its stream chunks.
 
-use super::common::{required_model, unix_now, OneOrMany, SamplingFields, UsageBody};
+use super::common::{parse_generation_body, required_model, OneOrMany, SamplingFields, UsageBody};
+use super::endpoint::{to_json, ChunkFormat, GenerationEndpoint};
+use super::json::ApiBody;
+use super::response::ResponseBody;
 use crate::error::ApiError;
-use crate::openai::json::{parse, parse_value, ApiBody};
 use coder_nats::{FinishReason, Prompt};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -21,20 +23,24 @@ pub struct CompletionRequest {
 
 impl ApiBody for CompletionRequest {
     fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
-        let value: serde_json::Value = parse(bytes)?;
-        let mut request: Self = parse_value(&value)?;
-        request.sampling = parse_value(&value)?;
-        Ok(request)
+        let (request, sampling) = parse_generation_body::<Self>(bytes)?;
+        Ok(Self {
+            sampling,
+            ..request
+        })
     }
 }
 
-impl CompletionRequest {
-    pub fn model(&self) -> Result<&str, ApiError> {
+impl GenerationEndpoint for CompletionRequest {
+    type Answer = CompletionResponse;
+    type Chunks = CompletionChunks;
+
+    fn model(&self) -> Result<&str, ApiError> {
         required_model(&self.model)
     }
 
     /// The prompt: a string, or a list holding exactly one string.
-    pub fn prompt(&self) -> Result<Prompt, ApiError> {
+    fn prompt(&self) -> Result<Prompt, ApiError> {
         if self.echo == Some(true) {
             return Err(ApiError::bad_request("echo", "`echo` is not supported"));
         }
@@ -64,18 +70,32 @@ impl CompletionRequest {
             )),
         }
     }
+
+    fn sampling(&self) -> &SamplingFields {
+        &self.sampling
+    }
+
+    fn answer(
+        id: Uuid,
+        model: &str,
+        text: String,
+        finish: FinishReason,
+        usage: UsageBody,
+    ) -> CompletionResponse {
+        let choice = CompletionChoice {
+            text,
+            index: 0,
+            logprobs: None,
+            finish_reason: Some(finish.as_str()),
+        };
+        CompletionResponse::new(id, OBJECT, model, vec![choice], Some(usage))
+    }
 }
 
-#[derive(Debug, Serialize)]
-pub struct CompletionResponse {
-    pub id: String,
-    pub object: &'static str,
-    pub created: u64,
-    pub model: String,
-    pub choices: Vec<CompletionChoice>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<UsageBody>,
-}
+/// A whole answer and a stream chunk have the same shape here.
+pub type CompletionResponse = ResponseBody<CompletionChoice>;
+
+const OBJECT: &str = "text_completion";
 
 #[derive(Debug, Serialize)]
 pub struct CompletionChoice {
@@ -86,41 +106,6 @@ pub struct CompletionChoice {
 }
 
 impl CompletionResponse {
-    const OBJECT: &'static str = "text_completion";
-
-    fn new(
-        id: Uuid,
-        model: &str,
-        choices: Vec<CompletionChoice>,
-        usage: Option<UsageBody>,
-    ) -> Self {
-        Self {
-            id: id.to_string(),
-            object: Self::OBJECT,
-            created: unix_now(),
-            model: model.to_owned(),
-            choices,
-            usage,
-        }
-    }
-
-    /// The whole, non-streamed answer.
-    pub fn complete(
-        id: Uuid,
-        model: &str,
-        text: String,
-        finish: FinishReason,
-        usage: UsageBody,
-    ) -> Self {
-        let choice = CompletionChoice {
-            text,
-            index: 0,
-            logprobs: None,
-            finish_reason: Some(finish.as_str()),
-        };
-        Self::new(id, model, vec![choice], Some(usage))
-    }
-
     /// A stream chunk with text, or with the finish reason when `finish` is set.
     pub fn chunk(id: Uuid, model: &str, text: String, finish: Option<FinishReason>) -> Self {
         let choice = CompletionChoice {
@@ -129,12 +114,39 @@ impl CompletionResponse {
             logprobs: None,
             finish_reason: finish.map(FinishReason::as_str),
         };
-        Self::new(id, model, vec![choice], None)
+        Self::new(id, OBJECT, model, vec![choice], None)
     }
 
     /// The final usage-only chunk (`stream_options.include_usage`).
     pub fn usage_chunk(id: Uuid, model: &str, usage: UsageBody) -> Self {
-        Self::new(id, model, Vec::new(), Some(usage))
+        Self::new(id, OBJECT, model, Vec::new(), Some(usage))
+    }
+}
+
+/// Completions stream only text: no opening chunk.
+#[derive(Default)]
+pub struct CompletionChunks;
+
+impl ChunkFormat for CompletionChunks {
+    fn opening(&self, _: Uuid, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn token(&self, id: Uuid, model: &str, text: String) -> String {
+        to_json(&CompletionResponse::chunk(id, model, text, None))
+    }
+
+    fn finish(&self, id: Uuid, model: &str, finish_reason: FinishReason) -> String {
+        to_json(&CompletionResponse::chunk(
+            id,
+            model,
+            String::new(),
+            Some(finish_reason),
+        ))
+    }
+
+    fn usage(&self, id: Uuid, model: &str, usage: UsageBody) -> String {
+        to_json(&CompletionResponse::usage_chunk(id, model, usage))
     }
 }
 

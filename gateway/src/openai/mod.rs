@@ -1,6 +1,15 @@
-//! The OpenAI wire format: request bodies, their validation, responses and stream chunks.
+//! The OpenAI wire format: request bodies, their validation, answers and stream chunks.
+//!
+//! # Layout
+//! - [`endpoint`]: what a generation endpoint defines for the one handler.
+//! - [`completions`], [`chat`]: the two endpoints' bodies, answers and chunks.
+//! - [`common`]: the sampling fields both share, validated into `SamplingParams`.
+//! - [`response`]: the envelope around every answer's `choices`.
+//! - [`json`]: the body extractor whose 400s name the bad field.
 
 pub mod chat;
 pub mod common;
 pub mod completions;
+pub mod endpoint;
 pub mod json;
+pub mod response;

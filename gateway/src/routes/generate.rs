@@ -1,37 +1,17 @@
-//! The one handler behind both generation endpoints; each endpoint supplies its body type and
-//! its response and chunk formats through [`GenerationEndpoint`].
+//! The one handler behind both generation endpoints: each endpoint's body type says how to read
+//! the request and write the answer ([`GenerationEndpoint`]); this queues it and answers whole
+//! or streamed.
 
-use super::labelled;
 use crate::error::ApiError;
-use crate::middleware::RequestContext;
-use crate::openai::common::{SamplingFields, UsageBody};
-use crate::openai::json::{ApiBody, ApiJson};
-use crate::sse::{stream_response, ChunkFormat};
+use crate::openai::endpoint::GenerationEndpoint;
+use crate::openai::json::ApiJson;
+use crate::request_context::RequestContext;
+use crate::sse::stream_response;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::response::Response;
-use axum::Extension;
-use coder_nats::{FinishReason, Prompt, SamplingParams};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use metrics_common::ModelLabel;
-use uuid::Uuid;
-
-/// What `/v1/completions` and `/v1/chat/completions` each define.
-pub trait GenerationEndpoint: ApiBody + Send + 'static {
-    type Chunks: ChunkFormat + Default;
-
-    fn model(&self) -> Result<&str, ApiError>;
-    fn prompt(&self) -> Result<Prompt, ApiError>;
-    fn params(&self, max_tokens_limit: u32) -> Result<SamplingParams, ApiError>;
-    fn sampling(&self) -> &SamplingFields;
-    /// The whole, non-streamed answer.
-    fn complete(
-        id: Uuid,
-        model: &str,
-        text: String,
-        finish: FinishReason,
-        usage: UsageBody,
-    ) -> Response;
-}
 
 pub async fn generate<E: GenerationEndpoint>(
     State(state): State<AppState>,
@@ -56,6 +36,7 @@ async fn handle<E: GenerationEndpoint>(
     let prompt = body.prompt()?;
     let params = body.params(state.config.max_tokens_limit)?;
     let mut generation = state
+        .dispatcher
         .start_generation(context, model, prompt, params)
         .await?;
     let sampling = body.sampling();
@@ -63,11 +44,26 @@ async fn handle<E: GenerationEndpoint>(
         return stream_response(generation, E::Chunks::default(), sampling.include_usage()).await;
     }
     let (text, finish_reason, usage) = generation.collect().await?;
-    Ok(E::complete(
+    let answer = E::answer(
         context.id,
         model.as_str(),
         text,
         finish_reason,
         usage.into(),
-    ))
+    );
+    Ok(Json(answer).into_response())
+}
+
+/// The response, labelled with the model for the request metrics, unless the model name was
+/// never validated (a 400 before it, or an unknown model): label values must stay bounded.
+fn labelled(model: Option<ModelLabel>, result: Result<Response, ApiError>) -> Response {
+    let validated = !matches!(
+        result,
+        Err(ApiError::ModelNotFound(_) | ApiError::BadRequest { .. })
+    );
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    if let Some(model) = model.filter(|_| validated) {
+        response.extensions_mut().insert(model);
+    }
+    response
 }

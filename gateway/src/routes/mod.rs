@@ -1,51 +1,59 @@
-//! HTTP handlers, one file per route family.
+//! The HTTP application: the route table, its handlers and the layers every request passes.
+//!
+//! # Layout
+//! - [`paths`]: the route templates and the `endpoint` label.
+//! - [`generate`]: the one handler behind `/v1/completions` and `/v1/chat/completions`.
+//! - [`models`]: the model list, `/v1/models`.
+//! - [`health`]: `/healthz` and `/readyz`.
 
-pub mod chat;
-pub mod completions;
 pub mod generate;
 pub mod health;
 pub mod models;
+pub mod paths;
 
+use crate::auth::{require_api_key, ApiKeys};
 use crate::error::ApiError;
-use axum::extract::MatchedPath;
-use axum::response::{IntoResponse, Response};
-use metrics_common::names::value::UNMATCHED_ENDPOINT;
-use metrics_common::ModelLabel;
+use crate::http_metrics::record_request_metrics;
+use crate::openai::chat::ChatRequest;
+use crate::openai::completions::CompletionRequest;
+use crate::request_context::with_request_context;
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use axum::Router;
+use generate::generate;
 
-pub const COMPLETIONS: &str = "/v1/completions";
-pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
-pub const MODELS: &str = "/v1/models";
-pub const HEALTHZ: &str = "/healthz";
-pub const READYZ: &str = "/readyz";
-/// Every route template: the values of the `endpoint` label, with [`UNMATCHED_ENDPOINT`].
-const ROUTES: [&str; 5] = [COMPLETIONS, CHAT_COMPLETIONS, MODELS, HEALTHZ, READYZ];
-
-/// The `endpoint` label of a request: its route template, or one value for every unknown path.
-pub fn endpoint_label(matched: Option<&MatchedPath>) -> &'static str {
-    matched
-        .and_then(|path| ROUTES.into_iter().find(|route| *route == path.as_str()))
-        .unwrap_or(UNMATCHED_ENDPOINT)
-}
-
-/// The response, labelled with the model for the request metrics, unless the model name was
-/// never validated (a 400 before it, or an unknown model): label values must stay bounded.
-fn labelled(model: Option<ModelLabel>, result: Result<Response, ApiError>) -> Response {
-    let validated = !matches!(
-        result,
-        Err(ApiError::ModelNotFound(_) | ApiError::BadRequest { .. })
-    );
-    let mut response = result.unwrap_or_else(IntoResponse::into_response);
-    if let Some(model) = model.filter(|_| validated) {
-        response.extensions_mut().insert(model);
+/// The HTTP application, for `axum::serve` or `oneshot` tests.
+pub fn app(state: AppState, api_keys: Option<ApiKeys>) -> Router {
+    let mut v1 = Router::new()
+        .route(paths::COMPLETIONS, post(generate::<CompletionRequest>))
+        .route(paths::CHAT_COMPLETIONS, post(generate::<ChatRequest>))
+        .route(paths::MODELS, get(models::list_models));
+    if let Some(keys) = api_keys {
+        v1 = v1.route_layer(from_fn_with_state(keys, require_api_key));
     }
-    response
+    let max_body_bytes = state.config.max_body_bytes;
+    Router::new()
+        .merge(v1)
+        .route(paths::HEALTHZ, get(health::healthz))
+        .route(paths::READYZ, get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(
+            state.metrics.clone(),
+            record_request_metrics,
+        ))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(from_fn(with_request_context))
+        .with_state(state)
 }
 
 /// Unknown routes: 404 in OpenAI's error format.
-pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::RouteNotFound(uri.path().to_owned())
 }
 
-pub async fn method_not_allowed() -> ApiError {
+async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }

@@ -1,13 +1,12 @@
-//! Per-request middleware: the request id and context, and the HTTP request metrics.
+//! The HTTP request metrics: `coder_model_requests_total` and
+//! `coder_model_request_duration_seconds`, by model, route template and status.
 //!
 //! Metrics are recorded when the response body is dropped (fully sent, or the client went away),
 //! so a streamed response counts its whole duration, not just its headers.
 
-use crate::routes::endpoint_label;
-use crate::state::AppState;
+use crate::routes::paths::endpoint_label;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -18,46 +17,13 @@ use metrics_common::{GatewayMetrics, ModelLabel};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::time::Instant;
-use tracing::Instrument;
-use uuid::Uuid;
 
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// Set on every request before routing.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    /// UUID v7: the body `id`, the `x-request-id` header, the queue message id.
-    pub id: Uuid,
-    pub received_at: Instant,
-    /// The client's W3C trace context, or one started here.
-    pub traceparent: String,
-}
-
-/// Gives every request an id and context, and every response its `x-request-id`.
-pub async fn request_context(mut request: Request, next: Next) -> Response {
-    let id = Uuid::now_v7();
-    let traceparent = crate::trace::incoming_traceparent(request.headers())
-        .unwrap_or_else(|| crate::trace::traceparent_for(id));
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %request.method(),
-        path = %request.uri().path(),
-        traceparent = %traceparent,
-    );
-    request.extensions_mut().insert(RequestContext {
-        id,
-        received_at: Instant::now(),
-        traceparent,
-    });
-    let mut response = next.run(request).instrument(span).await;
-    let value = HeaderValue::from_str(&id.to_string()).expect("a UUID is a valid header value");
-    response.headers_mut().insert(REQUEST_ID_HEADER, value);
-    response
-}
-
-/// Records `coder_model_requests_total` and `coder_model_request_duration_seconds`.
-pub async fn http_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Middleware: records the request's metrics once its response body is done with.
+pub async fn record_request_metrics(
+    State(metrics): State<GatewayMetrics>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let endpoint = endpoint_label(request.extensions().get::<MatchedPath>());
     let mut response = next.run(request).await;
@@ -67,7 +33,7 @@ pub async fn http_metrics(State(state): State<AppState>, request: Request, next:
         .remove::<ModelLabel>()
         .unwrap_or_else(|| ModelLabel::new(UNKNOWN_MODEL));
     let recorder = Recorder {
-        metrics: state.metrics.clone(),
+        metrics,
         model,
         endpoint,
         code: response.status(),

@@ -1,0 +1,57 @@
+//! What each generation endpoint defines for the one handler (`routes::generate`): how its body
+//! gives the model, the prompt and the sampling fields, and how it writes a whole answer and a
+//! stream's chunks. `/v1/completions` implements it in [`super::completions`],
+//! `/v1/chat/completions` in [`super::chat`].
+
+use super::common::{SamplingFields, UsageBody};
+use super::json::ApiBody;
+use crate::error::ApiError;
+use coder_nats::{FinishReason, Prompt, SamplingParams};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// A generation request body, and the answers it is given.
+pub trait GenerationEndpoint: ApiBody + Send + 'static {
+    /// The whole, non-streamed answer.
+    type Answer: Serialize;
+    /// How the streamed answer writes its chunks.
+    type Chunks: ChunkFormat + Default;
+
+    fn model(&self) -> Result<&str, ApiError>;
+    fn prompt(&self) -> Result<Prompt, ApiError>;
+    fn sampling(&self) -> &SamplingFields;
+
+    /// The requested completion length, and the field it was read from (a 400 names it).
+    fn max_tokens(&self) -> (Option<u32>, &'static str) {
+        (self.sampling().max_tokens, "max_tokens")
+    }
+
+    /// The sampling fields, validated; `max_tokens_limit` is the most a request may ask for.
+    fn params(&self, max_tokens_limit: u32) -> Result<SamplingParams, ApiError> {
+        let (max_tokens, field) = self.max_tokens();
+        self.sampling()
+            .to_params(max_tokens, field, max_tokens_limit)
+    }
+
+    fn answer(
+        id: Uuid,
+        model: &str,
+        text: String,
+        finish: FinishReason,
+        usage: UsageBody,
+    ) -> Self::Answer;
+}
+
+/// How an endpoint writes the chunks of a streamed answer, each the `data` of one event.
+pub trait ChunkFormat: Send + 'static {
+    /// Chunks sent before the first token (chat: the assistant role).
+    fn opening(&self, id: Uuid, model: &str) -> Vec<String>;
+    fn token(&self, id: Uuid, model: &str, text: String) -> String;
+    fn finish(&self, id: Uuid, model: &str, finish_reason: FinishReason) -> String;
+    fn usage(&self, id: Uuid, model: &str, usage: UsageBody) -> String;
+}
+
+/// A chunk (or an in-band error body) as one line of JSON.
+pub fn to_json(chunk: &impl Serialize) -> String {
+    serde_json::to_string(chunk).expect("chunks always serialise")
+}
