@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use coder_nats::{ChatMessage, FinishReason, GenerationRequest, Prompt, SamplingParams};
 use gpu_worker::backend::candle::{CandleBackend, CandleOptions};
-use gpu_worker::backend::{Backend, BackendError, Flow, Generation, TokenSink};
+use gpu_worker::backend::{Backend, BackendError, Finished, Flow, TokenSink};
 
 const MODEL_FILE: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
 
@@ -55,11 +55,7 @@ impl TokenSink for Recorder {
     }
 }
 
-fn generate(
-    backend: &CandleBackend,
-    prompt: Prompt,
-    params: SamplingParams,
-) -> (Generation, String) {
+fn generate(backend: &CandleBackend, prompt: Prompt, params: SamplingParams) -> (Finished, String) {
     let request = GenerationRequest {
         id: uuid::Uuid::now_v7(),
         model: "qwen2.5-coder-1.5b-instruct".into(),

@@ -37,9 +37,10 @@ pub enum Flow {
     Stop,
 }
 
-/// A generation that ran to its end.
+/// How a generation that ran to its end finished: why it stopped and what it used. (The
+/// gateway's `Generation` is something else: a request in flight, seen from the HTTP side.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Generation {
+pub struct Finished {
     pub finish_reason: FinishReason,
     pub usage: Usage,
 }
@@ -82,5 +83,5 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         request: &GenerationRequest,
         sink: &mut dyn TokenSink,
-    ) -> Result<Generation, BackendError>;
+    ) -> Result<Finished, BackendError>;
 }

@@ -5,7 +5,7 @@
 //! way a tokenizer would report them (here one prompt token per 4 bytes, rounded up).
 
 use super::stop::{StopCheck, StopMatcher};
-use super::{Backend, BackendError, BackendInfo, Flow, Generation, TokenSink};
+use super::{Backend, BackendError, BackendInfo, Finished, Flow, TokenSink};
 use coder_nats::{FinishReason, GenerationRequest, Prompt, Usage};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
@@ -67,7 +67,7 @@ impl Backend for SyntheticBackend {
         &self,
         request: &GenerationRequest,
         sink: &mut dyn TokenSink,
-    ) -> Result<Generation, BackendError> {
+    ) -> Result<Finished, BackendError> {
         let params = &request.params;
         let prompt_tokens = prompt_tokens(&request.prompt);
         super::check_context(prompt_tokens as usize, params.max_tokens, CONTEXT_LENGTH)?;
@@ -105,7 +105,7 @@ impl Backend for SyntheticBackend {
         if !rest.is_empty() {
             sink.token(&rest);
         }
-        Ok(Generation {
+        Ok(Finished {
             finish_reason,
             usage: Usage {
                 prompt_tokens,
@@ -151,7 +151,7 @@ mod tests {
         }
     }
 
-    fn run(request: &GenerationRequest, sink: &mut Collect) -> Result<Generation, BackendError> {
+    fn run(request: &GenerationRequest, sink: &mut Collect) -> Result<Finished, BackendError> {
         SyntheticBackend::new(Duration::ZERO).generate(request, sink)
     }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use coder_nats::{GenerationRequest, Prompt, SamplingParams};
 use gpu_worker::backend::candle::CandleBackend;
-use gpu_worker::backend::{Backend, Flow, Generation, TokenSink};
+use gpu_worker::backend::{Backend, Finished, Flow, TokenSink};
 use tokenizers::models::wordlevel::WordLevel;
 use tokenizers::pre_tokenizers::whitespace::Whitespace;
 use tokenizers::{AddedToken, Tokenizer};
@@ -95,7 +95,7 @@ pub fn text(words: &str) -> Prompt {
     Prompt::Text(words.to_owned())
 }
 
-pub fn run(backend: &CandleBackend, req: &GenerationRequest) -> (Generation, Recorder) {
+pub fn run(backend: &CandleBackend, req: &GenerationRequest) -> (Finished, Recorder) {
     let mut sink = Recorder::default();
     let generation = backend.generate(req, &mut sink).unwrap();
     (generation, sink)

@@ -2,12 +2,12 @@
 
 use coder_nats::{FinishReason, SamplingParams, Usage};
 
-use super::detokenize::IncrementalDecoder;
-use super::model::Session;
-use super::sampler::Sampler;
-use super::vocab::Vocab;
+use crate::backend::candle::models::Session;
+use crate::backend::candle::sampler::Sampler;
+use crate::backend::candle::text::detokenize::IncrementalDecoder;
+use crate::backend::candle::text::vocab::Vocab;
 use crate::backend::stop::{StopCheck, StopMatcher};
-use crate::backend::{BackendError, Flow, Generation, TokenSink};
+use crate::backend::{BackendError, Finished, Flow, TokenSink};
 
 /// Everything a generation needs besides the session it runs in.
 pub struct Job<'a> {
@@ -28,7 +28,7 @@ pub fn run(
     job: &Job<'_>,
     session: &mut dyn Session,
     sink: &mut dyn TokenSink,
-) -> Result<Generation, BackendError> {
+) -> Result<Finished, BackendError> {
     let max_tokens = job.params.max_tokens as usize;
     let mut logits = prefill(job, session, sink)?;
     let mut sampler = Sampler::new(job.params);
@@ -47,7 +47,7 @@ pub fn run(
         if job.vocab.is_eos(token) {
             let (text, _) = release(&mut decoder, &mut stops, None)?;
             emit(sink, &text)?;
-            return Ok(Generation {
+            return Ok(Finished {
                 finish_reason: FinishReason::Stop,
                 usage: usage(generated),
             });
@@ -63,7 +63,7 @@ pub fn run(
         };
         emit(sink, &text)?;
         if stopped {
-            return Ok(Generation {
+            return Ok(Finished {
                 finish_reason: FinishReason::Stop,
                 usage: usage(generated),
             });
@@ -75,7 +75,7 @@ pub fn run(
             .forward(&[token], history.len() - 1)
             .map_err(internal)?;
     }
-    Ok(Generation {
+    Ok(Finished {
         finish_reason: FinishReason::Length,
         usage: usage(max_tokens),
     })

@@ -8,72 +8,37 @@
 //!
 //! # Layout
 //!
-//! - `options.rs`: [`CandleOptions`], what to load and where.
-//! - `device.rs`: `cpu` / `cuda:N` strings to candle devices.
-//! - `gguf.rs`, `hf.rs`, `hf_config.rs`: the two checkpoint formats and which configs run.
-//! - `qwen2.rs` (the default model's architecture) and `gemma3.rs`, written here for speed and
-//!   memory (and, for gemma3, prompts in chunks), over `linear.rs` and `qmatrix.rs` (quantized
-//!   weights held once, in their GGUF blocks), `rotary.rs` and `attention.rs` (the
-//!   per-generation KV cache and its attention kernels, sliding windows included; on the CPU
-//!   the cache is a `kv_buffer.rs`, which drops what a sliding window no longer sees).
-//! - `x8.rs`, `q4k_x8.rs`, `q6k.rs`, `block32.rs`: AVX-512 VNNI kernels for Q4_K, Q6_K, Q5_0
-//!   and Q8_0 products.
-//! - `model.rs`: weights shared across generations, a session (KV cache) per generation;
-//!   `network.rs` puts the models written here behind it.
-//! - `vocab.rs`, `chat.rs`, `detokenize.rs`: tokens, chat templates, streaming text;
-//!   `spm.rs` builds the SentencePiece tokenizers GGUF files describe (Gemma, Llama 2).
+//! - [`load`]: checkpoints (GGUF, Hugging Face directories) to a model, tokenizer and chat
+//!   template; the options and device strings.
+//! - [`models`]: the architectures and their per-generation sessions (KV caches); the GGUF
+//!   architecture table (`models/registry.rs`).
+//! - [`kernels`]: CPU kernels for quantized products and the matrices that feed them.
+//! - [`text`]: tokenizers, chat templates, streaming detokenization.
+//! - `gguf_meta.rs`: typed GGUF metadata look-ups, below everything else.
 //! - `sampler.rs`, `generate.rs`: the decoding loop.
-//! - `progress.rs`: loading progress in the log and on a terminal.
 
-mod attention;
-mod block32;
-mod chat;
-mod detokenize;
-mod device;
-mod gemma3;
 mod generate;
-mod gguf;
-mod hf;
-mod hf_config;
-mod huge_pages;
-mod kv_buffer;
-mod linear;
-mod model;
-mod network;
-mod options;
-mod progress;
-mod q4k_x8;
-mod q6k;
-mod qmatrix;
-mod qwen2;
-mod rotary;
+mod gguf_meta;
+mod kernels;
+mod load;
+mod models;
 mod sampler;
-mod spm;
 #[cfg(test)]
 mod test_gguf;
-mod vocab;
-mod x8;
+mod text;
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use coder_nats::{FinishReason, GenerationRequest, Prompt, SamplingParams, Usage};
 
-pub use options::{CandleOptions, PromptTiles};
+pub use self::kernels::qmatrix::PromptTiles;
+pub use self::load::options::CandleOptions;
 
-use self::chat::ChatTemplate;
-use self::model::{Model, SessionPool};
-use self::vocab::Vocab;
-use super::{Backend, BackendError, BackendInfo, Flow, Generation, TokenSink};
-
-/// What a checkpoint loader produces.
-struct Loaded {
-    model: Box<dyn Model>,
-    vocab: Vocab,
-    chat: ChatTemplate,
-    /// `general.architecture` or `model_type`, for logs.
-    architecture: String,
-}
+use self::models::SessionPool;
+use self::text::chat::ChatTemplate;
+use self::text::vocab::Vocab;
+use super::{Backend, BackendError, BackendInfo, Finished, Flow, TokenSink};
 
 /// A model loaded with candle, ready to generate.
 pub struct CandleBackend {
@@ -91,26 +56,15 @@ impl CandleBackend {
     /// executor.
     pub fn load(options: &CandleOptions) -> anyhow::Result<Self> {
         let started = Instant::now();
-        let mut progress = progress::LoadProgress::new(&options.model_name);
-        let device = device::open(&options.device)?;
-        let path = &options.model_path;
-        anyhow::ensure!(
-            path.exists(),
-            "model path {} does not exist",
-            path.display()
-        );
-        let loaded = if path.is_dir() {
-            hf::load(options, &device, &mut progress)
-        } else {
-            gguf::load(options, &device, &mut progress)
-        }
-        .with_context(|| format!("loading {}", path.display()))?;
+        let mut progress = load::progress::LoadProgress::new(&options.model_name);
+        let device = load::device::open(&options.device)?;
+        let loaded = load::checkpoint(options, &device, &mut progress)?;
 
         let context_length = loaded.model.context_length();
         let mut backend = Self {
             info: BackendInfo {
                 kind: "candle",
-                device: device::name(&device),
+                device: load::device::name(&device),
                 context_length: u32::try_from(context_length).unwrap_or(u32::MAX),
             },
             sessions: SessionPool::new(loaded.model),
@@ -174,7 +128,7 @@ impl CandleBackend {
         prompt: &[u32],
         params: &SamplingParams,
         sink: &mut dyn TokenSink,
-    ) -> Result<Generation, BackendError> {
+    ) -> Result<Finished, BackendError> {
         super::check_context(prompt.len(), params.max_tokens, self.info.context_length)?;
         let max_tokens = params.max_tokens as usize;
         if prompt.is_empty() {
@@ -187,7 +141,7 @@ impl CandleBackend {
                 prompt_tokens: prompt.len() as u32,
                 completion_tokens: 0,
             };
-            return Ok(Generation {
+            return Ok(Finished {
                 finish_reason: FinishReason::Length,
                 usage,
             });
@@ -231,7 +185,7 @@ impl Backend for CandleBackend {
         &self,
         request: &GenerationRequest,
         sink: &mut dyn TokenSink,
-    ) -> Result<Generation, BackendError> {
+    ) -> Result<Finished, BackendError> {
         let prompt = self.encode_prompt(&request.prompt)?;
         self.generate_tokens(&prompt, &request.params, sink)
     }

@@ -6,7 +6,7 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
-use super::model::Session;
+use crate::backend::candle::models::Session;
 
 #[path = "../../../tests/candle_support/noise.rs"]
 mod noise;
@@ -113,7 +113,7 @@ pub fn matches_candle_products<T: candle_core::quantized::k_quants::GgmlType>(
     shapes: &[(usize, usize, usize)],
     tolerance: f32,
 ) {
-    if !super::x8::supported() {
+    if !crate::backend::candle::kernels::x8::supported() {
         eprintln!("skipped: this CPU lacks AVX-512 VNNI");
         return;
     }

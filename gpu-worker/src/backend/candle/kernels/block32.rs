@@ -11,10 +11,12 @@
 
 use candle_core::quantized::k_quants::{BlockQ5_0, BlockQ8_0};
 
+use super::plain_data::cast_slice;
 use super::x8::{self, RawQ8_0};
 
 /// One Q5_0 block as stored in GGUF (candle's `BlockQ5_0` keeps its fields private).
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct RawQ5_0 {
     d: u16,
     /// Bit `j` (little-endian) is the fifth bit of weight `j`.
@@ -22,9 +24,7 @@ pub struct RawQ5_0 {
     /// Low 4 bits: weight `j` in the low nibble of byte `j`, weight `16 + j` in its high one.
     qs: [u8; 16],
 }
-const _: () = assert!(std::mem::size_of::<RawQ5_0>() == std::mem::size_of::<BlockQ5_0>());
 // A Q8_0 weight block has an input block's fields: `RawQ8_0` serves both.
-const _: () = assert!(std::mem::size_of::<RawQ8_0>() == std::mem::size_of::<BlockQ8_0>());
 
 /// `dst[r][i] = x[r] · row i` for `m` input rows of `k` and an `(n, k)` matrix of Q5_0
 /// `blocks` in row order (`mkn` as candle's `k_quants::matmul` takes it). Fails where
@@ -35,11 +35,7 @@ pub fn matmul_q5_0(
     x: &[f32],
     dst: &mut [f32],
 ) -> candle_core::Result<()> {
-    // SAFETY: `RawQ5_0` mirrors candle's `repr(C)` `BlockQ5_0` (same size, checked above),
-    // plain data that every bit pattern inhabits.
-    let raw: &[RawQ5_0] =
-        unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const RawQ5_0, blocks.len()) };
-    x8::row_matmul::<Row<RawQ5_0>>(raw, mkn, x, dst)
+    x8::row_matmul::<Row<RawQ5_0>>(cast_slice(blocks), mkn, x, dst)
 }
 
 /// As [`matmul_q5_0`] for Q8_0 blocks.
@@ -49,11 +45,7 @@ pub fn matmul_q8_0(
     x: &[f32],
     dst: &mut [f32],
 ) -> candle_core::Result<()> {
-    // SAFETY: `RawQ8_0` mirrors candle's `repr(C)` `BlockQ8_0` (same size, checked above),
-    // plain data that every bit pattern inhabits.
-    let raw: &[RawQ8_0] =
-        unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const RawQ8_0, blocks.len()) };
-    x8::row_matmul::<Row<RawQ8_0>>(raw, mkn, x, dst)
+    x8::row_matmul::<Row<RawQ8_0>>(cast_slice(blocks), mkn, x, dst)
 }
 
 /// A 32-weight block the kernel unpacks.
@@ -127,12 +119,16 @@ mod kernel {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[inline]
     pub unsafe fn unpack_q5_0(block: &RawQ5_0) -> __m256i {
-        let low_nibble = _mm_set1_epi8(0x0F);
-        let qs = _mm_loadu_si128(block.qs.as_ptr() as *const _);
-        let low = _mm_and_si128(qs, low_nibble);
-        let high = _mm_and_si128(_mm_srli_epi16::<4>(qs), low_nibble);
-        let fifth = _mm256_maskz_mov_epi8(u32::from_le_bytes(block.qh), _mm256_set1_epi8(0x10));
-        _mm256_or_si256(_mm256_set_m128i(high, low), fifth)
+        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
+        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        unsafe {
+            let low_nibble = _mm_set1_epi8(0x0F);
+            let qs = _mm_loadu_si128(block.qs.as_ptr() as *const _);
+            let low = _mm_and_si128(qs, low_nibble);
+            let high = _mm_and_si128(_mm_srli_epi16::<4>(qs), low_nibble);
+            let fifth = _mm256_maskz_mov_epi8(u32::from_le_bytes(block.qh), _mm256_set1_epi8(0x10));
+            _mm256_or_si256(_mm256_set_m128i(high, low), fifth)
+        }
     }
 
     /// # Safety
@@ -140,8 +136,12 @@ mod kernel {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[inline]
     pub unsafe fn unpack_q8_0(block: &RawQ8_0) -> __m256i {
-        let weights = _mm256_loadu_si256(block.qs.as_ptr() as *const _);
-        _mm256_xor_si256(weights, _mm256_set1_epi8(-128))
+        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
+        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        unsafe {
+            let weights = _mm256_loadu_si256(block.qs.as_ptr() as *const _);
+            _mm256_xor_si256(weights, _mm256_set1_epi8(-128))
+        }
     }
 
     /// The dot products of one row's blocks with each of `M` quantized input rows.
@@ -155,30 +155,34 @@ mod kernel {
         inputs: [&[RawQ8_0]; M],
         outputs: [*mut f32; M],
     ) {
-        let ones = _mm256_set1_epi8(1);
-        let offset = _mm256_set1_epi32(B::OFFSET);
-        let mut sums = [_mm256_setzero_ps(); M];
-        for (b, block) in blocks.iter().enumerate() {
-            let q = block.unpack();
-            let d = half::f16::from_bits(block.d()).to_f32();
-            for i in 0..M {
-                let y = &inputs[i][b];
-                let ys = _mm256_loadu_si256(y.qs.as_ptr() as *const _);
-                let dots = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, ys);
-                let y_sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, ys);
-                let centred = _mm256_sub_epi32(dots, _mm256_mullo_epi32(y_sums, offset));
-                let scale = _mm256_set1_ps(d * half::f16::from_bits(y.d).to_f32());
-                sums[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(centred), sums[i]);
+        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
+        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        unsafe {
+            let ones = _mm256_set1_epi8(1);
+            let offset = _mm256_set1_epi32(B::OFFSET);
+            let mut sums = [_mm256_setzero_ps(); M];
+            for (b, block) in blocks.iter().enumerate() {
+                let q = block.unpack();
+                let d = half::f16::from_bits(block.d()).to_f32();
+                for i in 0..M {
+                    let y = &inputs[i][b];
+                    let ys = _mm256_loadu_si256(y.qs.as_ptr() as *const _);
+                    let dots = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, ys);
+                    let y_sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, ys);
+                    let centred = _mm256_sub_epi32(dots, _mm256_mullo_epi32(y_sums, offset));
+                    let scale = _mm256_set1_ps(d * half::f16::from_bits(y.d).to_f32());
+                    sums[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(centred), sums[i]);
+                }
             }
-        }
-        for i in 0..M {
-            let halves = _mm_add_ps(
-                _mm256_castps256_ps128(sums[i]),
-                _mm256_extractf128_ps::<1>(sums[i]),
-            );
-            let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
-            let total = _mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs));
-            *outputs[i] = _mm_cvtss_f32(total);
+            for i in 0..M {
+                let halves = _mm_add_ps(
+                    _mm256_castps256_ps128(sums[i]),
+                    _mm256_extractf128_ps::<1>(sums[i]),
+                );
+                let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
+                let total = _mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs));
+                *outputs[i] = _mm_cvtss_f32(total);
+            }
         }
     }
 }
@@ -200,7 +204,7 @@ mod kernel {
 mod tests {
     use super::*;
 
-    use super::super::test_gguf::matches_candle_products;
+    use crate::backend::candle::test_gguf::matches_candle_products;
 
     /// Rows of one block and of 640 (Gemma 3 270M), partial and full tiles of input rows.
     const SHAPES: [(usize, usize, usize); 5] = [

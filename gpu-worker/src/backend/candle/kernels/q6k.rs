@@ -14,6 +14,7 @@
 
 use candle_core::quantized::k_quants::{BlockQ6K, QK_K};
 
+use super::plain_data::cast_slice;
 use super::x8::{self, RawQ8K};
 
 /// One Q6_K block as stored in GGUF (candle's `BlockQ6K` keeps its fields private).
@@ -28,7 +29,6 @@ pub struct RawQ6K {
     scales: [i8; QK_K / 16],
     d: u16,
 }
-const _: () = assert!(std::mem::size_of::<RawQ6K>() == std::mem::size_of::<BlockQ6K>());
 
 /// `dst[r][i] = x[r] · row i` for `m` input rows of `k` and an `(n, k)` matrix of Q6_K
 /// `blocks` in row order (`mkn` as candle's `k_quants::matmul` takes it). Fails where
@@ -39,11 +39,7 @@ pub fn matmul(
     x: &[f32],
     dst: &mut [f32],
 ) -> candle_core::Result<()> {
-    // SAFETY: `RawQ6K` mirrors candle's `repr(C)` `BlockQ6K` (same size, checked above), plain
-    // data that every bit pattern inhabits.
-    let raw: &[RawQ6K] =
-        unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const RawQ6K, blocks.len()) };
-    x8::row_matmul::<Q6KKernel>(raw, mkn, x, dst)
+    x8::row_matmul::<Q6KKernel>(cast_slice(blocks), mkn, x, dst)
 }
 
 /// The kernel over one row's Q6_K blocks.
@@ -97,58 +93,64 @@ mod kernel {
         inputs: [&[RawQ8K]; M],
         outputs: [*mut f32; M],
     ) {
-        let low_nibble = _mm512_set1_epi8(0x0F);
-        let high_bits = _mm512_set1_epi8(0x30);
-        // `qh` fills both 256-bit halves of a register; per 16-bit lane, the low half moves
-        // bits 0-1 (then 4-5) to 4-5, the high half bits 2-3 (then 6-7).
-        let first_shift = _mm512_inserti64x4::<1>(_mm512_set1_epi16(4), _mm256_set1_epi16(2));
-        let second_shift = _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi16(2));
-        let scale_lanes: [__m512i; 4] =
-            std::array::from_fn(|z| _mm512_loadu_si512(SCALE_LANES[z].as_ptr() as *const _));
-        let mut sums = [_mm512_setzero_ps(); M];
-        for (b, block) in blocks.iter().enumerate() {
-            // The block's 256 values in order, 64 per register, as unsigned 6-bit numbers.
-            let mut q = [_mm512_setzero_si512(); 4];
-            for half in 0..2 {
-                let ql = _mm512_loadu_si512(block.ql.as_ptr().add(64 * half) as *const _);
-                let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(
-                    block.qh.as_ptr().add(32 * half) as *const _,
-                ));
-                let high = |bits: __m512i| _mm512_and_si512(bits, high_bits);
-                q[2 * half] = _mm512_or_si512(
-                    _mm512_and_si512(ql, low_nibble),
-                    high(_mm512_sllv_epi16(qh, first_shift)),
-                );
-                q[2 * half + 1] = _mm512_or_si512(
-                    _mm512_and_si512(_mm512_srli_epi16::<4>(ql), low_nibble),
-                    high(_mm512_srlv_epi16(qh, second_shift)),
-                );
-            }
-            let group_scales =
-                _mm512_cvtepi8_epi32(_mm_loadu_si128(block.scales.as_ptr() as *const _));
-            let scales: [__m512i; 4] =
-                std::array::from_fn(|z| _mm512_permutexvar_epi32(scale_lanes[z], group_scales));
-            let d = half::f16::from_bits(block.d).to_f32();
-            for i in 0..M {
-                let y = &inputs[i][b];
-                let yq = y.qs.as_ptr();
-                let mut acc = _mm512_setzero_si512();
-                for z in 0..4 {
-                    let ys = _mm512_loadu_si512(yq.add(64 * z) as *const _);
-                    let dots = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[z], ys);
-                    acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(dots, scales[z]));
+        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
+        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        unsafe {
+            let low_nibble = _mm512_set1_epi8(0x0F);
+            let high_bits = _mm512_set1_epi8(0x30);
+            // `qh` fills both 256-bit halves of a register; per 16-bit lane, the low half moves
+            // bits 0-1 (then 4-5) to 4-5, the high half bits 2-3 (then 6-7).
+            let first_shift = _mm512_inserti64x4::<1>(_mm512_set1_epi16(4), _mm256_set1_epi16(2));
+            let second_shift =
+                _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi16(2));
+            let scale_lanes: [__m512i; 4] =
+                std::array::from_fn(|z| _mm512_loadu_si512(SCALE_LANES[z].as_ptr() as *const _));
+            let mut sums = [_mm512_setzero_ps(); M];
+            for (b, block) in blocks.iter().enumerate() {
+                // The block's 256 values in order, 64 per register, as unsigned 6-bit numbers.
+                let mut q = [_mm512_setzero_si512(); 4];
+                for half in 0..2 {
+                    let ql = _mm512_loadu_si512(block.ql.as_ptr().add(64 * half) as *const _);
+                    let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                        block.qh.as_ptr().add(32 * half) as *const _,
+                    ));
+                    let high = |bits: __m512i| _mm512_and_si512(bits, high_bits);
+                    q[2 * half] = _mm512_or_si512(
+                        _mm512_and_si512(ql, low_nibble),
+                        high(_mm512_sllv_epi16(qh, first_shift)),
+                    );
+                    q[2 * half + 1] = _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(ql), low_nibble),
+                        high(_mm512_srlv_epi16(qh, second_shift)),
+                    );
                 }
-                // The `− 32` of every value: 32 · scale[g] · (sum of group g's inputs).
-                let group_sums =
-                    _mm512_cvtepi16_epi32(_mm256_loadu_si256(y.bsums.as_ptr() as *const _));
-                let offset = _mm512_slli_epi32::<5>(_mm512_mullo_epi32(group_sums, group_scales));
-                acc = _mm512_sub_epi32(acc, offset);
-                sums[i] =
-                    _mm512_fmadd_ps(_mm512_set1_ps(d * y.d), _mm512_cvtepi32_ps(acc), sums[i]);
+                let group_scales =
+                    _mm512_cvtepi8_epi32(_mm_loadu_si128(block.scales.as_ptr() as *const _));
+                let scales: [__m512i; 4] =
+                    std::array::from_fn(|z| _mm512_permutexvar_epi32(scale_lanes[z], group_scales));
+                let d = half::f16::from_bits(block.d).to_f32();
+                for i in 0..M {
+                    let y = &inputs[i][b];
+                    let yq = y.qs.as_ptr();
+                    let mut acc = _mm512_setzero_si512();
+                    for z in 0..4 {
+                        let ys = _mm512_loadu_si512(yq.add(64 * z) as *const _);
+                        let dots = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[z], ys);
+                        acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(dots, scales[z]));
+                    }
+                    // The `− 32` of every value: 32 · scale[g] · (sum of group g's inputs).
+                    let group_sums =
+                        _mm512_cvtepi16_epi32(_mm256_loadu_si256(y.bsums.as_ptr() as *const _));
+                    let offset =
+                        _mm512_slli_epi32::<5>(_mm512_mullo_epi32(group_sums, group_scales));
+                    acc = _mm512_sub_epi32(acc, offset);
+                    sums[i] =
+                        _mm512_fmadd_ps(_mm512_set1_ps(d * y.d), _mm512_cvtepi32_ps(acc), sums[i]);
+                }
             }
-        }
-        for i in 0..M {
-            *outputs[i] = _mm512_reduce_add_ps(sums[i]);
+            for i in 0..M {
+                *outputs[i] = _mm512_reduce_add_ps(sums[i]);
+            }
         }
     }
 }
@@ -166,7 +168,7 @@ mod kernel {
 mod tests {
     use super::*;
 
-    use super::super::test_gguf::matches_candle_products;
+    use crate::backend::candle::test_gguf::matches_candle_products;
 
     #[test]
     fn products_match_candle_block_kernels_for_any_number_of_rows() {

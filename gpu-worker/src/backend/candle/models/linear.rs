@@ -9,7 +9,7 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::QMatMul;
 use candle_core::{Device, Module, Tensor, D};
 
-use super::qmatrix::{PromptTiles, QMatrix};
+use crate::backend::candle::kernels::qmatrix::{PromptTiles, QMatrix};
 
 /// Reads weight matrices from a GGUF file in the layout suited to the device.
 pub struct WeightReader<'a, R> {

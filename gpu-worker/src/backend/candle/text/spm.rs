@@ -26,7 +26,7 @@ use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, Tokenizer};
 
-use super::gguf::u32_meta;
+use crate::backend::candle::gguf_meta::u32_meta;
 
 /// SentencePiece's word-boundary mark.
 const SPACE: &str = "\u{2581}";
@@ -200,9 +200,9 @@ fn numbers<T: Clone>(
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use super::super::test_gguf::{gguf_bytes, read};
+pub(crate) mod tests {
     use super::*;
+    use crate::backend::candle::test_gguf::{gguf_bytes, read};
 
     const UNK: u32 = 0;
     const BOS: u32 = 1;

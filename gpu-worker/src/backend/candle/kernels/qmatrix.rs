@@ -19,6 +19,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, OnceLock};
 
 use super::huge_pages;
+use super::plain_data::{self, PlainData};
 use super::q4k_x8::{Q4Kx8, RawQ4K};
 use super::x8;
 use super::{block32, q6k};
@@ -377,7 +378,7 @@ fn read_q4k<R: Read>(reader: &mut R, n: usize, k: usize) -> candle_core::Result<
 }
 
 /// `n * k / block` blocks read straight into their final allocation, on huge pages.
-fn read_blocks<T: GgmlType + Send + Sync + 'static, R: Read>(
+fn read_blocks<T: GgmlType + PlainData + Send + Sync, R: Read>(
     reader: &mut R,
     n: usize,
     k: usize,
@@ -388,7 +389,7 @@ fn read_blocks<T: GgmlType + Send + Sync + 'static, R: Read>(
 }
 
 /// `n * k / block` blocks; `on_huge_pages` asks for transparent huge pages for a long-lived buffer.
-fn read_vec<T: GgmlType, R: Read>(
+fn read_vec<T: GgmlType + PlainData, R: Read>(
     reader: &mut R,
     n: usize,
     k: usize,
@@ -409,15 +410,7 @@ fn read_vec<T: GgmlType, R: Read>(
         );
     }
     blocks.resize(count, T::zeros());
-    // SAFETY: ggml blocks are `repr(C)` plain data (integers and half floats) that every bit
-    // pattern inhabits; the byte view covers exactly the vector's initialised elements.
-    let bytes = unsafe {
-        std::slice::from_raw_parts_mut(
-            blocks.as_mut_ptr() as *mut u8,
-            count * std::mem::size_of::<T>(),
-        )
-    };
-    reader.read_exact(bytes)?;
+    reader.read_exact(plain_data::bytes_mut(&mut blocks))?;
     Ok(blocks)
 }
 

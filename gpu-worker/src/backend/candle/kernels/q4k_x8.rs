@@ -9,6 +9,7 @@
 
 use candle_core::quantized::k_quants::{BlockQ4K, GgmlType, QK_K};
 
+use super::plain_data::cast_slice;
 use super::x8::{self, RawQ8K};
 
 /// One Q4_K block as stored in GGUF (candle's `BlockQ4K` keeps its fields private).
@@ -20,20 +21,16 @@ pub struct RawQ4K {
     scales: [u8; 12],
     qs: [u8; QK_K / 2],
 }
-const _: () = assert!(std::mem::size_of::<RawQ4K>() == std::mem::size_of::<BlockQ4K>());
 
 impl RawQ4K {
     /// candle's blocks, seen as the GGUF blocks they are.
     pub fn from_blocks(blocks: &[BlockQ4K]) -> &[Self] {
-        // SAFETY: both are `repr(C)` with ggml's fields in the same order and the same size
-        // (checked above); every bit pattern is a valid value of either.
-        unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const Self, blocks.len()) }
+        cast_slice(blocks)
     }
 
     /// The other way: GGUF blocks as candle's.
     pub fn as_blocks(raw: &[Self]) -> &[BlockQ4K] {
-        // SAFETY: as for `from_blocks`.
-        unsafe { std::slice::from_raw_parts(raw.as_ptr() as *const BlockQ4K, raw.len()) }
+        cast_slice(raw)
     }
 }
 
@@ -88,7 +85,7 @@ impl Q4Kx8 {
         }
         let per_row = k / QK_K;
         let mut groups = Vec::with_capacity(n / 8 * per_row);
-        super::huge_pages::advise(
+        crate::backend::candle::kernels::huge_pages::advise(
             groups.as_mut_ptr() as *mut u8,
             groups.capacity() * std::mem::size_of::<BlockQ4Kx8>(),
         );
@@ -203,8 +200,8 @@ unsafe impl x8::Kernel for Q4KKernel {
 
 #[cfg(target_arch = "x86_64")]
 mod kernel {
-    use super::super::x8::{pair_sums, SPREAD};
     use super::{BlockQ4Kx8, RawQ8K};
+    use crate::backend::candle::kernels::x8::{pair_sums, SPREAD};
     use std::arch::x86_64::*;
 
     /// The 8 dot products of one group's rows with each of `M` quantized input rows: every
@@ -219,71 +216,80 @@ mod kernel {
         inputs: [&[RawQ8K]; M],
         outputs: [*mut f32; M],
     ) {
-        let low = _mm512_set1_epi8(0x0F);
-        // Lane 2r and 2r + 1 hold row r: spread 8 per-row values over 16 lanes.
-        let spread = _mm512_loadu_si512(SPREAD.as_ptr() as *const _);
-        let mut sums = [_mm512_setzero_ps(); M];
-        let mut min_sums = [_mm256_setzero_ps(); M];
-        for (b, block) in blocks.iter().enumerate() {
-            let ys: [&RawQ8K; M] = std::array::from_fn(|i| &inputs[i][b]);
-            let qs = block.qs.as_ptr();
-            let mut dots = [_mm512_setzero_si512(); M];
-            for pair in 0..4 {
-                let mut even = [_mm512_setzero_si512(); M];
-                let mut odd = [_mm512_setzero_si512(); M];
-                for chunk in 0..4 {
-                    let bits = _mm512_loadu_si512(qs.add((pair * 4 + chunk) * 64) as *const _);
-                    let lo = _mm512_and_si512(bits, low);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(bits), low);
+        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
+        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        unsafe {
+            let low = _mm512_set1_epi8(0x0F);
+            // Lane 2r and 2r + 1 hold row r: spread 8 per-row values over 16 lanes.
+            let spread = _mm512_loadu_si512(SPREAD.as_ptr() as *const _);
+            let mut sums = [_mm512_setzero_ps(); M];
+            let mut min_sums = [_mm256_setzero_ps(); M];
+            for (b, block) in blocks.iter().enumerate() {
+                let ys: [&RawQ8K; M] = std::array::from_fn(|i| &inputs[i][b]);
+                let qs = block.qs.as_ptr();
+                let mut dots = [_mm512_setzero_si512(); M];
+                for pair in 0..4 {
+                    let mut even = [_mm512_setzero_si512(); M];
+                    let mut odd = [_mm512_setzero_si512(); M];
+                    for chunk in 0..4 {
+                        let bits = _mm512_loadu_si512(qs.add((pair * 4 + chunk) * 64) as *const _);
+                        let lo = _mm512_and_si512(bits, low);
+                        let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(bits), low);
+                        for i in 0..M {
+                            let yq = ys[i].qs.as_ptr();
+                            let y_lo =
+                                (yq.add(64 * pair + 8 * chunk) as *const i64).read_unaligned();
+                            let y_hi =
+                                (yq.add(64 * pair + 32 + 8 * chunk) as *const i64).read_unaligned();
+                            even[i] = _mm512_dpbusd_epi32(even[i], lo, _mm512_set1_epi64(y_lo));
+                            odd[i] = _mm512_dpbusd_epi32(odd[i], hi, _mm512_set1_epi64(y_hi));
+                        }
+                    }
+                    let scale = |sub: usize| {
+                        let bytes = _mm_loadl_epi64(block.scales.as_ptr().add(sub * 8) as *const _);
+                        _mm512_permutexvar_epi32(spread, _mm512_cvtepu8_epi32(bytes))
+                    };
+                    let (even_scale, odd_scale) = (scale(2 * pair), scale(2 * pair + 1));
                     for i in 0..M {
-                        let yq = ys[i].qs.as_ptr();
-                        let y_lo = (yq.add(64 * pair + 8 * chunk) as *const i64).read_unaligned();
-                        let y_hi =
-                            (yq.add(64 * pair + 32 + 8 * chunk) as *const i64).read_unaligned();
-                        even[i] = _mm512_dpbusd_epi32(even[i], lo, _mm512_set1_epi64(y_lo));
-                        odd[i] = _mm512_dpbusd_epi32(odd[i], hi, _mm512_set1_epi64(y_hi));
+                        let scaled = _mm512_add_epi32(
+                            _mm512_mullo_epi32(even[i], even_scale),
+                            _mm512_mullo_epi32(odd[i], odd_scale),
+                        );
+                        dots[i] = _mm512_add_epi32(dots[i], scaled);
                     }
                 }
-                let scale = |sub: usize| {
-                    let bytes = _mm_loadl_epi64(block.scales.as_ptr().add(sub * 8) as *const _);
-                    _mm512_permutexvar_epi32(spread, _mm512_cvtepu8_epi32(bytes))
-                };
-                let (even_scale, odd_scale) = (scale(2 * pair), scale(2 * pair + 1));
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(block.d.as_ptr() as *const _));
+                let d = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(d));
+                let dmin = _mm256_cvtph_ps(_mm_loadu_si128(block.dmin.as_ptr() as *const _));
+                let mins: [__m256i; 8] = std::array::from_fn(|sub| {
+                    _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                        block.mins.as_ptr().add(sub * 8) as *const _
+                    ))
+                });
                 for i in 0..M {
-                    let scaled = _mm512_add_epi32(
-                        _mm512_mullo_epi32(even[i], even_scale),
-                        _mm512_mullo_epi32(odd[i], odd_scale),
+                    let y = ys[i];
+                    let yd = _mm512_set1_ps(y.d);
+                    sums[i] =
+                        _mm512_fmadd_ps(_mm512_mul_ps(d, yd), _mm512_cvtepi32_ps(dots[i]), sums[i]);
+                    // dmin_r * sum over sub-blocks of min[s][r] * (sum of sub-block s's inputs).
+                    let mut min_dot = _mm256_setzero_si256();
+                    for (sub, m) in mins.iter().enumerate() {
+                        let ysum = i32::from(y.bsums[2 * sub]) + i32::from(y.bsums[2 * sub + 1]);
+                        min_dot = _mm256_add_epi32(
+                            min_dot,
+                            _mm256_mullo_epi32(*m, _mm256_set1_epi32(ysum)),
+                        );
+                    }
+                    min_sums[i] = _mm256_fmadd_ps(
+                        _mm256_mul_ps(dmin, _mm256_set1_ps(y.d)),
+                        _mm256_cvtepi32_ps(min_dot),
+                        min_sums[i],
                     );
-                    dots[i] = _mm512_add_epi32(dots[i], scaled);
                 }
             }
-            let d = _mm256_cvtph_ps(_mm_loadu_si128(block.d.as_ptr() as *const _));
-            let d = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(d));
-            let dmin = _mm256_cvtph_ps(_mm_loadu_si128(block.dmin.as_ptr() as *const _));
-            let mins: [__m256i; 8] = std::array::from_fn(|sub| {
-                _mm256_cvtepu8_epi32(_mm_loadl_epi64(block.mins.as_ptr().add(sub * 8) as *const _))
-            });
             for i in 0..M {
-                let y = ys[i];
-                let yd = _mm512_set1_ps(y.d);
-                sums[i] =
-                    _mm512_fmadd_ps(_mm512_mul_ps(d, yd), _mm512_cvtepi32_ps(dots[i]), sums[i]);
-                // dmin_r * sum over sub-blocks of min[s][r] * (sum of sub-block s's inputs).
-                let mut min_dot = _mm256_setzero_si256();
-                for (sub, m) in mins.iter().enumerate() {
-                    let ysum = i32::from(y.bsums[2 * sub]) + i32::from(y.bsums[2 * sub + 1]);
-                    min_dot =
-                        _mm256_add_epi32(min_dot, _mm256_mullo_epi32(*m, _mm256_set1_epi32(ysum)));
-                }
-                min_sums[i] = _mm256_fmadd_ps(
-                    _mm256_mul_ps(dmin, _mm256_set1_ps(y.d)),
-                    _mm256_cvtepi32_ps(min_dot),
-                    min_sums[i],
-                );
+                _mm256_storeu_ps(outputs[i], _mm256_sub_ps(pair_sums(sums[i]), min_sums[i]));
             }
-        }
-        for i in 0..M {
-            _mm256_storeu_ps(outputs[i], _mm256_sub_ps(pair_sums(sums[i]), min_sums[i]));
         }
     }
 }
@@ -320,10 +326,7 @@ mod tests {
             .collect();
         let mut blocks = vec![BlockQ4K::zeros(); n * k / QK_K];
         BlockQ4K::from_float(&values, &mut blocks);
-        // SAFETY: same layout (see `RawQ4K`).
-        let raw = unsafe {
-            std::slice::from_raw_parts(blocks.as_ptr() as *const RawQ4K, blocks.len()).to_vec()
-        };
+        let raw = RawQ4K::from_blocks(&blocks).to_vec();
         (raw, blocks)
     }
 

@@ -1,39 +1,14 @@
-//! The loaded network, split into weights shared by every generation and a per-generation
-//! [`Session`] that owns the KV cache.
-//!
-//! The backend is shared across slots, so two generations must never touch the same cache.
-//! Each architecture answers [`Model::new_session`] with state of its own over weights that
-//! are reference-counted (candle tensors and quantized matrices are `Arc`s inside), and the
-//! [`SessionPool`] keeps finished sessions for reuse so their buffers are allocated once per
-//! slot rather than once per request.
+//! The architectures candle-transformers ships, behind [`Model`]: its quantized GGUF llama and
+//! qwen3, whose `ModelWeights` hold the KV cache inside, and its safetensors llama, whose cache
+//! is a separate value.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::{llama, quantized_llama, quantized_qwen3};
 
-/// A loaded network.
-pub trait Model: Send + Sync {
-    /// Fresh forward state. `capacity` is the number of positions the caller will feed, a hint
-    /// for preallocating the KV cache.
-    fn new_session(&self, capacity: usize) -> anyhow::Result<Box<dyn Session>>;
-    /// Longest prompt + completion the model takes, in tokens.
-    fn context_length(&self) -> usize;
-    /// Whether finished sessions are worth keeping: yes when making one copies buffers, no
-    /// when it is cheap and a kept one would only hold on to its cache's memory.
-    fn reuse_sessions(&self) -> bool {
-        false
-    }
-}
-
-/// One generation's forward state.
-pub trait Session: Send {
-    /// Feeds `tokens` at positions `pos..pos + tokens.len()` and returns the logits of the last
-    /// one as a rank-1 f32 tensor of the vocabulary's size.
-    fn forward(&mut self, tokens: &[u32], pos: usize) -> candle_core::Result<Tensor>;
-    /// Forgets everything fed so far, keeping buffers for the next generation.
-    fn reset(&mut self);
-}
+use super::registry::GgufInput;
+use super::{Model, Session};
 
 /// Token ids as the `(1, n)` tensor candle models take.
 pub fn input_ids(tokens: &[u32], device: &Device) -> candle_core::Result<Tensor> {
@@ -182,39 +157,23 @@ impl Session for LlamaSession {
     }
 }
 
-/// Finished sessions kept for the next generation (at most one per concurrent generation seen
-/// so far), for models whose sessions are costly to make.
-pub struct SessionPool {
-    model: Box<dyn Model>,
-    idle: Mutex<Vec<Box<dyn Session>>>,
+/// The `llama` row of the registry: candle-transformers' quantized llama, whose context is
+/// capped by its own rotary tables.
+pub fn load_quantized_llama(mut input: GgufInput<'_>) -> anyhow::Result<Box<dyn Model>> {
+    let weights =
+        quantized_llama::ModelWeights::from_gguf(input.content, &mut input.weights, input.device)?;
+    let context = input.context_length.min(quantized_llama::MAX_SEQ_LEN);
+    Ok(Box::new(QuantizedModel::new(
+        weights,
+        input.device.clone(),
+        context,
+    )))
 }
 
-impl SessionPool {
-    pub fn new(model: Box<dyn Model>) -> Self {
-        Self {
-            model,
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// A session with nothing fed yet.
-    pub fn take(&self, capacity: usize) -> anyhow::Result<Box<dyn Session>> {
-        let reused = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        match reused {
-            Some(session) => Ok(session),
-            None => self.model.new_session(capacity),
-        }
-    }
-
-    /// Returns a session after its generation, whatever its outcome.
-    pub fn put_back(&self, mut session: Box<dyn Session>) {
-        if !self.model.reuse_sessions() {
-            return;
-        }
-        session.reset();
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(session);
-    }
+/// The `qwen3` row of the registry: candle-transformers' quantized qwen3.
+pub fn load_quantized_qwen3(mut input: GgufInput<'_>) -> anyhow::Result<Box<dyn Model>> {
+    let weights =
+        quantized_qwen3::ModelWeights::from_gguf(input.content, &mut input.weights, input.device)?;
+    let model = QuantizedModel::new(weights, input.device.clone(), input.context_length);
+    Ok(Box::new(model.reusing_sessions()))
 }

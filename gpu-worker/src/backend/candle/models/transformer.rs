@@ -8,7 +8,7 @@ use candle_transformers::quantized_nn::RmsNorm;
 
 use super::attention::{Heads, KvCache};
 use super::linear::Linear;
-use super::model::{Model, Session};
+use super::{Model, Session};
 
 /// What a session's caches are made to fit.
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ pub struct CacheLayout {
 }
 
 /// A network's weights and its forward pass over caches it does not own.
-pub trait Network: Send + Sync + 'static {
+pub trait Transformer: Send + Sync + 'static {
     /// The architecture, for errors.
     const NAME: &'static str;
 
@@ -49,56 +49,56 @@ pub fn last_logits(
     output.forward(&norm.forward(&last)?)?.flatten_all()
 }
 
-/// A [`Network`] as a [`Model`].
-pub struct CachedModel<N> {
-    network: Arc<N>,
+/// A [`Transformer`] as a [`Model`].
+pub struct TransformerModel<N> {
+    transformer: Arc<N>,
 }
 
-impl<N: Network> CachedModel<N> {
-    pub fn new(network: N) -> Self {
+impl<N: Transformer> TransformerModel<N> {
+    pub fn new(transformer: N) -> Self {
         Self {
-            network: Arc::new(network),
+            transformer: Arc::new(transformer),
         }
     }
 }
 
-impl<N: Network> Model for CachedModel<N> {
+impl<N: Transformer> Model for TransformerModel<N> {
     fn new_session(&self, capacity: usize) -> anyhow::Result<Box<dyn Session>> {
-        let layout = self.network.layout();
+        let layout = self.transformer.layout();
         let capacity = capacity.min(layout.context_length);
         let caches = layout
             .windows
             .iter()
             .map(|&window| KvCache::new(&layout.device, layout.heads, capacity, window))
             .collect();
-        Ok(Box::new(CachedSession {
-            network: self.network.clone(),
+        Ok(Box::new(TransformerSession {
+            transformer: self.transformer.clone(),
             caches,
         }))
     }
 
     fn context_length(&self) -> usize {
-        self.network.layout().context_length
+        self.transformer.layout().context_length
     }
 }
 
-/// One generation's KV caches over a shared network.
-struct CachedSession<N> {
-    network: Arc<N>,
+/// One generation's KV caches over a shared transformer.
+struct TransformerSession<N> {
+    transformer: Arc<N>,
     caches: Vec<KvCache>,
 }
 
-impl<N: Network> Session for CachedSession<N> {
+impl<N: Transformer> Session for TransformerSession<N> {
     fn forward(&mut self, tokens: &[u32], pos: usize) -> candle_core::Result<Tensor> {
         let end = pos + tokens.len();
-        let context = self.network.layout().context_length;
+        let context = self.transformer.layout().context_length;
         if tokens.is_empty() || end > context {
             candle_core::bail!(
                 "{}: positions {pos}..{end} outside the context of {context}",
                 N::NAME
             );
         }
-        self.network.forward(tokens, pos, &mut self.caches)
+        self.transformer.forward(tokens, pos, &mut self.caches)
     }
 
     fn reset(&mut self) {

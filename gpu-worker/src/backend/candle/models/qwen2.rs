@@ -21,11 +21,13 @@ use candle_nn::rotary_emb::rope_thd;
 use candle_transformers::quantized_nn::RmsNorm;
 
 use super::attention::{Heads, KvCache};
-use super::gguf::ArchMeta;
 use super::linear::{Linear, Projection, WeightReader};
-use super::network::{last_logits, CacheLayout, Network};
-use super::qmatrix::PromptTiles;
+use super::registry::GgufInput;
 use super::rotary::Rotary;
+use super::transformer::{last_logits, CacheLayout, Transformer};
+use super::{Model, TransformerModel};
+use crate::backend::candle::gguf_meta::ArchMeta;
+use crate::backend::candle::kernels::qmatrix::PromptTiles;
 
 struct Layer {
     attn_norm: RmsNorm,
@@ -136,7 +138,7 @@ impl Qwen2 {
     }
 }
 
-impl Network for Qwen2 {
+impl Transformer for Qwen2 {
     const NAME: &'static str = "qwen2";
 
     fn layout(&self) -> &CacheLayout {
@@ -199,6 +201,13 @@ impl Layer {
     }
 }
 
+/// The `qwen2` row of the registry.
+pub fn load_gguf(input: GgufInput<'_>) -> anyhow::Result<Box<dyn Model>> {
+    let mut weights = input.weights;
+    let model = Qwen2::from_gguf(&input.content, &mut weights, input.device, input.tiles)?;
+    Ok(Box::new(TransformerModel::new(model)))
+}
+
 #[cfg(test)]
 mod tests {
     //! This model against candle-transformers' `quantized_qwen2` on a tiny random GGUF: the
@@ -208,13 +217,13 @@ mod tests {
     use candle_core::quantized::GgmlDType;
     use candle_transformers::models::quantized_qwen2;
 
-    use super::super::attention::MATMUL_ATTENTION_BYTES;
-    use super::super::model::{Model, Session};
-    use super::super::network::CachedModel;
-    use super::super::test_gguf::{
+    use super::*;
+    use crate::backend::candle::models::attention::MATMUL_ATTENTION_BYTES;
+    use crate::backend::candle::models::transformer::TransformerModel;
+    use crate::backend::candle::models::{Model, Session};
+    use crate::backend::candle::test_gguf::{
         fed_in_chunks, gguf_bytes, ids, max_diff, read, relative_diff, RandomTensors,
     };
-    use super::*;
 
     const HIDDEN: usize = 256;
     const VOCAB: usize = 256;
@@ -284,7 +293,7 @@ mod tests {
         let (content, mut reader) = read(bytes);
         let mut model = Qwen2::from_gguf(&content, &mut reader, &Device::Cpu, tiles).unwrap();
         model.layout.heads.matmul_attention_bytes = matmul_attention_bytes;
-        CachedModel::new(model).new_session(8).unwrap()
+        TransformerModel::new(model).new_session(8).unwrap()
     }
 
     fn reference(bytes: &[u8]) -> quantized_qwen2::ModelWeights {

@@ -32,11 +32,13 @@ use candle_nn::rotary_emb::rope_thd;
 use candle_transformers::quantized_nn::RmsNorm;
 
 use super::attention::{Heads, KvCache};
-use super::gguf::ArchMeta;
 use super::linear::{Linear, Projection, WeightReader};
-use super::network::{last_logits, CacheLayout, Network};
-use super::qmatrix::PromptTiles;
+use super::registry::GgufInput;
 use super::rotary::Rotary;
+use super::transformer::{last_logits, CacheLayout, Transformer};
+use super::{Model, TransformerModel};
+use crate::backend::candle::gguf_meta::ArchMeta;
+use crate::backend::candle::kernels::qmatrix::PromptTiles;
 
 /// Layers are global every this many unless the file says otherwise.
 const DEFAULT_SLIDING_WINDOW_TYPE: usize = 6;
@@ -214,7 +216,7 @@ struct Angles {
     local: (Tensor, Tensor),
 }
 
-impl Network for Gemma3 {
+impl Transformer for Gemma3 {
     const NAME: &'static str = "gemma3";
 
     fn layout(&self) -> &CacheLayout {
@@ -284,6 +286,13 @@ impl Layer {
     }
 }
 
+/// The `gemma3` row of the registry.
+pub fn load_gguf(input: GgufInput<'_>) -> anyhow::Result<Box<dyn Model>> {
+    let mut weights = input.weights;
+    let model = Gemma3::from_gguf(&input.content, &mut weights, input.device, input.tiles)?;
+    Ok(Box::new(TransformerModel::new(model)))
+}
+
 #[cfg(test)]
 mod tests {
     //! This model against candle-transformers' full-precision `gemma3` (the Hugging Face
@@ -301,12 +310,12 @@ mod tests {
     use candle_nn::{Activation, VarBuilder};
     use candle_transformers::models::gemma3 as reference;
 
-    use super::super::model::{Model, Session};
-    use super::super::network::CachedModel;
-    use super::super::test_gguf::{
+    use super::*;
+    use crate::backend::candle::models::transformer::TransformerModel;
+    use crate::backend::candle::models::{Model, Session};
+    use crate::backend::candle::test_gguf::{
         fed_in_chunks, gguf_bytes, ids, max_diff, read, relative_diff, RandomTensors,
     };
-    use super::*;
 
     const HIDDEN: usize = 256;
     const VOCAB: usize = 256;
@@ -453,7 +462,7 @@ mod tests {
         let (content, mut reader) = read(&checkpoint.gguf);
         let model =
             Gemma3::from_gguf(&content, &mut reader, &Device::Cpu, PromptTiles::Transient).unwrap();
-        CachedModel::new(model).new_session(8).unwrap()
+        TransformerModel::new(model).new_session(8).unwrap()
     }
 
     fn reference(checkpoint: &Checkpoint) -> reference::Model {

@@ -304,8 +304,8 @@ mod tests {
     //! The CPU cache's kernels (decode, matrix products, flash) against the plain tensor path
     //! that other devices take, with and without a window, over steps of several sizes.
 
-    use super::super::test_gguf::{max_diff, noise};
     use super::*;
+    use crate::backend::candle::test_gguf::{max_diff, noise};
 
     const HEADS: usize = 4;
     const KV_HEADS: usize = 2;

@@ -11,13 +11,13 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::llama::{Cache, Config, Llama};
 use serde_json::Value;
 
-use super::chat::ChatTemplate;
 use super::hf_config::{self, CheckedConfig};
-use super::model::LlamaModel;
 use super::options::CandleOptions;
 use super::progress::LoadProgress;
-use super::vocab::Vocab;
 use super::Loaded;
+use crate::backend::candle::models::candle_models::LlamaModel;
+use crate::backend::candle::text::chat::ChatTemplate;
+use crate::backend::candle::text::vocab::Vocab;
 
 pub fn load(
     options: &CandleOptions,

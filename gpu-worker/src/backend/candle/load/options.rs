@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-pub use super::qmatrix::PromptTiles;
+use crate::backend::candle::kernels::qmatrix::PromptTiles;
 
-/// Options for [`super::CandleBackend::load`].
+/// Options for [`CandleBackend::load`](crate::backend::candle::CandleBackend::load).
 #[derive(Debug, Clone)]
 pub struct CandleOptions {
     /// A `.gguf` file, or a Hugging Face directory (`config.json`, `*.safetensors`,

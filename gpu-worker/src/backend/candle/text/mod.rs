@@ -1,0 +1,13 @@
+//! Text in and out: the tokenizer, chat templates and streaming detokenization.
+//!
+//! # Layout
+//!
+//! - [`vocab`]: the tokenizer with the model's BOS and end-of-generation tokens.
+//! - [`spm`]: the SentencePiece tokenizers GGUF files describe (Gemma, Llama 2).
+//! - [`chat`]: the model's chat template, rendered with minijinja.
+//! - [`detokenize`]: token ids to text as they stream, never splitting a character.
+
+pub mod chat;
+pub mod detokenize;
+pub mod spm;
+pub mod vocab;
