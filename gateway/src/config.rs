@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use coder_nats::provision::StreamSettings;
-use metrics_common::process::parse_seconds;
+use coder_service::parse_seconds;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

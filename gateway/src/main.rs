@@ -3,6 +3,6 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = gateway::Config::parse();
-    metrics_common::process::init_logging(config.log_json);
-    gateway::run(config, metrics_common::process::shutdown_signal()).await
+    coder_service::init_logging(config.log_json);
+    gateway::run(config, coder_service::shutdown_signal()).await
 }

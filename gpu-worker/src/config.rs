@@ -1,7 +1,7 @@
 //! Command-line flags, each also read from `CODER_<FLAG>`.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use metrics_common::process::parse_seconds;
+use coder_service::parse_seconds;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

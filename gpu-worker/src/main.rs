@@ -4,7 +4,7 @@ use gpu_worker::config::{Cli, Command};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    metrics_common::process::init_logging(cli.serve.log_json);
+    coder_service::init_logging(cli.serve.log_json);
     match cli.command {
         Some(Command::Bench(args)) => {
             let json = args.json;
@@ -17,6 +17,6 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        None => gpu_worker::run(cli.serve, metrics_common::process::shutdown_signal()).await,
+        None => gpu_worker::run(cli.serve, coder_service::shutdown_signal()).await,
     }
 }

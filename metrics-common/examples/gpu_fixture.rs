@@ -13,7 +13,7 @@
 //! ```
 
 use anyhow::Context;
-use metrics_common::{gpu, gpu::GpuReading, process, server, Telemetry};
+use metrics_common::{gpu, gpu::GpuReading, server, Telemetry};
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
@@ -51,7 +51,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    process::init_logging(false);
+    coder_service::init_logging(false);
     let args = <Args as clap::Parser>::parse();
     let telemetry = Telemetry::prometheus()?;
     gpu::record_fixture(&telemetry.meter(), &args.model, &READINGS);
@@ -59,6 +59,6 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.metrics_listen))?;
     tracing::info!(listen = %args.metrics_listen, model = %args.model, "serving fixed GPU readings");
-    server::serve(listener, telemetry, process::shutdown_signal()).await?;
+    server::serve(listener, telemetry, coder_service::shutdown_signal()).await?;
     Ok(())
 }

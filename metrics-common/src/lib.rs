@@ -15,7 +15,6 @@
 //! - [`gateway`]: the gateway's instruments.
 //! - [`model_label`]: the `model_name` label, built once per request and shared.
 //! - [`worker`]: the worker's instruments.
-//! - [`process`]: log initialisation and the shutdown signal, shared by both binaries.
 //! - [`gpu`]: the NVML sampler (feature `nvml`): real GPU figures or no GPU series at all.
 //!   `gpu::record_fixture` serves fixed readings for `examples/gpu_fixture.rs` only (the infra
 //!   checks on machines without a GPU); the binaries never call it.
@@ -24,7 +23,6 @@ pub mod gateway;
 pub mod gpu;
 pub mod model_label;
 pub mod names;
-pub mod process;
 pub mod server;
 pub mod telemetry;
 pub mod worker;
