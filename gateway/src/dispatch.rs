@@ -2,6 +2,7 @@
 //! publish with JetStream's ack; then the [`Generation`] that follows it.
 
 use crate::admission::Admission;
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::generation::Generation;
 use crate::in_flight::{InFlight, Submitted};
@@ -22,19 +23,53 @@ const HEADER_ALLOWANCE: usize = 1024;
 /// How long a 429 asks the client to wait.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// Everything a request needs to be queued and followed; one per gateway.
 pub struct Dispatcher {
-    pub client: async_nats::Client,
-    pub jetstream: jetstream::Context,
-    pub router: Arc<ReplyRouter>,
-    pub admission: Arc<Admission>,
-    pub models: Arc<KnownModels>,
-    pub metrics: GatewayMetrics,
-    pub gateway_id: String,
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    /// Routes this gateway's replies to the requests waiting for them.
+    router: Arc<ReplyRouter>,
+    admission: Arc<Admission>,
+    models: Arc<KnownModels>,
+    metrics: GatewayMetrics,
+    /// Forms this gateway's reply subjects.
+    gateway_id: String,
     /// From receipt to the last token (`--request-timeout`): sets each request's deadline.
-    pub request_timeout: Duration,
+    request_timeout: Duration,
 }
 
 impl Dispatcher {
+    /// Subscribes to this gateway's replies and is ready to queue requests.
+    pub async fn start(
+        config: &Config,
+        client: async_nats::Client,
+        gateway_id: String,
+        admission: Arc<Admission>,
+        models: Arc<KnownModels>,
+        metrics: GatewayMetrics,
+    ) -> Result<Self, async_nats::SubscribeError> {
+        Ok(Self {
+            router: ReplyRouter::subscribe(&client, &gateway_id).await?,
+            jetstream: jetstream::new(client.clone()),
+            client,
+            admission,
+            models,
+            metrics,
+            gateway_id,
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    /// The NATS connection, for readiness.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// The JetStream context, for readiness.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
     /// Checks the model is known, queues the request and returns its [`Generation`].
     pub async fn start_generation(
         &self,

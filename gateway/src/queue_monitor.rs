@@ -1,15 +1,18 @@
 //! Reads the queue's state from JetStream on an interval and makes it a signal: backlog gauges for
 //! Prometheus (and so for alerts and autoscaling), the observed backlog for admission, and the set
-//! of known models.
+//! of known models. It starts by provisioning the stream and the `--models` consumers.
 
 use crate::admission::Admission;
+use crate::config::Config;
 use crate::known_models::KnownModels;
 use crate::workers::WorkerRegistry;
 use async_nats::jetstream::{self, consumer};
-use coder_nats::{provision, subjects};
+use coder_nats::provision::{self, ConsumerSettings, StreamSettings};
+use coder_nats::{retry, subjects};
 use futures::TryStreamExt;
 use metrics_common::{GatewayMetrics, ModelLabel};
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -24,18 +27,63 @@ pub struct QueueState {
 }
 
 pub struct QueueMonitor {
-    pub jetstream: jetstream::Context,
-    pub metrics: GatewayMetrics,
-    pub admission: Arc<Admission>,
-    pub models: Arc<KnownModels>,
-    pub workers: Arc<WorkerRegistry>,
+    jetstream: jetstream::Context,
+    metrics: GatewayMetrics,
+    admission: Arc<Admission>,
+    models: Arc<KnownModels>,
+    workers: Arc<WorkerRegistry>,
     /// Models named with `--models`: always known, always reported.
-    pub configured: BTreeSet<String>,
+    configured: BTreeSet<String>,
+    /// `--queue-poll-interval`.
+    interval: Duration,
 }
 
 impl QueueMonitor {
-    pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
-        let mut ticker = tokio::time::interval(interval);
+    pub fn new(
+        config: &Config,
+        jetstream: jetstream::Context,
+        metrics: GatewayMetrics,
+        admission: Arc<Admission>,
+        models: Arc<KnownModels>,
+        workers: Arc<WorkerRegistry>,
+    ) -> Self {
+        Self {
+            jetstream,
+            metrics,
+            admission,
+            models,
+            workers,
+            configured: config.models.iter().cloned().collect(),
+            interval: config.queue_poll_interval,
+        }
+    }
+
+    /// Creates the stream with the gateway's limits and the `--models` consumers (retrying while
+    /// NATS is unreachable), raises `ready`, then polls the queue state until `stopping`.
+    pub async fn provision_then_run(
+        self,
+        stream: StreamSettings,
+        ready: Arc<AtomicBool>,
+        stopping: CancellationToken,
+    ) {
+        // Only for consumers no worker has created yet: theirs belong to the workers.
+        let defaults = ConsumerSettings::default();
+        let provisioned =
+            retry::until_ok("provisioning the stream", stopping.cancelled(), || async {
+                provision::ensure_stream(&self.jetstream, &stream).await?;
+                for model in &self.configured {
+                    provision::ensure_consumer_exists(&self.jetstream, model, &defaults).await?;
+                }
+                Ok::<_, provision::ProvisionError>(())
+            });
+        if provisioned.await.is_some() {
+            ready.store(true, Ordering::Relaxed);
+            self.run(stopping).await;
+        }
+    }
+
+    async fn run(self, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {

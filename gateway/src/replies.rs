@@ -57,6 +57,19 @@ impl ReplyRouter {
         }
     }
 
+    /// A router fed by this gateway's wildcard reply subscription, on a task of its own.
+    pub async fn subscribe(
+        client: &async_nats::Client,
+        gateway_id: &str,
+    ) -> Result<Arc<Self>, async_nats::SubscribeError> {
+        let replies = client
+            .subscribe(subjects::replies_wildcard(gateway_id))
+            .await?;
+        let router = Arc::new(Self::default());
+        tokio::spawn(Arc::clone(&router).run(replies));
+        Ok(router)
+    }
+
     /// Delivers every message of `subscriber` until it ends (the client is closed).
     pub async fn run(self: Arc<Self>, mut subscriber: async_nats::Subscriber) {
         while let Some(message) = subscriber.next().await {

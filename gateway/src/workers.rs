@@ -1,6 +1,6 @@
 //! Live workers, from their heartbeats.
 
-use coder_nats::Heartbeat;
+use coder_nats::{subjects, Heartbeat};
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -49,6 +49,16 @@ impl WorkerRegistry {
 
     pub fn has_model(&self, model: &str) -> bool {
         self.by_model().contains_key(model)
+    }
+
+    /// A registry fed by every worker's heartbeats, on a task of its own.
+    pub async fn subscribe(
+        client: &async_nats::Client,
+    ) -> Result<Arc<Self>, async_nats::SubscribeError> {
+        let heartbeats = client.subscribe(subjects::HEARTBEAT_WILDCARD).await?;
+        let registry = Arc::new(Self::default());
+        tokio::spawn(Arc::clone(&registry).run(heartbeats));
+        Ok(registry)
     }
 
     /// Records every heartbeat of `subscriber` until it ends.

@@ -41,6 +41,17 @@ impl CancelRegistry {
         }
     }
 
+    /// A registry fed by the cancel subscription, on a task of its own.
+    pub async fn subscribe(
+        client: &async_nats::Client,
+    ) -> Result<Arc<Self>, async_nats::SubscribeError> {
+        let cancels = client.subscribe(subjects::CANCEL_WILDCARD).await?;
+        let registry = Arc::new(Self::default());
+        tokio::spawn(Arc::clone(&registry).run(cancels));
+        Ok(registry)
+    }
+
+    /// Raises the flag of every request named on `subscriber` until it ends.
     pub async fn run(self: Arc<Self>, mut subscriber: async_nats::Subscriber) {
         while let Some(message) = subscriber.next().await {
             if let Some(request_id) = subjects::request_id_from_subject(&message.subject) {

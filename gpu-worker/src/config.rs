@@ -1,6 +1,7 @@
 //! Command-line flags, each also read from `CODER_<FLAG>`.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use coder_nats::provision::{ConsumerSettings, StreamSettings};
 use coder_service::parse_seconds;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -104,6 +105,25 @@ pub struct WorkerConfig {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "CODER_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
+}
+
+impl WorkerConfig {
+    /// The stream as a worker creates it when it starts first: its limits are the gateway's.
+    pub fn stream_settings(&self) -> StreamSettings {
+        StreamSettings {
+            replicas: usize::from(self.stream_replicas),
+            ..StreamSettings::default()
+        }
+    }
+
+    /// The model's consumer, which belongs to its workers.
+    pub fn consumer_settings(&self) -> ConsumerSettings {
+        ConsumerSettings {
+            ack_wait: self.ack_wait,
+            max_deliver: self.max_deliver,
+            ..ConsumerSettings::default()
+        }
+    }
 }
 
 #[cfg(test)]

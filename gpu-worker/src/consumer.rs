@@ -4,12 +4,16 @@ use crate::execute::Executor;
 use crate::slots::Slots;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::AckKind;
+use coder_nats::retry::Backoff;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The wait after a failed pull request, doubling up to [`PULL_RETRY_MAX`].
+const PULL_RETRY_FIRST: Duration = Duration::from_millis(100);
+const PULL_RETRY_MAX: Duration = Duration::from_secs(2);
 /// How long one pull request waits on the server for messages.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// Once stopping, how long a batch may stay silent before it is left to expire (whatever it
@@ -23,7 +27,7 @@ pub async fn pull_loop(
     stopping: CancellationToken,
     tasks: TaskTracker,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(PULL_RETRY_FIRST, PULL_RETRY_MAX);
     loop {
         let slot = tokio::select! {
             biased; // a free slot must not start another pull once stopping
@@ -43,17 +47,16 @@ pub async fn pull_loop(
         };
         let mut batch = match pulled {
             Ok(batch) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 batch
             }
             Err(error) => {
                 tracing::warn!(%error, "pull request failed; retrying");
                 drop(slot);
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                     _ = stopping.cancelled() => return,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         };

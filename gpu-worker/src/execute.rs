@@ -14,20 +14,43 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
+/// What every request run here shares: the connection, the backend, cancels, metrics, slots.
 pub struct Executor {
-    pub client: async_nats::Client,
-    pub backend: Arc<dyn Backend>,
-    pub cancels: Arc<CancelRegistry>,
-    pub metrics: WorkerMetrics,
-    pub slots: Slots,
-    pub worker_id: String,
+    client: async_nats::Client,
+    backend: Arc<dyn Backend>,
+    cancels: Arc<CancelRegistry>,
+    metrics: WorkerMetrics,
+    slots: Slots,
+    /// Named in each `started` event.
+    worker_id: String,
     /// Serialises slot gauge updates.
-    pub slot_report: std::sync::Mutex<()>,
+    slot_report: std::sync::Mutex<()>,
     /// Interval of in-progress acks (a third of the consumer's `ack_wait`).
-    pub progress_every: Duration,
+    progress_every: Duration,
 }
 
 impl Executor {
+    pub fn new(
+        client: async_nats::Client,
+        backend: Arc<dyn Backend>,
+        cancels: Arc<CancelRegistry>,
+        metrics: WorkerMetrics,
+        slots: Slots,
+        worker_id: String,
+        ack_wait: Duration,
+    ) -> Self {
+        Self {
+            client,
+            backend,
+            cancels,
+            metrics,
+            slots,
+            worker_id,
+            slot_report: std::sync::Mutex::default(),
+            progress_every: ack_wait / 3,
+        }
+    }
+
     /// Handles one message; `slot` is held until the message is acked.
     pub async fn handle(self: Arc<Self>, message: Message, slot: OwnedSemaphorePermit) {
         let running = self.slots.start();

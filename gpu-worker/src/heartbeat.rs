@@ -1,5 +1,6 @@
 //! Announcing the worker: model, slots and device, every interval, and a last "leaving" beat.
 
+use crate::backend::BackendInfo;
 use crate::slots::Slots;
 use coder_nats::{subjects, Heartbeat};
 use std::time::Duration;
@@ -9,22 +10,33 @@ use tokio_util::sync::CancellationToken;
 const MISSED_BEATS_TO_EXPIRE: u32 = 3;
 
 pub struct Announcer {
-    pub client: async_nats::Client,
-    pub template: Heartbeat,
-    pub slots: Slots,
-    pub interval: Duration,
+    client: async_nats::Client,
+    /// Every beat is this one with the slots of the moment.
+    template: Heartbeat,
+    slots: Slots,
+    interval: Duration,
 }
 
 impl Announcer {
+    /// Announces `worker_id` serving `model` on the backend described by `backend`.
     pub fn new(
         client: async_nats::Client,
-        template: Heartbeat,
+        worker_id: String,
+        model: String,
+        backend: &BackendInfo,
         slots: Slots,
         interval: Duration,
     ) -> Self {
         let template = Heartbeat {
+            worker_id,
+            model,
+            device: backend.device.clone(),
+            backend: backend.kind.to_owned(),
+            slots_total: slots.total(),
+            slots_busy: 0,
+            context_length: backend.context_length,
             ttl_ms: (interval * MISSED_BEATS_TO_EXPIRE).as_millis() as u64,
-            ..template
+            accepting: true,
         };
         Self {
             client,

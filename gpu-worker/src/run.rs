@@ -1,5 +1,6 @@
 //! Wiring: load the model, connect, provision, announce, pull until told to stop, then drain.
 
+use crate::backend::Backend;
 use crate::cancel::CancelRegistry;
 use crate::config::WorkerConfig;
 use crate::consumer::pull_loop;
@@ -8,14 +9,14 @@ use crate::heartbeat::Announcer;
 use crate::load::load_backend;
 use crate::slots::Slots;
 use anyhow::Context;
-use async_nats::jetstream;
-use coder_nats::provision::{self, ConsumerSettings, StreamSettings};
-use coder_nats::{subjects, Heartbeat};
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use coder_nats::{provision, retry, subjects};
 use metrics_common::{Telemetry, WorkerMetrics};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -35,111 +36,120 @@ pub async fn run(
         shutdown.await;
         signal.cancel();
     });
-
     let telemetry = Telemetry::prometheus()?;
-    let meter = telemetry.meter();
-    let metrics = WorkerMetrics::new(&meter, &config.model);
-    let metrics_listener = TcpListener::bind(config.metrics_listen)
-        .await
-        .with_context(|| format!("binding the metrics listener {}", config.metrics_listen))?;
-    let metrics_server = tokio::spawn(metrics_common::server::serve(
-        metrics_listener,
-        telemetry.clone(),
-        stopping.clone().cancelled_owned(),
-    ));
+    let metrics = WorkerMetrics::new(&telemetry.meter(), &config.model);
+    let metrics_server = serve_metrics(&config, &telemetry, &stopping).await?;
     let slots = Slots::new(config.concurrency);
     metrics.set_slots(0, u64::from(slots.total()));
     metrics_common::gpu::start_sampler(
-        &meter,
+        &telemetry.meter(),
         &config.model,
         GPU_SAMPLE_INTERVAL,
         stopping.clone(),
     );
-
-    tracing::info!(model = %config.model, backend = ?config.backend, "loading the backend");
-    let (backend, load_time) = load_backend(&config).await?;
-    metrics.set_model_load(load_time);
-    tracing::info!(?load_time, device = %backend.info().device, "backend ready");
+    let backend = load(&config, &metrics).await?;
 
     let worker_id = subjects::new_instance_id();
     let client =
         coder_nats::connection::connect(&config.nats_url, &format!("gpu-worker-{worker_id}"))
             .await
             .context("connecting to NATS")?;
-    let jetstream = jetstream::new(client.clone());
-    let stream_settings = StreamSettings {
-        replicas: usize::from(config.stream_replicas),
-        ..StreamSettings::default()
-    };
-    let consumer_settings = ConsumerSettings {
-        ack_wait: config.ack_wait,
-        max_deliver: config.max_deliver,
-        ..ConsumerSettings::default()
-    };
-    let Some(consumer) = provision_with_retry(
-        &jetstream,
-        &config.model,
-        &stream_settings,
-        &consumer_settings,
-        &stopping,
-    )
-    .await
-    else {
+    let Some(consumer) = provision(&client, &config, &stopping).await else {
         return Ok(());
     };
-
-    let cancels = Arc::new(CancelRegistry::default());
-    tokio::spawn(Arc::clone(&cancels).run(client.subscribe(subjects::CANCEL_WILDCARD).await?));
-    let info = backend.info().clone();
-    let executor = Arc::new(Executor {
-        client: client.clone(),
-        backend,
-        cancels,
-        metrics,
-        slots: slots.clone(),
-        worker_id: worker_id.clone(),
-        slot_report: std::sync::Mutex::default(),
-        progress_every: config.ack_wait / 3,
-    });
-    let template = Heartbeat {
-        worker_id: worker_id.clone(),
-        model: config.model.clone(),
-        device: info.device,
-        backend: info.kind.to_owned(),
-        slots_total: slots.total(),
-        slots_busy: 0,
-        context_length: info.context_length,
-        ttl_ms: 0,
-        accepting: true,
-    };
+    let cancels = CancelRegistry::subscribe(&client).await?;
     let announcer = Announcer::new(
         client.clone(),
-        template,
+        worker_id.clone(),
+        config.model.clone(),
+        backend.info(),
         slots.clone(),
         config.heartbeat_interval,
     );
     let heartbeat = tokio::spawn(announcer.run(stopping.clone()));
+    let executor = Executor::new(
+        client.clone(),
+        backend,
+        cancels,
+        metrics,
+        slots.clone(),
+        worker_id.clone(),
+        config.ack_wait,
+    );
 
     tracing::info!(%worker_id, model = %config.model, slots = slots.total(), "worker ready: pulling requests");
     let tasks = TaskTracker::new();
     pull_loop(
         consumer,
         slots.clone(),
-        executor,
+        Arc::new(executor),
         stopping.clone(),
         tasks.clone(),
     )
     .await;
+    drain(tasks, &slots, config.shutdown_grace, heartbeat, &client).await;
+    let _ = metrics_server.await;
+    telemetry.shutdown();
+    tracing::info!("worker stopped");
+    Ok(())
+}
 
+/// `/metrics` on `--metrics-listen`, until `stopping`.
+async fn serve_metrics(
+    config: &WorkerConfig,
+    telemetry: &Telemetry,
+    stopping: &CancellationToken,
+) -> anyhow::Result<JoinHandle<std::io::Result<()>>> {
+    let listener = TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| format!("binding the metrics listener {}", config.metrics_listen))?;
+    Ok(tokio::spawn(metrics_common::server::serve(
+        listener,
+        telemetry.clone(),
+        stopping.clone().cancelled_owned(),
+    )))
+}
+
+/// The configured backend, its load time recorded.
+async fn load(config: &WorkerConfig, metrics: &WorkerMetrics) -> anyhow::Result<Arc<dyn Backend>> {
+    tracing::info!(model = %config.model, backend = ?config.backend, "loading the backend");
+    let (backend, load_time) = load_backend(config).await?;
+    metrics.set_model_load(load_time);
+    tracing::info!(?load_time, device = %backend.info().device, "backend ready");
+    Ok(backend)
+}
+
+/// Creates the stream if missing (its limits are the gateway's) and this model's consumer with
+/// this worker's delivery settings, retrying while NATS is unreachable; `None` if stopped first.
+async fn provision(
+    client: &async_nats::Client,
+    config: &WorkerConfig,
+    stopping: &CancellationToken,
+) -> Option<PullConsumer> {
+    let jetstream = jetstream::new(client.clone());
+    let (stream, consumer) = (config.stream_settings(), config.consumer_settings());
+    retry::until_ok("provisioning the queue", stopping.cancelled(), || async {
+        provision::ensure_stream_exists(&jetstream, &stream).await?;
+        provision::ensure_consumer(&jetstream, &config.model, &consumer).await
+    })
+    .await
+}
+
+/// Once the pull loop has stopped: in-flight requests get `grace` to finish, the last heartbeat
+/// ("not accepting") and the last flush a bounded wait each.
+async fn drain(
+    tasks: TaskTracker,
+    slots: &Slots,
+    grace: Duration,
+    heartbeat: JoinHandle<()>,
+    client: &async_nats::Client,
+) {
     tracing::info!(
         in_flight = slots.busy(),
         "draining: no new pulls, finishing in-flight requests"
     );
     tasks.close();
-    if tokio::time::timeout(config.shutdown_grace, tasks.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
         tracing::warn!("shutdown grace over: unfinished requests will be redelivered");
     }
     // Its last beat says "not accepting"; a client stuck reconnecting may never take it.
@@ -150,42 +160,5 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("NATS unreachable at shutdown: unacked requests return after ack_wait");
-    }
-    let _ = metrics_server.await;
-    telemetry.shutdown();
-    tracing::info!("worker stopped");
-    Ok(())
-}
-
-/// Creates the stream if missing (its limits are the gateway's) and this model's consumer with
-/// this worker's delivery settings, retrying while NATS is unreachable.
-async fn provision_with_retry(
-    jetstream: &jetstream::Context,
-    model: &str,
-    stream: &StreamSettings,
-    settings: &ConsumerSettings,
-    stopping: &CancellationToken,
-) -> Option<jetstream::consumer::PullConsumer> {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let attempt = async {
-            provision::ensure_stream_exists(jetstream, stream).await?;
-            provision::ensure_consumer(jetstream, model, settings).await
-        };
-        // A JetStream request to an unreachable server waits out its timeout (10 s): a SIGTERM
-        // meanwhile must not.
-        let outcome = tokio::select! {
-            _ = stopping.cancelled() => return None,
-            outcome = attempt => outcome,
-        };
-        match outcome {
-            Ok(consumer) => return Some(consumer),
-            Err(error) => tracing::warn!(%error, "provisioning the queue failed; retrying"),
-        }
-        tokio::select! {
-            _ = stopping.cancelled() => return None,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

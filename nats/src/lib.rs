@@ -13,6 +13,7 @@
 //! - [`cancel`]: the gateway asking a worker to stop a request, and why.
 //! - [`heartbeat`]: the worker's periodic announcement (model, slots, device).
 //! - [`provision`]: stream and consumer settings and their create-or-update.
+//! - [`retry`]: retrying provisioning while NATS is unreachable, with one backoff.
 //! - `testing` (feature `testing`): a real nats-server per test.
 //! - [`publish_error`]: classifying JetStream publish failures (stream full, too large, down).
 
@@ -24,6 +25,7 @@ pub mod heartbeat;
 pub mod provision;
 pub mod publish_error;
 pub mod request;
+pub mod retry;
 pub mod subjects;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -23,10 +23,10 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         ));
     }
     let dispatcher = &state.dispatcher;
-    if dispatcher.client.connection_state() != async_nats::connection::State::Connected {
+    if dispatcher.client().connection_state() != async_nats::connection::State::Connected {
         return Err(ApiError::Unavailable("not connected to NATS".into()));
     }
-    let lookup = dispatcher.jetstream.get_stream(subjects::STREAM_NAME);
+    let lookup = dispatcher.jetstream().get_stream(subjects::STREAM_NAME);
     match tokio::time::timeout(READY_TIMEOUT, lookup).await {
         Ok(Ok(_)) => Ok(Json(json!({ "status": "ready" }))),
         Ok(Err(error)) => Err(ApiError::Unavailable(format!(
