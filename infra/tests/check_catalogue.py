@@ -4,18 +4,18 @@
 catalogue.py lists the exposed metric names by kind, by hand; the rule, dashboard and
 federation checks trust it. This derives the same lists from metrics-common/src:
 
-  names.rs      each instrument-name constant with the exposition name written beside it,
-                and each unit constant with the suffix the exporter appends for it;
+  names.rs      each instrument (`pub const X: InstrumentSpec = counter("name", "exposed", ...)`):
+                its kind from the constructor, its unit (`Unit::Seconds` -> `_seconds`), hence the
+                exposition name as the OpenTelemetry Prometheus exporter writes it: name + unit
+                suffix, + `_total` for a counter; an up/down counter is exposed as a gauge; and the
+                `exposed` name written beside it;
   gateway.rs, worker.rs, gpu.rs
-                each instrument builder (`.u64_counter(names::X)` ... `.build()`): its kind
-                and unit, hence the exposition name as the OpenTelemetry Prometheus exporter
-                writes it: name + unit suffix, + `_total` for a counter; an up/down counter
-                is exposed as a gauge;
+                each instrument built (`instrument::counter(meter, &names::X)`);
 
 and checks that catalogue.py's COUNTERS, GAUGES and HISTOGRAMS are exactly those instruments,
-that names.rs's written names match the derived ones, and, where DESIGN.md is found
-(shared/DESIGN.md in or beside the repository), that its metric catalogue names the same
-metrics, with the same kind where its table gives one. With --scraped PROM_URL (live_stack.sh),
+that names.rs's written names match the derived ones, that every spec is built, and, where
+DESIGN.md is found (shared/DESIGN.md in or beside the repository), that its metric catalogue
+names the same metrics, with the same kind where its table gives one. With --scraped PROM_URL (live_stack.sh),
 every coder_* and nvidia_gpu_* name that Prometheus scraped from the real binaries must be
 in catalogue.py as well.
 
@@ -35,7 +35,7 @@ TESTS = pathlib.Path(__file__).resolve().parent
 REPO = TESTS.parent.parent
 SRC = REPO / "metrics-common" / "src"
 DESIGN_PLACES = [REPO / "shared" / "DESIGN.md", REPO.parent / "shared" / "DESIGN.md"]
-KINDS = {"counter": "counter", "up_down_counter": "gauge", "gauge": "gauge", "histogram": "histogram"}
+KINDS = {"counter": "counter", "up_down_counter": "gauge", "gauge": "gauge", "seconds_histogram": "histogram"}
 failures = []
 
 
@@ -45,31 +45,28 @@ def check(cond, what):
         failures.append(what)
 
 
-def names_rs():
-    """({const: instrument name}, {const: name written in its doc}, {unit const: suffix})."""
+def instruments():
+    """[(const, kind, exposition name derived, exposition name written)] of every spec in names.rs."""
     text = (SRC / "names.rs").read_text()
-    consts = dict(re.findall(r'pub const (\w+): &str = "([^"]*)";', text))
-    written = dict((c, n) for n, c in re.findall(r"/// `(\w+)`\npub const (\w+): &str", text))
-    suffixes = dict((c, s) for s, c in re.findall(r"appends `_(\w+)`\.\npub const (UNIT_\w+):", text))
-    return consts, written, suffixes
-
-
-def instruments(consts, suffixes):
-    """[(const, kind, exposition name)] of every instrument builder in the crate."""
     found = []
-    for path in sorted(SRC.glob("*.rs")):
-        builders = re.findall(
-            r"\.[ufi]64_(counter|up_down_counter|gauge|histogram)\(names::(\w+)\)(.*?)\.build\(\)",
-            path.read_text(), re.S)
-        for kind, const, chain in builders:
-            unit = re.search(r"\.with_unit\(names::(\w+)\)", chain)
-            name = consts[const]
-            if unit and not name.endswith("_" + suffixes[unit.group(1)]):
-                name += "_" + suffixes[unit.group(1)]
-            if kind == "counter":
-                name += "_total"
-            found.append((const, KINDS[kind], name))
+    for const, ctor, args in re.findall(r"pub const (\w+): InstrumentSpec = (\w+)\((.*?)\);", text, re.S):
+        name, written = re.findall(r'"([^"]*)"', args)[:2]
+        unit = re.search(r"Unit::(\w+)", args)
+        if ctor == "seconds_histogram":
+            unit = "seconds"
+        elif unit:
+            unit = unit.group(1).lower()
+        derived = name + ("_" + unit if unit and not name.endswith("_" + unit) else "")
+        if ctor == "counter":
+            derived += "_total"
+        found.append((const, KINDS[ctor], derived, written))
     return found
+
+
+def built():
+    """The spec constants an instrument is built from in the crate's other files."""
+    return {const for path in sorted(SRC.glob("*.rs")) if path.name != "names.rs"
+            for const in re.findall(r"instrument::\w+\(\s*meter,\s*&names::(\w+)\)", path.read_text())}
 
 
 def design_catalogue(path):
@@ -95,17 +92,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scraped", metavar="PROM_URL", help="also check the names a live Prometheus holds")
     args = ap.parse_args()
-    consts, written, suffixes = names_rs()
-    found = instruments(consts, suffixes)
-    check(found, f"{len(found)} instrument builders in metrics-common/src")
-    for const, _, name in found:
-        check(written.get(const) == name, f"names.rs {const}: written `{written.get(const)}`, exported `{name}`")
-    unused = sorted(set(written) - {c for c, _, _ in found})
-    check(not unused, f"every documented name in names.rs has an instrument (unused: {unused})")
+    found = instruments()
+    check(found, f"{len(found)} instrument specs in metrics-common/src/names.rs")
+    for const, _, name, written in found:
+        check(written == name, f"names.rs {const}: written `{written}`, exported `{name}`")
+    unbuilt = sorted({c for c, _, _, _ in found} - built())
+    check(not unbuilt, f"every spec in names.rs has an instrument built (unbuilt: {unbuilt})")
 
     listed = {"counter": catalogue.COUNTERS, "gauge": catalogue.GAUGES, "histogram": catalogue.HISTOGRAMS}
     for kind, names in listed.items():
-        code = {n for _, k, n in found if k == kind}
+        code = {n for _, k, n, _ in found if k == kind}
         check(len(names) == len(set(names)) and set(names) == code,
               f"catalogue.py {kind}s == the code's: missing {sorted(code - set(names))}, "
               f"extra {sorted(set(names) - code)}")

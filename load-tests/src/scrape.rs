@@ -1,7 +1,7 @@
 //! Reading the counters the accounting compares from a Prometheus `/metrics` page.
 //!
-//! Names and label keys come from `metrics-common`, the one place the catalogue is declared; the
-//! exporter appends `_total` to counters.
+//! Names and label keys come from `metrics-common`, the one place the catalogue is declared: each
+//! instrument's `exposed` name is the one in the exposition (`_total` and unit suffix included).
 
 use metrics_common::names::{self, label, value};
 use prometheus_parse::{Sample, Scrape, Value};
@@ -24,17 +24,17 @@ pub enum ScrapeError {
 
 /// `coder_model_requests_total`.
 pub fn gateway_requests_metric() -> String {
-    format!("{}_total", names::MODEL_REQUESTS)
+    names::MODEL_REQUESTS.exposed.to_owned()
 }
 
 /// `coder_worker_requests_total`.
 pub fn worker_requests_metric() -> String {
-    format!("{}_total", names::WORKER_REQUESTS)
+    names::WORKER_REQUESTS.exposed.to_owned()
 }
 
 /// `coder_queue_redeliveries_total`.
 pub fn queue_redeliveries_metric() -> String {
-    format!("{}_total", names::QUEUE_REDELIVERIES)
+    names::QUEUE_REDELIVERIES.exposed.to_owned()
 }
 
 /// Fetches and parses one `/metrics` page.
@@ -102,7 +102,7 @@ pub fn worker_counts(scrape: &Scrape, model: &str) -> Counts {
 /// counter not yet incremented is absent, as in the exposition.
 pub fn queue_counts(scrape: &Scrape, model: &str) -> Counts {
     let redeliveries = queue_redeliveries_metric();
-    let rejected = format!("{}_total", names::QUEUE_REJECTED);
+    let rejected = names::QUEUE_REJECTED.exposed;
     let mut counts = Counts::new();
     for sample in &scrape.samples {
         if sample.labels.get(label::MODEL_NAME) != Some(model) {
@@ -125,7 +125,7 @@ pub fn active_requests(scrape: &Scrape, model: &str) -> f64 {
     scrape
         .samples
         .iter()
-        .filter(|s| s.metric == names::MODEL_ACTIVE_REQUESTS)
+        .filter(|s| s.metric == names::MODEL_ACTIVE_REQUESTS.exposed)
         .filter(|s| s.labels.get(label::MODEL_NAME) == Some(model))
         .map(number)
         .sum()
@@ -133,7 +133,7 @@ pub fn active_requests(scrape: &Scrape, model: &str) -> f64 {
 
 /// The key of `coder_queue_rejected_total{reason}` in [`queue_counts`].
 pub fn queue_rejected_key(reason: &str) -> String {
-    format!("{}_total{{reason={reason}}}", names::QUEUE_REJECTED)
+    format!("{}{{reason={reason}}}", names::QUEUE_REJECTED.exposed)
 }
 
 /// Adds `more` into `into` (several workers' counts).

@@ -5,6 +5,7 @@
 //! label once per request ([`ModelLabel`], shared by reference count), routes and status codes
 //! as static strings. `benches/recording.rs` measures what is left.
 
+use crate::instrument;
 use crate::model_label::ModelLabel;
 use crate::names::{self, label, value::RejectReason};
 use axum::http::StatusCode;
@@ -55,71 +56,20 @@ struct Instruments {
 impl GatewayMetrics {
     pub fn new(meter: &Meter) -> Self {
         Self(Arc::new(Instruments {
-            requests: meter
-                .u64_counter(names::MODEL_REQUESTS)
-                .with_description("HTTP requests answered, by model, route, status class and code")
-                .build(),
-            request_duration: meter
-                .f64_histogram(names::MODEL_REQUEST_DURATION)
-                .with_description("HTTP request duration, from receipt to the last byte")
-                .with_unit(names::UNIT_SECONDS)
-                .with_boundaries(names::REQUEST_DURATION_BUCKETS.to_vec())
-                .build(),
-            active_requests: meter
-                .i64_up_down_counter(names::MODEL_ACTIVE_REQUESTS)
-                .with_description("Generation requests in progress at this gateway")
-                .build(),
-            time_to_first_token: meter
-                .f64_histogram(names::MODEL_TTFT)
-                .with_description("Time from receipt to the first generated token")
-                .with_unit(names::UNIT_SECONDS)
-                .with_boundaries(names::TTFT_BUCKETS.to_vec())
-                .build(),
-            time_per_output_token: meter
-                .f64_histogram(names::MODEL_TPOT)
-                .with_description("Mean time between output tokens after the first, per request")
-                .with_unit(names::UNIT_SECONDS)
-                .with_boundaries(names::TPOT_BUCKETS.to_vec())
-                .build(),
-            prompt_tokens: meter
-                .u64_counter(names::MODEL_PROMPT_TOKENS)
-                .with_description("Prompt tokens processed, from the workers' usage")
-                .build(),
-            generation_tokens: meter
-                .u64_counter(names::MODEL_GENERATION_TOKENS)
-                .with_description("Tokens generated, from the workers' usage")
-                .build(),
-            queue_pending: meter
-                .u64_gauge(names::QUEUE_PENDING)
-                .with_description("Requests queued and not yet delivered to a worker")
-                .build(),
-            queue_inflight: meter
-                .u64_gauge(names::QUEUE_INFLIGHT)
-                .with_description("Requests delivered to a worker and not yet acknowledged")
-                .build(),
-            queue_oldest_age: meter
-                .f64_gauge(names::QUEUE_OLDEST_AGE)
-                .with_description("Age of the oldest request not yet delivered (0 when none)")
-                .with_unit(names::UNIT_SECONDS)
-                .build(),
-            queue_wait: meter
-                .f64_histogram(names::QUEUE_WAIT)
-                .with_description("Time from publish to a worker starting the request")
-                .with_unit(names::UNIT_SECONDS)
-                .with_boundaries(names::QUEUE_WAIT_BUCKETS.to_vec())
-                .build(),
-            queue_rejected: meter
-                .u64_counter(names::QUEUE_REJECTED)
-                .with_description("Requests refused before or at publish, by reason")
-                .build(),
-            queue_redeliveries: meter
-                .u64_counter(names::QUEUE_REDELIVERIES)
-                .with_description("Requests started again by a worker after a failed delivery")
-                .build(),
-            workers_connected: meter
-                .u64_gauge(names::WORKERS_CONNECTED)
-                .with_description("Workers with a live heartbeat")
-                .build(),
+            requests: instrument::counter(meter, &names::MODEL_REQUESTS),
+            request_duration: instrument::histogram(meter, &names::MODEL_REQUEST_DURATION),
+            active_requests: instrument::up_down_counter(meter, &names::MODEL_ACTIVE_REQUESTS),
+            time_to_first_token: instrument::histogram(meter, &names::MODEL_TTFT),
+            time_per_output_token: instrument::histogram(meter, &names::MODEL_TPOT),
+            prompt_tokens: instrument::counter(meter, &names::MODEL_PROMPT_TOKENS),
+            generation_tokens: instrument::counter(meter, &names::MODEL_GENERATION_TOKENS),
+            queue_pending: instrument::u64_gauge(meter, &names::QUEUE_PENDING),
+            queue_inflight: instrument::u64_gauge(meter, &names::QUEUE_INFLIGHT),
+            queue_oldest_age: instrument::f64_gauge(meter, &names::QUEUE_OLDEST_AGE),
+            queue_wait: instrument::histogram(meter, &names::QUEUE_WAIT),
+            queue_rejected: instrument::counter(meter, &names::QUEUE_REJECTED),
+            queue_redeliveries: instrument::counter(meter, &names::QUEUE_REDELIVERIES),
+            workers_connected: instrument::u64_gauge(meter, &names::WORKERS_CONNECTED),
         }))
     }
 

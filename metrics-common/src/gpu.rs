@@ -3,6 +3,7 @@
 //! Where NVML cannot be initialised (no driver, no GPU, or the `nvml` feature off) the sampler logs
 //! one line and exports nothing: a dashboard shows "no data", never a made-up value.
 
+use crate::instrument;
 use crate::names::{self, label};
 use opentelemetry::metrics::{Gauge, Meter};
 use opentelemetry::KeyValue;
@@ -22,31 +23,11 @@ struct GpuGauges {
 impl GpuGauges {
     fn new(meter: &Meter) -> Self {
         Self {
-            memory_used: meter
-                .u64_gauge(names::GPU_MEMORY_USED)
-                .with_description("GPU memory in use")
-                .with_unit(names::UNIT_BYTES)
-                .build(),
-            memory_total: meter
-                .u64_gauge(names::GPU_MEMORY_TOTAL)
-                .with_description("GPU memory installed")
-                .with_unit(names::UNIT_BYTES)
-                .build(),
-            utilization: meter
-                .f64_gauge(names::GPU_UTILIZATION)
-                .with_description("Share of the last sample period a kernel was running (0..1)")
-                .with_unit(names::UNIT_RATIO)
-                .build(),
-            temperature: meter
-                .f64_gauge(names::GPU_TEMPERATURE)
-                .with_description("GPU die temperature")
-                .with_unit(names::UNIT_CELSIUS)
-                .build(),
-            power: meter
-                .f64_gauge(names::GPU_POWER)
-                .with_description("GPU power draw")
-                .with_unit(names::UNIT_WATTS)
-                .build(),
+            memory_used: instrument::u64_gauge(meter, &names::GPU_MEMORY_USED),
+            memory_total: instrument::u64_gauge(meter, &names::GPU_MEMORY_TOTAL),
+            utilization: instrument::f64_gauge(meter, &names::GPU_UTILIZATION),
+            temperature: instrument::f64_gauge(meter, &names::GPU_TEMPERATURE),
+            power: instrument::f64_gauge(meter, &names::GPU_POWER),
         }
     }
 }

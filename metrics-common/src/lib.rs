@@ -1,15 +1,19 @@
 //! Metrics for the gateway and the workers: OpenTelemetry instruments exported to Prometheus.
 //!
-//! Every metric name, unit, label key, bounded label value and bucket boundary of the catalogue in
-//! `DESIGN.md` is declared here and nowhere else. Instruments are named *without* the `_total`
-//! and unit suffixes: the OpenTelemetry Prometheus exporter appends them (`requests` + counter →
-//! `requests_total`, unit `s` → `_seconds`, `By` → `_bytes`, `1` → `_ratio`). The exposition
-//! carries no `otel_scope_*` labels and no `target_info` series: the names and labels in the
-//! catalogue are the contract dashboards and rules are written against, and Prometheus adds `job`
-//! and `instance` itself.
+//! Every metric name, kind, unit, help text, label key, bounded label value and bucket boundary
+//! is declared in [`names`] and nowhere else; the exposition names there are a contract (the
+//! README's "Metrics" section; `infra/` rules and dashboards are written against them).
+//! Instruments are named *without* the `_total` and unit suffixes: the OpenTelemetry Prometheus
+//! exporter appends them (`requests` + counter → `requests_total`, unit `s` → `_seconds`, `By` →
+//! `_bytes`, `1` → `_ratio`). The exposition carries no `otel_scope_*` labels and no
+//! `target_info` series: the names and labels in the catalogue are what dashboards and rules
+//! see, and Prometheus adds `job` and `instance` itself.
 //!
 //! # Layout
-//! - [`names`]: the catalogue: names, units, descriptions, label keys and values, buckets.
+//! - [`names`]: the catalogue: one [`names::InstrumentSpec`] per instrument, label keys and
+//!   values, buckets.
+//! - [`spec`]: the shape of a catalogue entry (kind, unit, help, buckets).
+//! - [`instrument`]: builds an OpenTelemetry instrument from its spec.
 //! - [`telemetry`]: the `SdkMeterProvider` wired to a Prometheus registry, and text rendering.
 //! - [`server`]: the `/metrics` HTTP listener, separate from any API port.
 //! - [`gateway`]: the gateway's instruments.
@@ -21,9 +25,11 @@
 
 pub mod gateway;
 pub mod gpu;
+pub mod instrument;
 pub mod model_label;
 pub mod names;
 pub mod server;
+pub mod spec;
 pub mod telemetry;
 pub mod worker;
 

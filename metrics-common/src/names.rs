@@ -1,8 +1,17 @@
-//! The metric catalogue.
+//! The metric catalogue: every instrument's name, kind, unit, help and buckets, each declared once.
 //!
-//! Convention: `coder_<area>_<what>`; OpenTelemetry instrument names here carry neither `_total`
-//! nor a unit suffix, the exporter appends both (see the crate docs). The exposition name each
-//! constant produces is written beside it.
+//! Convention: `coder_<area>_<what>` (`nvidia_gpu_<what>` for the NVML figures). An
+//! [`InstrumentSpec`]'s `name` is the OpenTelemetry instrument name and carries neither `_total`
+//! nor a unit suffix: the exporter appends both (see the crate docs). Its `exposed` field is the
+//! name Prometheus shows, written out so it can be searched for and read without an exporter; a
+//! unit test checks it against `name`, `kind` and `unit`, and `tests/exposition.rs` against the
+//! real exporter. Label keys and their bounded values are in [`label`] and [`value`].
+//!
+//! This module and [`crate::spec`] need no dependency: they are all `metrics-common` compiles with
+//! the `names` feature alone, which is how `load-tests` reads the catalogue.
+
+use crate::spec::{counter, gauge, seconds_histogram, up_down_counter};
+pub use crate::spec::{InstrumentSpec, Kind, Unit};
 
 /// Histogram boundaries for request duration, in seconds (the seed's buckets, extended for LLMs).
 pub const REQUEST_DURATION_BUCKETS: &[f64] =
@@ -20,66 +29,162 @@ pub const QUEUE_WAIT_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
-/// Unit of seconds: the exporter appends `_seconds`.
-pub const UNIT_SECONDS: &str = "s";
-/// Unit of bytes: the exporter appends `_bytes`.
-pub const UNIT_BYTES: &str = "By";
-/// Dimensionless ratio 0..1: the exporter appends `_ratio`.
-pub const UNIT_RATIO: &str = "1";
-/// Degrees Celsius: the exporter appends `_celsius`.
-pub const UNIT_CELSIUS: &str = "Cel";
-/// Watts: the exporter appends `_watts`.
-pub const UNIT_WATTS: &str = "W";
-
 // Gateway.
-/// `coder_model_requests_total`
-pub const MODEL_REQUESTS: &str = "coder_model_requests";
-/// `coder_model_request_duration_seconds`
-pub const MODEL_REQUEST_DURATION: &str = "coder_model_request_duration";
-/// `coder_model_active_requests`
-pub const MODEL_ACTIVE_REQUESTS: &str = "coder_model_active_requests";
-/// `coder_model_time_to_first_token_seconds`
-pub const MODEL_TTFT: &str = "coder_model_time_to_first_token";
-/// `coder_model_time_per_output_token_seconds`
-pub const MODEL_TPOT: &str = "coder_model_time_per_output_token";
-/// `coder_model_prompt_tokens_total`
-pub const MODEL_PROMPT_TOKENS: &str = "coder_model_prompt_tokens";
-/// `coder_model_generation_tokens_total`
-pub const MODEL_GENERATION_TOKENS: &str = "coder_model_generation_tokens";
-/// `coder_queue_pending_requests`
-pub const QUEUE_PENDING: &str = "coder_queue_pending_requests";
-/// `coder_queue_inflight_requests`
-pub const QUEUE_INFLIGHT: &str = "coder_queue_inflight_requests";
-/// `coder_queue_oldest_request_age_seconds`
-pub const QUEUE_OLDEST_AGE: &str = "coder_queue_oldest_request_age";
-/// `coder_queue_wait_seconds`
-pub const QUEUE_WAIT: &str = "coder_queue_wait";
-/// `coder_queue_rejected_total`
-pub const QUEUE_REJECTED: &str = "coder_queue_rejected";
-/// `coder_queue_redeliveries_total`
-pub const QUEUE_REDELIVERIES: &str = "coder_queue_redeliveries";
-/// `coder_workers_connected`
-pub const WORKERS_CONNECTED: &str = "coder_workers_connected";
+pub const MODEL_REQUESTS: InstrumentSpec = counter(
+    "coder_model_requests",
+    "coder_model_requests_total",
+    "HTTP requests answered, by model, route, status class and code",
+);
+pub const MODEL_REQUEST_DURATION: InstrumentSpec = seconds_histogram(
+    "coder_model_request_duration",
+    "coder_model_request_duration_seconds",
+    "HTTP request duration, from receipt to the last byte",
+    REQUEST_DURATION_BUCKETS,
+);
+pub const MODEL_ACTIVE_REQUESTS: InstrumentSpec = up_down_counter(
+    "coder_model_active_requests",
+    "coder_model_active_requests",
+    "Generation requests in progress at this gateway",
+);
+pub const MODEL_TTFT: InstrumentSpec = seconds_histogram(
+    "coder_model_time_to_first_token",
+    "coder_model_time_to_first_token_seconds",
+    "Time from receipt to the first generated token",
+    TTFT_BUCKETS,
+);
+pub const MODEL_TPOT: InstrumentSpec = seconds_histogram(
+    "coder_model_time_per_output_token",
+    "coder_model_time_per_output_token_seconds",
+    "Mean time between output tokens after the first, per request",
+    TPOT_BUCKETS,
+);
+pub const MODEL_PROMPT_TOKENS: InstrumentSpec = counter(
+    "coder_model_prompt_tokens",
+    "coder_model_prompt_tokens_total",
+    "Prompt tokens processed, from the workers' usage",
+);
+pub const MODEL_GENERATION_TOKENS: InstrumentSpec = counter(
+    "coder_model_generation_tokens",
+    "coder_model_generation_tokens_total",
+    "Tokens generated, from the workers' usage",
+);
+pub const QUEUE_PENDING: InstrumentSpec = gauge(
+    "coder_queue_pending_requests",
+    "coder_queue_pending_requests",
+    None,
+    "Requests queued and not yet delivered to a worker",
+);
+pub const QUEUE_INFLIGHT: InstrumentSpec = gauge(
+    "coder_queue_inflight_requests",
+    "coder_queue_inflight_requests",
+    None,
+    "Requests delivered to a worker and not yet acknowledged",
+);
+pub const QUEUE_OLDEST_AGE: InstrumentSpec = gauge(
+    "coder_queue_oldest_request_age",
+    "coder_queue_oldest_request_age_seconds",
+    Some(Unit::Seconds),
+    "Age of the oldest request not yet delivered (0 when none)",
+);
+pub const QUEUE_WAIT: InstrumentSpec = seconds_histogram(
+    "coder_queue_wait",
+    "coder_queue_wait_seconds",
+    "Time from publish to a worker starting the request",
+    QUEUE_WAIT_BUCKETS,
+);
+pub const QUEUE_REJECTED: InstrumentSpec = counter(
+    "coder_queue_rejected",
+    "coder_queue_rejected_total",
+    "Requests refused before or at publish, by reason",
+);
+pub const QUEUE_REDELIVERIES: InstrumentSpec = counter(
+    "coder_queue_redeliveries",
+    "coder_queue_redeliveries_total",
+    "Requests started again by a worker after a failed delivery",
+);
+pub const WORKERS_CONNECTED: InstrumentSpec = gauge(
+    "coder_workers_connected",
+    "coder_workers_connected",
+    None,
+    "Workers with a live heartbeat",
+);
 
 // Worker.
-/// `coder_worker_slots`
-pub const WORKER_SLOTS: &str = "coder_worker_slots";
-/// `coder_worker_requests_total`
-pub const WORKER_REQUESTS: &str = "coder_worker_requests";
-/// `coder_worker_model_load_seconds`
-pub const WORKER_MODEL_LOAD: &str = "coder_worker_model_load";
+pub const WORKER_SLOTS: InstrumentSpec = gauge(
+    "coder_worker_slots",
+    "coder_worker_slots",
+    None,
+    "Generation slots of this worker, by state",
+);
+pub const WORKER_REQUESTS: InstrumentSpec = counter(
+    "coder_worker_requests",
+    "coder_worker_requests_total",
+    "Requests this worker finished, by outcome",
+);
+pub const WORKER_MODEL_LOAD: InstrumentSpec = gauge(
+    "coder_worker_model_load",
+    "coder_worker_model_load_seconds",
+    Some(Unit::Seconds),
+    "Time the model took to load and warm up",
+);
 
 // GPU (NVML), only where a GPU is present.
-/// `nvidia_gpu_memory_used_bytes`
-pub const GPU_MEMORY_USED: &str = "nvidia_gpu_memory_used";
-/// `nvidia_gpu_memory_total_bytes`
-pub const GPU_MEMORY_TOTAL: &str = "nvidia_gpu_memory_total";
-/// `nvidia_gpu_utilization_ratio`
-pub const GPU_UTILIZATION: &str = "nvidia_gpu_utilization";
-/// `nvidia_gpu_temperature_celsius`
-pub const GPU_TEMPERATURE: &str = "nvidia_gpu_temperature";
-/// `nvidia_gpu_power_watts`
-pub const GPU_POWER: &str = "nvidia_gpu_power";
+pub const GPU_MEMORY_USED: InstrumentSpec = gauge(
+    "nvidia_gpu_memory_used",
+    "nvidia_gpu_memory_used_bytes",
+    Some(Unit::Bytes),
+    "GPU memory in use",
+);
+pub const GPU_MEMORY_TOTAL: InstrumentSpec = gauge(
+    "nvidia_gpu_memory_total",
+    "nvidia_gpu_memory_total_bytes",
+    Some(Unit::Bytes),
+    "GPU memory installed",
+);
+pub const GPU_UTILIZATION: InstrumentSpec = gauge(
+    "nvidia_gpu_utilization",
+    "nvidia_gpu_utilization_ratio",
+    Some(Unit::Ratio),
+    "Share of the last sample period a kernel was running (0..1)",
+);
+pub const GPU_TEMPERATURE: InstrumentSpec = gauge(
+    "nvidia_gpu_temperature",
+    "nvidia_gpu_temperature_celsius",
+    Some(Unit::Celsius),
+    "GPU die temperature",
+);
+pub const GPU_POWER: InstrumentSpec = gauge(
+    "nvidia_gpu_power",
+    "nvidia_gpu_power_watts",
+    Some(Unit::Watts),
+    "GPU power draw",
+);
+
+/// The whole catalogue, gateway first, then worker, then GPU.
+pub const ALL: &[InstrumentSpec] = &[
+    MODEL_REQUESTS,
+    MODEL_REQUEST_DURATION,
+    MODEL_ACTIVE_REQUESTS,
+    MODEL_TTFT,
+    MODEL_TPOT,
+    MODEL_PROMPT_TOKENS,
+    MODEL_GENERATION_TOKENS,
+    QUEUE_PENDING,
+    QUEUE_INFLIGHT,
+    QUEUE_OLDEST_AGE,
+    QUEUE_WAIT,
+    QUEUE_REJECTED,
+    QUEUE_REDELIVERIES,
+    WORKERS_CONNECTED,
+    WORKER_SLOTS,
+    WORKER_REQUESTS,
+    WORKER_MODEL_LOAD,
+    GPU_MEMORY_USED,
+    GPU_MEMORY_TOTAL,
+    GPU_UTILIZATION,
+    GPU_TEMPERATURE,
+    GPU_POWER,
+];
 
 /// Label keys.
 pub mod label {
@@ -162,5 +267,47 @@ pub fn status_label(code: u16) -> &'static str {
         value::SUCCESS
     } else {
         value::ERROR
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposed_names_are_what_the_exporter_writes() {
+        for spec in ALL {
+            let mut exposed = spec.name.to_owned();
+            if let Some(unit) = spec.unit {
+                exposed = format!("{exposed}_{}", unit.suffix());
+            }
+            if spec.kind == Kind::Counter {
+                exposed.push_str("_total");
+            }
+            assert_eq!(spec.exposed, exposed, "{}", spec.name);
+        }
+    }
+
+    #[test]
+    fn exactly_the_histograms_have_buckets_in_rising_order() {
+        for spec in ALL {
+            assert_eq!(
+                spec.kind == Kind::Histogram,
+                spec.buckets.is_some(),
+                "{}",
+                spec.name
+            );
+            if let Some(buckets) = spec.buckets {
+                assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{}", spec.name);
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = ALL.iter().map(|spec| spec.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
     }
 }

@@ -1,5 +1,6 @@
 //! The worker's instruments.
 
+use crate::instrument;
 use crate::model_label::ModelLabel;
 use crate::names::{self, label, value};
 use opentelemetry::metrics::{Counter, Gauge, Meter};
@@ -18,19 +19,9 @@ impl WorkerMetrics {
     pub fn new(meter: &Meter, model_name: &str) -> Self {
         Self {
             model: ModelLabel::new(model_name),
-            slots: meter
-                .u64_gauge(names::WORKER_SLOTS)
-                .with_description("Generation slots of this worker, by state")
-                .build(),
-            requests: meter
-                .u64_counter(names::WORKER_REQUESTS)
-                .with_description("Requests this worker finished, by outcome")
-                .build(),
-            model_load: meter
-                .f64_gauge(names::WORKER_MODEL_LOAD)
-                .with_description("Time the model took to load and warm up")
-                .with_unit(names::UNIT_SECONDS)
-                .build(),
+            slots: instrument::u64_gauge(meter, &names::WORKER_SLOTS),
+            requests: instrument::counter(meter, &names::WORKER_REQUESTS),
+            model_load: instrument::f64_gauge(meter, &names::WORKER_MODEL_LOAD),
         }
     }
 
