@@ -13,6 +13,9 @@ cd "$REPO"
 
 scripts/setup.sh
 scripts/fetch-model.sh
+# Every binary before any test: `cargo test` builds a package's own binaries for its tests, but
+# the gateway's and load-tests' tests also start the built `gpu-worker` (and load-tests the
+# `gateway`), which only this build makes current.
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked --no-fail-fast
 INFRA_SKIP_LIVE=1 infra/tests/static_checks.sh

@@ -123,14 +123,7 @@ async fn streamed_chat_opens_with_the_role_and_ends_with_done() {
 async fn models_lists_live_workers_and_health_routes_answer() {
     let (_nats, gateway, worker) = stack(MODEL, &[], &["--concurrency", "3"]).await;
 
-    let models: Value = http()
-        .get(gateway.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = model_list(&gateway).await.expect("the model list");
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], MODEL);
     assert_eq!(models["data"][0]["workers"], 1);
@@ -140,14 +133,7 @@ async fn models_lists_live_workers_and_health_routes_answer() {
     // A worker that leaves is gone from the list (its last heartbeat says so).
     worker.process.signal(15);
     let gone = eventually(std::time::Duration::from_secs(10), || async {
-        let models: Value = http()
-            .get(gateway.url("/v1/models"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let models = model_list(&gateway).await?;
         models["data"].as_array()?.is_empty().then_some(())
     })
     .await;

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long a test waits for a service it started to be ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
@@ -118,8 +121,12 @@ pub struct Service {
 impl Service {
     /// Starts `target/<profile>/<binary>` with `args` and the environment pairs in `envs`.
     pub fn spawn(binary: &str, args: &[String], envs: &[(&str, &str)]) -> Self {
-        let path = binary_path(binary);
-        let child = Command::new(&path)
+        Self::spawn_path(&binary_path(binary), args, envs)
+    }
+
+    /// As [`Service::spawn`], for the binary at `path` (e.g. Cargo's `CARGO_BIN_EXE_<name>`).
+    pub fn spawn_path(path: &Path, args: &[String], envs: &[(&str, &str)]) -> Self {
+        let child = Command::new(path)
             .args(args)
             .envs(envs.iter().copied())
             .env(
@@ -130,9 +137,10 @@ impl Service {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
+        let name = path.file_name().unwrap_or_default();
         Self {
             child,
-            name: binary.to_owned(),
+            name: name.to_string_lossy().into_owned(),
         }
     }
 
@@ -194,6 +202,11 @@ impl Drop for Service {
 }
 
 /// `target/<profile>/<name>` of this workspace (honours `CARGO_TARGET_DIR`).
+///
+/// `cargo test` builds a package's own binaries for its tests, never another package's: tests
+/// that start another package's binary (the gateway's start `gpu-worker`) need it built first,
+/// as `scripts/test.sh` does. A missing binary fails here, saying so; one older than its sources
+/// is reported on stderr (shown with a failing test's output).
 pub fn binary_path(name: &str) -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -201,10 +214,38 @@ pub fn binary_path(name: &str) -> PathBuf {
     let path = target.join("debug").join(name);
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --workspace` first",
+        "{} is missing: these tests start the built `{name}`, which `cargo test` builds only for \
+         its own package's tests; run `cargo build -p {name}` first (scripts/test.sh builds the \
+         whole workspace before testing)",
         path.display()
     );
+    if let Some(source) = newer_source(&path) {
+        eprintln!(
+            "warning: {} is older than {}: this test runs an old `{name}`; \
+             rebuild it with `cargo build -p {name}`",
+            path.display(),
+            source.display()
+        );
+    }
     path
+}
+
+/// A workspace source listed in the binary's dep-info (`<binary>.d`, written by Cargo) that
+/// changed after the binary was built.
+fn newer_source(binary: &Path) -> Option<PathBuf> {
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+    let dep_info = std::fs::read_to_string(binary.with_extension("d")).ok()?;
+    let (_, sources) = dep_info.lines().next()?.split_once(": ")?;
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    sources
+        .split_whitespace()
+        .map(PathBuf::from)
+        .filter(|source| source.starts_with(workspace))
+        .find(|source| {
+            std::fs::metadata(source)
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified > built)
+        })
 }
 
 /// Status code of a plain HTTP/1.1 GET, `None` if nothing answered.
