@@ -53,6 +53,8 @@ pub struct BenchReport {
     pub model_path: String,
     pub architecture: String,
     pub device: String,
+    /// The CPU kernels' instruction-set level (`CODER_CPU_KERNELS` sets it), `none` on a GPU.
+    pub cpu_kernels: String,
     /// Load and warm-up, as `coder_worker_model_load_seconds` reports it.
     pub load_seconds: f64,
     pub prompt_tokens: usize,
@@ -106,6 +108,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         model_path: args.model_path.display().to_string(),
         architecture: backend.architecture().to_owned(),
         device: backend.info().device.clone(),
+        cpu_kernels: backend.info().cpu_kernels.to_owned(),
         load_seconds: backend.load_duration().as_secs_f64(),
         prompt_tokens: prompt.len(),
         max_tokens: args.max_tokens,
@@ -196,8 +199,8 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "model           {} ({}, {})",
-            self.model_path, self.architecture, self.device
+            "model           {} ({}, {}, CPU kernels {})",
+            self.model_path, self.architecture, self.device, self.cpu_kernels
         )?;
         writeln!(f, "load + warm-up  {:.2} s", self.load_seconds)?;
         writeln!(

@@ -31,6 +31,7 @@ impl SyntheticBackend {
                 kind: "synthetic",
                 device: "cpu".into(),
                 context_length: CONTEXT_LENGTH,
+                cpu_kernels: "none",
             },
             per_token,
             tokens: split_tokens(CORPUS),

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use coder_nats::{FinishReason, GenerationRequest, Prompt, SamplingParams, Usage};
 
+pub use self::kernels::cpu_kernels::CpuKernels;
 pub use self::kernels::qmatrix::PromptTiles;
 pub use self::load::options::CandleOptions;
 
@@ -58,6 +59,12 @@ impl CandleBackend {
         let started = Instant::now();
         let mut progress = load::progress::LoadProgress::new(&options.model_name);
         let device = load::device::open(&options.device)?;
+        // A `CODER_CPU_KERNELS` level this CPU lacks fails the load, before any weight is read
+        // in a layout that level would have chosen.
+        let cpu_kernels = match device.is_cpu() {
+            true => CpuKernels::configured().map_err(anyhow::Error::msg)?.name(),
+            false => "none",
+        };
         let loaded = load::checkpoint(options, &device, &mut progress)?;
 
         let context_length = loaded.model.context_length();
@@ -66,6 +73,7 @@ impl CandleBackend {
                 kind: "candle",
                 device: load::device::name(&device),
                 context_length: u32::try_from(context_length).unwrap_or(u32::MAX),
+                cpu_kernels,
             },
             sessions: SessionPool::new(loaded.model),
             vocab: loaded.vocab,
@@ -81,6 +89,7 @@ impl CandleBackend {
             model = %options.model_name,
             architecture = %backend.architecture,
             device = %backend.info.device,
+            cpu_kernels = backend.info.cpu_kernels,
             context_length,
             eos = ?backend.vocab.eos_ids().collect::<Vec<_>>(),
             seconds = backend.load_duration.as_secs_f64(),

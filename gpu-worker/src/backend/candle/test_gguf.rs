@@ -6,6 +6,7 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
+use crate::backend::candle::kernels::cpu_kernels::{for_each_testable_level, CpuKernels};
 use crate::backend::candle::models::Session;
 
 #[path = "../../../tests/candle_support/noise.rs"]
@@ -101,38 +102,58 @@ pub fn relative_diff(a: &Tensor, b: &Tensor) -> f32 {
     max_diff(a, b) / scale.max(1e-6)
 }
 
-/// A product over a matrix's blocks, `mkn` as candle's `k_quants::matmul` takes it.
+/// A product over a matrix's blocks at a kernel level, `mkn` as candle's `k_quants::matmul`
+/// takes it.
 pub type Product<T> =
-    fn(&[T], (usize, usize, usize), &[f32], &mut [f32]) -> candle_core::Result<()>;
+    fn(CpuKernels, &[T], (usize, usize, usize), &[f32], &mut [f32]) -> candle_core::Result<()>;
 
-/// `ours` against candle's block kernel on random `T` matrices of each `(m, n, k)` shape, every
-/// output within `tolerance` relative (at least 1 absolute); skipped on CPUs without this
-/// crate's kernels.
+/// `ours` against candle's block kernel on random `T` matrices of each `(m, n, k)` shape, at
+/// every kernel level this CPU has: every output within `tolerance` relative (at least 1
+/// absolute), and each input row's outputs bitwise the same as when that row is multiplied
+/// alone (a row's result never depends on the rows beside it).
 pub fn matches_candle_products<T: candle_core::quantized::k_quants::GgmlType>(
     ours: Product<T>,
     shapes: &[(usize, usize, usize)],
     tolerance: f32,
 ) {
-    if !crate::backend::candle::kernels::x8::supported() {
-        eprintln!("skipped: this CPU lacks AVX-512 VNNI");
-        return;
-    }
-    for &(m, n, k) in shapes {
-        let weights = noise((m * n * k) as u64, n * k, 1.0);
-        let mut blocks = vec![T::zeros(); n * k / T::BLCK_SIZE];
-        T::from_float(&weights, &mut blocks);
-        let x: Vec<f32> = noise((m + n + k) as u64, m * k, 2.0);
-        let mut expected = vec![0f32; m * n];
-        candle_core::quantized::k_quants::matmul((m, k, n), &x, &blocks, &mut expected).unwrap();
+    for_each_testable_level(|level| {
+        for &(m, n, k) in shapes {
+            let weights = noise((m * n * k) as u64, n * k, 1.0);
+            let mut blocks = vec![T::zeros(); n * k / T::BLCK_SIZE];
+            T::from_float(&weights, &mut blocks);
+            let x: Vec<f32> = noise((m + n + k) as u64, m * k, 2.0);
+            let mut expected = vec![0f32; m * n];
+            candle_core::quantized::k_quants::matmul((m, k, n), &x, &blocks, &mut expected)
+                .unwrap();
 
-        let mut got = vec![0f32; m * n];
-        ours(&blocks, (m, k, n), &x, &mut got).unwrap();
+            let mut got = vec![0f32; m * n];
+            ours(level, &blocks, (m, k, n), &x, &mut got).unwrap();
 
-        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-            assert!(
-                (g - e).abs() <= tolerance * e.abs().max(1.0),
-                "({m}, {n}, {k}) output {i}: {g} vs {e}"
-            );
+            for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                assert!(
+                    (g - e).abs() <= tolerance * e.abs().max(1.0),
+                    "{level:?} ({m}, {n}, {k}) output {i}: {g} vs {e}"
+                );
+            }
+            for row in 0..m {
+                let mut alone = vec![0f32; n];
+                ours(
+                    level,
+                    &blocks,
+                    (1, k, n),
+                    &x[row * k..(row + 1) * k],
+                    &mut alone,
+                )
+                .unwrap();
+                let batched = &got[row * n..(row + 1) * n];
+                assert!(
+                    alone
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .eq(batched.iter().map(|v| v.to_bits())),
+                    "{level:?} ({m}, {n}, {k}) row {row}: alone {alone:?}, batched {batched:?}"
+                );
+            }
         }
-    }
+    });
 }

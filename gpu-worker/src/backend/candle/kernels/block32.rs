@@ -1,4 +1,4 @@
-//! Q5_0 and Q8_0 products with AVX-512 VNNI, on the GGUF blocks as they are.
+//! Q5_0 and Q8_0 products with AVX-512 VNNI or AVX2, on the GGUF blocks as they are.
 //!
 //! Both hold 32 weights per block with one f16 scale. llama.cpp quantizes to Q5_0 the matrices
 //! whose rows are not a multiple of 256 (Gemma 3 270M's Q/K/V and feed-forward, rows of 640),
@@ -11,6 +11,7 @@
 
 use candle_core::quantized::k_quants::{BlockQ5_0, BlockQ8_0};
 
+use super::cpu_kernels::CpuKernels;
 use super::plain_data::cast_slice;
 use super::x8::{self, RawQ8_0};
 
@@ -28,24 +29,26 @@ pub struct RawQ5_0 {
 
 /// `dst[r][i] = x[r] · row i` for `m` input rows of `k` and an `(n, k)` matrix of Q5_0
 /// `blocks` in row order (`mkn` as candle's `k_quants::matmul` takes it). Fails where
-/// [`x8::supported`] does not hold.
+/// `level` has no kernels or the CPU lacks it.
 pub fn matmul_q5_0(
+    level: CpuKernels,
     blocks: &[BlockQ5_0],
     mkn: (usize, usize, usize),
     x: &[f32],
     dst: &mut [f32],
 ) -> candle_core::Result<()> {
-    x8::row_matmul::<Row<RawQ5_0>>(cast_slice(blocks), mkn, x, dst)
+    x8::row_matmul::<Row<RawQ5_0>>(level, cast_slice(blocks), mkn, x, dst)
 }
 
 /// As [`matmul_q5_0`] for Q8_0 blocks.
 pub fn matmul_q8_0(
+    level: CpuKernels,
     blocks: &[BlockQ8_0],
     mkn: (usize, usize, usize),
     x: &[f32],
     dst: &mut [f32],
 ) -> candle_core::Result<()> {
-    x8::row_matmul::<Row<RawQ8_0>>(cast_slice(blocks), mkn, x, dst)
+    x8::row_matmul::<Row<RawQ8_0>>(level, cast_slice(blocks), mkn, x, dst)
 }
 
 /// A 32-weight block the kernel unpacks.
@@ -60,6 +63,12 @@ pub trait Block32: Sync {
     /// The CPU must have AVX-512 F/BW/VL.
     #[cfg(target_arch = "x86_64")]
     unsafe fn unpack(&self) -> std::arch::x86_64::__m256i;
+    /// The block's weights as signed bytes, in order.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn signed_avx2(&self) -> std::arch::x86_64::__m256i;
 }
 
 impl Block32 for RawQ5_0 {
@@ -75,6 +84,14 @@ impl Block32 for RawQ5_0 {
     unsafe fn unpack(&self) -> std::arch::x86_64::__m256i {
         // SAFETY: the caller has the CPU features; the loads read the block's own 16 bytes.
         unsafe { kernel::unpack_q5_0(self) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn signed_avx2(&self) -> std::arch::x86_64::__m256i {
+        // SAFETY: the caller has AVX2; the loads read the block's own 16 bytes.
+        unsafe { avx2::signed_q5_0(self) }
     }
 }
 
@@ -92,6 +109,14 @@ impl Block32 for RawQ8_0 {
         // SAFETY: as for Q5_0; the load reads the block's own 32 bytes.
         unsafe { kernel::unpack_q8_0(self) }
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn signed_avx2(&self) -> std::arch::x86_64::__m256i {
+        // SAFETY: the caller has AVX2; the load reads the block's own 32 bytes.
+        unsafe { avx2::signed_q8_0(self) }
+    }
 }
 
 /// The kernel over one row's blocks of `B`.
@@ -103,9 +128,20 @@ unsafe impl<B: Block32> x8::Kernel for Row<B> {
     type Block = B;
     type Input = RawQ8_0;
 
-    unsafe fn dot<const M: usize>(blocks: &[B], inputs: [&[RawQ8_0]; M], outputs: [*mut f32; M]) {
-        // SAFETY: the caller upholds `x8::Kernel::dot`'s contract, which is this one's.
-        unsafe { kernel::dot_rows::<B, M>(blocks, inputs, outputs) }
+    unsafe fn dot<const M: usize>(
+        level: CpuKernels,
+        blocks: &[B],
+        inputs: [&[RawQ8_0]; M],
+        outputs: [*mut f32; M],
+    ) {
+        // SAFETY: the caller upholds `x8::Kernel::dot`'s contract, which is this one's, with
+        // the CPU features of `level`.
+        unsafe {
+            match level {
+                CpuKernels::Avx512Vnni => kernel::dot_rows::<B, M>(blocks, inputs, outputs),
+                _ => avx2::dot_rows::<B, M>(blocks, inputs, outputs),
+            }
+        }
     }
 }
 
@@ -175,17 +211,101 @@ mod kernel {
                 }
             }
             for i in 0..M {
-                let halves = _mm_add_ps(
-                    _mm256_castps256_ps128(sums[i]),
-                    _mm256_extractf128_ps::<1>(sums[i]),
-                );
-                let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
-                let total = _mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs));
-                *outputs[i] = _mm_cvtss_f32(total);
+                *outputs[i] = super::super::x8::horizontal_sum(sums[i]);
             }
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Block32, RawQ5_0, RawQ8_0};
+    use std::arch::x86_64::*;
+
+    /// Q5_0's weights as signed bytes, `w − 16`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub unsafe fn signed_q5_0(block: &RawQ5_0) -> __m256i {
+        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
+        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        unsafe {
+            let low_nibble = _mm_set1_epi8(0x0F);
+            let qs = _mm_loadu_si128(block.qs.as_ptr() as *const _);
+            let low = _mm_and_si128(qs, low_nibble);
+            let high = _mm_and_si128(_mm_srli_epi16::<4>(qs), low_nibble);
+            // Byte j takes byte j / 8 of `qh`, then keeps bit j % 8 of it: 0xFF where it is set.
+            let spread = _mm256_shuffle_epi8(
+                _mm256_set1_epi32(i32::from_le_bytes(block.qh)),
+                _mm256_setr_epi64x(
+                    0,
+                    0x0101_0101_0101_0101,
+                    0x0202_0202_0202_0202,
+                    0x0303_0303_0303_0303,
+                ),
+            );
+            let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+            let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+            let fifth = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+            let unsigned = _mm256_or_si256(_mm256_set_m128i(high, low), fifth);
+            _mm256_sub_epi8(unsigned, _mm256_set1_epi8(16))
+        }
+    }
+
+    /// Q8_0's weights, signed bytes as stored.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub unsafe fn signed_q8_0(block: &RawQ8_0) -> __m256i {
+        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
+        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        unsafe { _mm256_loadu_si256(block.qs.as_ptr() as *const _) }
+    }
+
+    /// The dot products of one row's blocks with each of `M` quantized input rows: signed
+    /// weights times signed inputs as `|w| · (y with w's sign)` with `vpmaddubsw` (at most
+    /// 2 · 128 · 127 per 16-bit lane), summed to 32 bits with `vpmaddwd`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, F16C and FMA; every input has `blocks.len()` blocks; every
+    /// output points at a writable float.
+    #[target_feature(enable = "avx2,f16c,fma")]
+    pub unsafe fn dot_rows<B: Block32, const M: usize>(
+        blocks: &[B],
+        inputs: [&[RawQ8_0]; M],
+        outputs: [*mut f32; M],
+    ) {
+        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
+        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        unsafe {
+            let ones = _mm256_set1_epi16(1);
+            let mut sums = [_mm256_setzero_ps(); M];
+            for (b, block) in blocks.iter().enumerate() {
+                let w = block.signed_avx2();
+                let magnitude = _mm256_sign_epi8(w, w);
+                let d = half::f16::from_bits(block.d()).to_f32();
+                for i in 0..M {
+                    let y = &inputs[i][b];
+                    let ys = _mm256_loadu_si256(y.qs.as_ptr() as *const _);
+                    let products = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(ys, w));
+                    let dots = _mm256_madd_epi16(products, ones);
+                    let scale = _mm256_set1_ps(d * half::f16::from_bits(y.d).to_f32());
+                    sums[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(dots), sums[i]);
+                }
+            }
+            for i in 0..M {
+                *outputs[i] = super::super::x8::horizontal_sum(sums[i]);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+use kernel as avx2;
 
 #[cfg(not(target_arch = "x86_64"))]
 mod kernel {
@@ -196,7 +316,7 @@ mod kernel {
         _: [&[RawQ8_0]; M],
         _: [*mut f32; M],
     ) {
-        unreachable!("x8::matmul runs kernels only where x8::supported() holds")
+        unreachable!("CpuKernels has no x86 level on this architecture")
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`huge_pages`]: transparent huge pages for the weight buffers.
 
 pub mod block32;
+pub mod cpu_kernels;
 pub mod huge_pages;
 pub mod plain_data;
 pub mod q4k_x8;

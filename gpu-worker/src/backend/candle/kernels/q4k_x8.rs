@@ -1,5 +1,5 @@
-//! Q4_K matrices interleaved eight rows at a time, for a decode kernel with AVX-512 VNNI (why:
-//! see `x8.rs`).
+//! Q4_K matrices interleaved eight rows at a time, for decode and prompt kernels with AVX-512
+//! VNNI and with AVX2 (why: see `x8.rs`).
 //!
 //! Layout of one [`BlockQ4Kx8`] (8 rows × 256 columns): `qs[pair][chunk][row][8]`, where byte
 //! `b` of chunk `c` in pair `p` holds value `8c + b` of sub-block `2p` (low nibble) and of
@@ -9,6 +9,7 @@
 
 use candle_core::quantized::k_quants::{BlockQ4K, GgmlType, QK_K};
 
+use super::cpu_kernels::CpuKernels;
 use super::plain_data::cast_slice;
 use super::x8::{self, RawQ8K};
 
@@ -149,10 +150,17 @@ impl Q4Kx8 {
             .collect()
     }
 
-    /// `dst[r][i] = x[r] · row i` for `m` input rows of `k` (row-major `x` and `dst`).
-    pub fn matmul(&self, m: usize, x: &[f32], dst: &mut [f32]) -> candle_core::Result<()> {
+    /// `dst[r][i] = x[r] · row i` for `m` input rows of `k` (row-major `x` and `dst`), with
+    /// `level`'s kernel.
+    pub fn matmul(
+        &self,
+        level: CpuKernels,
+        m: usize,
+        x: &[f32],
+        dst: &mut [f32],
+    ) -> candle_core::Result<()> {
         let per_row = self.k / QK_K;
-        x8::matmul::<Q4KKernel>(m, (self.n, self.k), x, dst, |group| {
+        x8::matmul::<Q4KKernel>(level, m, (self.n, self.k), x, dst, |group| {
             &self.groups[group * per_row..(group + 1) * per_row]
         })
     }
@@ -189,12 +197,19 @@ unsafe impl x8::Kernel for Q4KKernel {
     type Input = RawQ8K;
 
     unsafe fn dot<const M: usize>(
+        level: CpuKernels,
         blocks: &[BlockQ4Kx8],
         inputs: [&[RawQ8K]; M],
         outputs: [*mut f32; M],
     ) {
-        // SAFETY: the caller upholds `x8::Kernel::dot`'s contract, which is this one's.
-        unsafe { kernel::dot_8_rows::<M>(blocks, inputs, outputs) }
+        // SAFETY: the caller upholds `x8::Kernel::dot`'s contract, which is this one's, with
+        // the CPU features of `level`.
+        unsafe {
+            match level {
+                CpuKernels::Avx512Vnni => kernel::dot_8_rows::<M>(blocks, inputs, outputs),
+                _ => avx2::dot_8_rows::<M>(blocks, inputs, outputs),
+            }
+        }
     }
 }
 
@@ -294,6 +309,138 @@ mod kernel {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{BlockQ4Kx8, RawQ8K};
+    use std::arch::x86_64::*;
+
+    /// `pshufb` patterns that widen byte `r` of a register (its 8 low bytes repeated in both
+    /// 128-bit lanes) into the four 16-bit lanes of row `r` of half `h`: rows `4h..4h + 4`,
+    /// two per 128-bit lane.
+    const WIDEN: [[i8; 32]; 2] = {
+        let mut patterns = [[-1i8; 32]; 2];
+        let mut h = 0;
+        while h < 2 {
+            let mut lane = 0;
+            while lane < 16 {
+                // 16-bit lane `lane` belongs to row `4h + lane / 4`; its low byte takes it.
+                patterns[h][2 * lane] = (4 * h + lane / 4) as i8;
+                lane += 1;
+            }
+            h += 1;
+        }
+        patterns
+    };
+
+    /// As the AVX-512 kernel, on 256-bit registers: each holds four rows' eight bytes of a
+    /// chunk, multiplied with `vpmaddubsw` (no product sum overflows 16 bits: 4 chunks of
+    /// 2 · 15 · 127) and scaled with `vpmaddwd`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, F16C and FMA; every input has `blocks.len()` blocks; every
+    /// output points at 8 writable floats.
+    #[target_feature(enable = "avx2,f16c,fma")]
+    pub unsafe fn dot_8_rows<const M: usize>(
+        blocks: &[BlockQ4Kx8],
+        inputs: [&[RawQ8K]; M],
+        outputs: [*mut f32; M],
+    ) {
+        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
+        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        unsafe {
+            let low = _mm256_set1_epi8(0x0F);
+            let widen: [__m256i; 2] =
+                std::array::from_fn(|h| _mm256_loadu_si256(WIDEN[h].as_ptr() as *const _));
+            // hadd of the two halves leaves rows in the order 0 1 4 5 2 3 6 7.
+            let unshuffle = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+            let mut sums = [_mm256_setzero_ps(); M];
+            for (b, block) in blocks.iter().enumerate() {
+                let ys: [&RawQ8K; M] = std::array::from_fn(|i| &inputs[i][b]);
+                let qs = block.qs.as_ptr();
+                // Per half of the rows, per input: the integer dot products, two lanes per row.
+                let mut dots = [[_mm256_setzero_si256(); 2]; M];
+                for pair in 0..4 {
+                    let scale = |sub: usize, pattern: __m256i| {
+                        let bytes = _mm_loadl_epi64(block.scales.as_ptr().add(sub * 8) as *const _);
+                        _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(bytes), pattern)
+                    };
+                    for (h, &pattern) in widen.iter().enumerate() {
+                        let (even_scale, odd_scale) =
+                            (scale(2 * pair, pattern), scale(2 * pair + 1, pattern));
+                        let mut even = [_mm256_setzero_si256(); M];
+                        let mut odd = [_mm256_setzero_si256(); M];
+                        for chunk in 0..4 {
+                            let bits = _mm256_loadu_si256(
+                                qs.add((pair * 4 + chunk) * 64 + 32 * h) as *const _
+                            );
+                            let lo = _mm256_and_si256(bits, low);
+                            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), low);
+                            for i in 0..M {
+                                let yq = ys[i].qs.as_ptr();
+                                let y_lo =
+                                    (yq.add(64 * pair + 8 * chunk) as *const i64).read_unaligned();
+                                let y_hi = (yq.add(64 * pair + 32 + 8 * chunk) as *const i64)
+                                    .read_unaligned();
+                                even[i] = _mm256_add_epi16(
+                                    even[i],
+                                    _mm256_maddubs_epi16(lo, _mm256_set1_epi64x(y_lo)),
+                                );
+                                odd[i] = _mm256_add_epi16(
+                                    odd[i],
+                                    _mm256_maddubs_epi16(hi, _mm256_set1_epi64x(y_hi)),
+                                );
+                            }
+                        }
+                        for i in 0..M {
+                            let scaled = _mm256_add_epi32(
+                                _mm256_madd_epi16(even[i], even_scale),
+                                _mm256_madd_epi16(odd[i], odd_scale),
+                            );
+                            dots[i][h] = _mm256_add_epi32(dots[i][h], scaled);
+                        }
+                    }
+                }
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(block.d.as_ptr() as *const _));
+                let dmin = _mm256_cvtph_ps(_mm_loadu_si128(block.dmin.as_ptr() as *const _));
+                let mins: [__m256i; 8] = std::array::from_fn(|sub| {
+                    _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                        block.mins.as_ptr().add(sub * 8) as *const _
+                    ))
+                });
+                for i in 0..M {
+                    let y = ys[i];
+                    let yd = _mm256_set1_ps(y.d);
+                    let dot = _mm256_permutevar8x32_epi32(
+                        _mm256_hadd_epi32(dots[i][0], dots[i][1]),
+                        unshuffle,
+                    );
+                    let mut min_dot = _mm256_setzero_si256();
+                    for (sub, m) in mins.iter().enumerate() {
+                        let ysum = i32::from(y.bsums[2 * sub]) + i32::from(y.bsums[2 * sub + 1]);
+                        min_dot = _mm256_add_epi32(
+                            min_dot,
+                            _mm256_mullo_epi32(*m, _mm256_set1_epi32(ysum)),
+                        );
+                    }
+                    // d_r · dot_r − dmin_r · min_dot_r, times the input's scale.
+                    let row = _mm256_fmsub_ps(
+                        d,
+                        _mm256_cvtepi32_ps(dot),
+                        _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(min_dot)),
+                    );
+                    sums[i] = _mm256_fmadd_ps(yd, row, sums[i]);
+                }
+            }
+            for i in 0..M {
+                _mm256_storeu_ps(outputs[i], sums[i]);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+use kernel as avx2;
+
 #[cfg(not(target_arch = "x86_64"))]
 mod kernel {
     use super::{BlockQ4Kx8, RawQ8K};
@@ -303,12 +450,13 @@ mod kernel {
         _: [&[RawQ8K]; M],
         _: [*mut f32; M],
     ) {
-        unreachable!("x8::matmul runs kernels only where x8::supported() holds")
+        unreachable!("CpuKernels has no x86 level on this architecture")
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::cpu_kernels::for_each_testable_level;
     use super::*;
     use candle_core::quantized::k_quants::matmul;
     use candle_core::{Device, Tensor};
@@ -352,10 +500,10 @@ mod tests {
 
     #[test]
     fn products_match_candle_block_kernels_for_any_number_of_rows() {
-        if !x8::supported() {
-            eprintln!("skipped: this CPU lacks AVX-512 VNNI");
-            return;
-        }
+        for_each_testable_level(products_match_candle_at);
+    }
+
+    fn products_match_candle_at(level: CpuKernels) {
         // 1 row (decode), a partial tile, a full tile and a tile and a bit (prompts).
         for (m, n, k) in [
             (1, 8, 256),
@@ -372,11 +520,11 @@ mod tests {
             matmul((m, k, n), &x, &blocks, &mut expected).unwrap();
             let x8 = Q4Kx8::new(&raw, n, k).unwrap();
             let mut got = vec![0f32; m * n];
-            x8.matmul(m, &x, &mut got).unwrap();
+            x8.matmul(level, m, &x, &mut got).unwrap();
             for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
                 assert!(
                     (g - e).abs() <= 1e-3 * e.abs().max(1.0),
-                    "({m}, {n}, {k}) output {i}: {g} vs {e}"
+                    "{level:?} ({m}, {n}, {k}) output {i}: {g} vs {e}"
                 );
             }
         }

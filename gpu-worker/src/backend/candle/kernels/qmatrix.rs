@@ -18,10 +18,11 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, OnceLock};
 
+use super::cpu_kernels::CpuKernels;
 use super::huge_pages;
 use super::plain_data::{self, PlainData};
 use super::q4k_x8::{Q4Kx8, RawQ4K};
-use super::x8;
+
 use super::{block32, q6k};
 
 use candle_core::quantized::gguf_file::Content;
@@ -90,7 +91,7 @@ impl Blocks for Interleaved {
         lhs: &[f32],
         dst: &mut [f32],
     ) -> candle_core::Result<()> {
-        self.0.matmul(m, lhs, dst)
+        self.0.matmul(CpuKernels::active(), m, lhs, dst)
     }
 
     fn row_to_f32(&self, row: usize, _k: usize, dst: &mut [f32]) -> candle_core::Result<()> {
@@ -129,7 +130,8 @@ struct OwnKernel<T> {
 }
 
 /// `dst = x · Wᵀ` over `W`'s blocks, `mkn` as candle's `k_quants::matmul` takes it.
-type ProductFn<T> = fn(&[T], (usize, usize, usize), &[f32], &mut [f32]) -> candle_core::Result<()>;
+type ProductFn<T> =
+    fn(CpuKernels, &[T], (usize, usize, usize), &[f32], &mut [f32]) -> candle_core::Result<()>;
 
 impl<T> OwnKernel<T> {
     fn new(blocks: Vec<T>, kernel: ProductFn<T>, min_rows: usize) -> Self {
@@ -148,8 +150,9 @@ impl<T: GgmlType + Send + Sync + 'static> Blocks for OwnKernel<T> {
         lhs: &[f32],
         dst: &mut [f32],
     ) -> candle_core::Result<()> {
-        match mkn.0 >= self.min_rows && x8::supported() {
-            true => (self.kernel)(&self.blocks.0, mkn, lhs, dst),
+        let level = CpuKernels::active();
+        match mkn.0 >= self.min_rows && level.has_kernels() {
+            true => (self.kernel)(level, &self.blocks.0, mkn, lhs, dst),
             false => self.blocks.matmul(mkn, lhs, dst),
         }
     }
@@ -163,7 +166,7 @@ impl<T: GgmlType + Send + Sync + 'static> Blocks for OwnKernel<T> {
     }
 
     fn tiles(&self) -> bool {
-        !x8::supported() && self.blocks.tiles()
+        !CpuKernels::active().has_kernels() && self.blocks.tiles()
     }
 
     fn append(&mut self, other: Box<dyn Blocks>) -> candle_core::Result<()> {
@@ -365,7 +368,7 @@ fn missing(name: &str) -> candle_core::Error {
 
 /// Q4_K blocks, interleaved where this CPU has the kernel for them.
 fn read_q4k<R: Read>(reader: &mut R, n: usize, k: usize) -> candle_core::Result<Box<dyn Blocks>> {
-    if !x8::supported() {
+    if !CpuKernels::active().has_kernels() {
         return read_blocks::<BlockQ4K, R>(reader, n, k);
     }
     // Normally only copied into the interleaved layout and freed, so no huge pages are asked

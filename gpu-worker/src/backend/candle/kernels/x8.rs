@@ -1,7 +1,7 @@
-//! Around this crate's AVX-512 VNNI kernels (`q4k_x8.rs`, Q4_K interleaved eight rows at a
-//! time; `q6k.rs`, Q6_K prompt chunks; `block32.rs`, Q5_0 and Q8_0 blocks one row at a
-//! time): the CPU check, the quantized input (Q8_K blocks of 256 values, or Q8_0 blocks of 32),
-//! and the product driver on candle's thread pool.
+//! Around this crate's kernels (`q4k_x8.rs`, Q4_K interleaved eight rows at a time; `q6k.rs`,
+//! Q6_K prompt chunks; `block32.rs`, Q5_0 and Q8_0 blocks one row at a time), each written for
+//! AVX-512 VNNI and for AVX2 (the [`CpuKernels`] level picks one): the quantized input (Q8_K
+//! blocks of 256 values, or Q8_0 blocks of 32), and the product driver on candle's thread pool.
 //!
 //! candle's K-quant dot products (ggml's AVX2 kernels) take one weight row against the
 //! quantized input at a time and spend most of their instructions unpacking that row's scales
@@ -13,6 +13,8 @@
 //! every chunk (a 128-token prompt: 41 → 76 tokens/s here).
 
 use candle_core::quantized::k_quants::QK_K;
+
+use super::cpu_kernels::CpuKernels;
 
 /// One quantized input block: candle's `BlockQ8K`, whose fields are private.
 #[repr(C)]
@@ -32,16 +34,26 @@ impl RawQ8K {
     };
 
     /// Quantizes `x` (a multiple of 256 values) into `blocks` as ggml's `quantize_row_q8_K`
-    /// does (`d = max |x| / 127`, values rounded to nearest), but with AVX-512: candle's
-    /// scalar loop took ~8% of a prompt and ~2% of a decode step here. Ties round to even,
-    /// as ggml's `nearest_int` does (candle's loop rounds them away from zero). The CPU must
-    /// pass [`supported`].
-    pub fn quantize(x: &[f32], blocks: &mut [Self]) {
+    /// does (`d = max |x| / 127`, values rounded to nearest), but with AVX-512 or AVX2:
+    /// candle's scalar loop took ~8% of a prompt and ~2% of a decode step here. Ties round to
+    /// even, as ggml's `nearest_int` does (candle's loop rounds them away from zero). Both
+    /// levels give the same bits. `level` must have kernels and be available.
+    pub fn quantize(level: CpuKernels, x: &[f32], blocks: &mut [Self]) {
         assert_eq!(x.len(), blocks.len() * QK_K, "one block per 256 values");
-        assert!(supported(), "quantizing with AVX-512 on a CPU without it");
+        assert!(
+            level.has_kernels() && level.available(),
+            "quantizing at {} on a CPU without it",
+            level.name()
+        );
         for (values, block) in x.chunks_exact(QK_K).zip(blocks) {
-            // SAFETY: the CPU has AVX-512 F/BW (checked above); `values` holds 256 floats.
-            unsafe { quantize_block(values, block) }
+            // SAFETY: the CPU has the level's features (checked above); `values` holds 256
+            // floats.
+            unsafe {
+                match level {
+                    CpuKernels::Avx512Vnni => quantize_block(values, block),
+                    _ => quantize_block_avx2(values, block),
+                }
+            }
         }
     }
 }
@@ -50,16 +62,16 @@ impl RawQ8K {
 pub trait Input: Copy + Send + Sync {
     const VALUES: usize;
     const ZERO: Self;
-    /// Quantizes `x` (a multiple of `VALUES` values) into `blocks`. The CPU passes
-    /// [`supported`].
-    fn quantize(x: &[f32], blocks: &mut [Self]);
+    /// Quantizes `x` (a multiple of `VALUES` values) into `blocks` with `level`'s
+    /// instructions (available, with kernels).
+    fn quantize(level: CpuKernels, x: &[f32], blocks: &mut [Self]);
 }
 
 impl Input for RawQ8K {
     const VALUES: usize = QK_K;
     const ZERO: Self = RawQ8K::ZERO;
-    fn quantize(x: &[f32], blocks: &mut [Self]) {
-        RawQ8K::quantize(x, blocks)
+    fn quantize(level: CpuKernels, x: &[f32], blocks: &mut [Self]) {
+        RawQ8K::quantize(level, x, blocks)
     }
 }
 
@@ -78,7 +90,7 @@ impl Input for RawQ8_0 {
 
     /// As ggml's `quantize_row_q8_0` on x86 (its AVX path): `d = max |x| / 127`, values
     /// times `127 / max |x|` rounded to nearest, ties to even.
-    fn quantize(x: &[f32], blocks: &mut [Self]) {
+    fn quantize(_: CpuKernels, x: &[f32], blocks: &mut [Self]) {
         assert_eq!(x.len(), blocks.len() * 32, "one block per 32 values");
         for (values, block) in x.chunks_exact(32).zip(blocks) {
             let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -128,23 +140,73 @@ unsafe fn quantize_block(values: &[f32], block: &mut RawQ8K) {
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn quantize_block(_: &[f32], _: &mut RawQ8K) {
-    unreachable!("quantized with AVX-512 only where x8::supported() holds")
+    unreachable!("CpuKernels has no x86 level on this architecture")
 }
 
-/// Whether this CPU runs this crate's kernels and input quantizer (AVX-512 F/BW/VL with VNNI,
-/// F16C and FMA).
-pub fn supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-            && std::arch::is_x86_feature_detected!("f16c")
-            && std::arch::is_x86_feature_detected!("fma")
+/// As the AVX-512 `quantize_block`, on 256-bit registers.
+///
+/// # Safety
+/// The CPU must have AVX2; `values` holds at least 256 floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_block_avx2(values: &[f32], block: &mut RawQ8K) {
+    // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
+    // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+    unsafe {
+        use std::arch::x86_64::*;
+        let x = values.as_ptr();
+        let sign = _mm256_set1_ps(-0.0);
+        let mut amax = _mm256_setzero_ps();
+        for group in 0..QK_K / 8 {
+            amax = _mm256_max_ps(
+                amax,
+                _mm256_andnot_ps(sign, _mm256_loadu_ps(x.add(8 * group))),
+            );
+        }
+        let halves = _mm_max_ps(
+            _mm256_castps256_ps128(amax),
+            _mm256_extractf128_ps::<1>(amax),
+        );
+        let pairs = _mm_max_ps(halves, _mm_movehl_ps(halves, halves));
+        let amax = _mm_cvtss_f32(_mm_max_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs)));
+        if amax == 0.0 {
+            *block = RawQ8K::ZERO;
+            return;
+        }
+        let iscale = 127.0 / amax;
+        let scale = _mm256_set1_ps(iscale);
+        // Packing 32-bit lanes to bytes interleaves the 128-bit lanes: this puts them back.
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for group in 0..QK_K / 32 {
+            let q: [__m256i; 4] = std::array::from_fn(|j| {
+                _mm256_cvtps_epi32(_mm256_mul_ps(
+                    _mm256_loadu_ps(x.add(32 * group + 8 * j)),
+                    scale,
+                ))
+            });
+            for half in 0..2 {
+                let sum = _mm256_add_epi32(q[2 * half], q[2 * half + 1]);
+                let sum = _mm_add_epi32(
+                    _mm256_castsi256_si128(sum),
+                    _mm256_extracti128_si256::<1>(sum),
+                );
+                let sum = _mm_hadd_epi32(sum, sum);
+                block.bsums[2 * group + half] = _mm_cvtsi128_si32(_mm_hadd_epi32(sum, sum)) as i16;
+            }
+            let words = [
+                _mm256_packs_epi32(q[0], q[1]),
+                _mm256_packs_epi32(q[2], q[3]),
+            ];
+            let bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(words[0], words[1]), order);
+            _mm256_storeu_si256(block.qs.as_mut_ptr().add(32 * group) as *mut _, bytes);
+        }
+        block.d = 1.0 / iscale;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn quantize_block_avx2(_: &[f32], _: &mut RawQ8K) {
+    unreachable!("CpuKernels has no x86 level on this architecture")
 }
 
 /// Input rows a kernel call takes at once: each weight it unpacks serves this many rows.
@@ -165,10 +227,13 @@ pub unsafe trait Kernel {
     /// How input rows are quantized.
     type Input: Input;
 
+    /// With `level`'s instructions.
+    ///
     /// # Safety
-    /// The CPU passes [`supported`]; every input has `blocks.len()` blocks; every output
-    /// points at `ROWS` writable floats.
+    /// `level` has kernels and the CPU has it; every input has `blocks.len()` blocks; every
+    /// output points at `ROWS` writable floats.
     unsafe fn dot<const M: usize>(
+        level: CpuKernels,
         blocks: &[Self::Block],
         inputs: [&[Self::Input]; M],
         outputs: [*mut f32; M],
@@ -178,8 +243,10 @@ pub unsafe trait Kernel {
 /// `dst = x · Wᵀ` for `m` input rows and an `(n, k)` matrix of `n / K::ROWS` groups of rows,
 /// whose blocks `group_blocks(group)` gives (`k / K::Input::VALUES` of them): quantizes each
 /// row of `x` once, then runs `K` on each group for up to [`ROW_TILE`] rows at a time, on
-/// candle's CPU thread pool. A group's weights stay in cache while every row goes by.
+/// candle's CPU thread pool. A group's weights stay in cache while every row goes by. `level`
+/// picks the instructions; a level without kernels, or one the CPU lacks, is an error.
 pub fn matmul<'a, K: Kernel>(
+    level: CpuKernels,
     m: usize,
     (n, k): (usize, usize),
     x: &[f32],
@@ -202,13 +269,16 @@ where
             dst.len()
         );
     }
-    if !supported() {
-        candle_core::bail!("row-tiled product: this CPU lacks AVX-512 VNNI");
+    if !level.has_kernels() || !level.available() {
+        candle_core::bail!(
+            "row-tiled product: no kernels at level {} on this CPU",
+            level.name()
+        );
     }
     let per_row = k / K::Input::VALUES;
     let mut quantized = vec![K::Input::ZERO; m * per_row];
     if m == 1 {
-        K::Input::quantize(x, &mut quantized);
+        K::Input::quantize(level, x, &mut quantized);
     } else {
         // A prompt chunk's rows, quantized on every thread (one thread: ~10% of a prompt).
         let quantized_addr = quantized.as_mut_ptr() as usize;
@@ -221,7 +291,7 @@ where
                         per_row,
                     )
                 };
-                K::Input::quantize(&x[row * k..(row + 1) * k], blocks);
+                K::Input::quantize(level, &x[row * k..(row + 1) * k], blocks);
             }
         });
     }
@@ -243,10 +313,10 @@ where
                 // `dst` that no other call writes.
                 unsafe {
                     match inputs.len() {
-                        1 => run::<K, 1>(blocks, inputs, outputs),
-                        2 => run::<K, 2>(blocks, inputs, outputs),
-                        3 => run::<K, 3>(blocks, inputs, outputs),
-                        4 => run::<K, 4>(blocks, inputs, outputs),
+                        1 => run::<K, 1>(level, blocks, inputs, outputs),
+                        2 => run::<K, 2>(level, blocks, inputs, outputs),
+                        3 => run::<K, 3>(level, blocks, inputs, outputs),
+                        4 => run::<K, 4>(level, blocks, inputs, outputs),
                         _ => unreachable!("tiles of 1 to ROW_TILE rows"),
                     }
                 }
@@ -259,6 +329,7 @@ where
 /// [`matmul`] for a kernel over one weight row at a time, whose blocks (`k /
 /// K::Input::VALUES` per row) are `blocks` in row order.
 pub fn row_matmul<K: Kernel>(
+    level: CpuKernels,
     blocks: &[K::Block],
     (m, k, n): (usize, usize, usize),
     x: &[f32],
@@ -271,7 +342,7 @@ pub fn row_matmul<K: Kernel>(
             blocks.len()
         );
     }
-    matmul::<K>(m, (n, k), x, dst, |row| {
+    matmul::<K>(level, m, (n, k), x, dst, |row| {
         &blocks[row * per_row..(row + 1) * per_row]
     })
 }
@@ -281,6 +352,7 @@ pub fn row_matmul<K: Kernel>(
 /// # Safety
 /// As [`Kernel::dot`]; `inputs` and `outputs` have `M` entries.
 unsafe fn run<K: Kernel, const M: usize>(
+    level: CpuKernels,
     blocks: &[K::Block],
     inputs: &[&[K::Input]],
     outputs: &[*mut f32],
@@ -288,7 +360,7 @@ unsafe fn run<K: Kernel, const M: usize>(
     let inputs = inputs.try_into().expect("M inputs");
     let outputs = outputs.try_into().expect("M outputs");
     // SAFETY: this function's contract is `K::dot`'s.
-    unsafe { K::dot::<M>(blocks, inputs, outputs) }
+    unsafe { K::dot::<M>(level, blocks, inputs, outputs) }
 }
 
 /// Row `r`'s values of a per-row vector (8 lanes) spread over 16 lanes: lanes `2r` and
@@ -312,10 +384,27 @@ pub unsafe fn pair_sums(sums: std::arch::x86_64::__m512) -> std::arch::x86_64::_
     )
 }
 
+/// The sum of `sums`' 8 lanes.
+///
+/// # Safety
+/// The CPU must have AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+pub unsafe fn horizontal_sum(sums: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let halves = _mm_add_ps(
+        _mm256_castps256_ps128(sums),
+        _mm256_extractf128_ps::<1>(sums),
+    );
+    let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
+    _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs)))
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::quantized::k_quants::{BlockQ8K, GgmlType};
 
+    use super::super::cpu_kernels::for_each_testable_level;
     use super::super::plain_data::cast_slice;
     use super::*;
     use crate::backend::candle::test_gguf::noise;
@@ -330,10 +419,10 @@ mod tests {
 
     #[test]
     fn quantizes_each_block_by_its_largest_magnitude_rounding_ties_to_even() {
-        if !supported() {
-            eprintln!("skipped: this CPU lacks AVX-512");
-            return;
-        }
+        for_each_testable_level(quantizes_by_largest_magnitude_at);
+    }
+
+    fn quantizes_by_largest_magnitude_at(level: CpuKernels) {
         let mut x = noise(7, 4 * QK_K, 3.0);
         x[QK_K..2 * QK_K].fill(0.0); // an all-zero block
         x[2 * QK_K + 5] = -40.0; // a block whose largest magnitude is negative
@@ -342,7 +431,7 @@ mod tests {
         x[3 * QK_K + 2] = -3.5; // rounds to -4
         let mut ours = vec![RawQ8K::ZERO; 4];
 
-        RawQ8K::quantize(&x, &mut ours);
+        RawQ8K::quantize(level, &x, &mut ours);
 
         for (b, (values, block)) in x.chunks(QK_K).zip(&ours).enumerate() {
             let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -354,7 +443,7 @@ mod tests {
             assert_eq!(
                 block.qs.as_slice(),
                 expected.as_slice(),
-                "block {b}: values"
+                "{level:?} block {b}: values"
             );
             let d = if amax == 0.0 { 0.0 } else { 1.0 / iscale };
             assert_eq!(block.d, d, "block {b}: scale");
@@ -368,15 +457,15 @@ mod tests {
 
     #[test]
     fn dequantizes_as_candle_does() {
-        if !supported() {
-            eprintln!("skipped: this CPU lacks AVX-512");
-            return;
-        }
+        for_each_testable_level(dequantizes_as_candle_at);
+    }
+
+    fn dequantizes_as_candle_at(level: CpuKernels) {
         let x = noise(11, 2 * QK_K, 3.0);
         let mut ours = vec![RawQ8K::ZERO; 2];
         let mut candle = vec![BlockQ8K::zeros(); 2];
 
-        RawQ8K::quantize(&x, &mut ours);
+        RawQ8K::quantize(level, &x, &mut ours);
         BlockQ8K::from_float(&x, &mut candle);
 
         let candle: &[RawQ8K] = cast_slice(&candle);
@@ -389,8 +478,29 @@ mod tests {
         {
             assert!(
                 (o - c).abs() <= 1e-6 * c.abs().max(1.0),
-                "value {i}: {o} vs {c}"
+                "{level:?} value {i}: {o} vs {c}"
             );
+        }
+    }
+
+    /// A quantized block's scale bits, values and group sums.
+    type Bits = (u32, Vec<i8>, Vec<i16>);
+
+    #[test]
+    fn every_level_quantizes_to_the_same_bits() {
+        let x = noise(17, 8 * QK_K, 5.0);
+        let quantized: Vec<Vec<Bits>> = CpuKernels::testable()
+            .map(|level| {
+                let mut blocks = vec![RawQ8K::ZERO; 8];
+                RawQ8K::quantize(level, &x, &mut blocks);
+                blocks
+                    .iter()
+                    .map(|b| (b.d.to_bits(), b.qs.to_vec(), b.bsums.to_vec()))
+                    .collect()
+            })
+            .collect();
+        for pair in quantized.windows(2) {
+            assert!(pair[0] == pair[1], "levels disagree");
         }
     }
 
@@ -400,7 +510,7 @@ mod tests {
         let mut ours = vec![RawQ8_0::ZERO; 4];
         let mut candle = vec![candle_core::quantized::k_quants::BlockQ8_0::zeros(); 4];
 
-        RawQ8_0::quantize(&x, &mut ours);
+        RawQ8_0::quantize(CpuKernels::Generic, &x, &mut ours);
         candle_core::quantized::k_quants::BlockQ8_0::from_float(&x, &mut candle);
 
         let mut expected = vec![0f32; 4 * 32];
@@ -423,7 +533,7 @@ mod tests {
         tie[0] = 127.0;
         tie[1] = 63.5;
         let mut block = [RawQ8_0::ZERO];
-        RawQ8_0::quantize(&tie, &mut block);
+        RawQ8_0::quantize(CpuKernels::Generic, &tie, &mut block);
         assert_eq!(&block[0].qs[..2], &[127, 64]);
     }
 }
