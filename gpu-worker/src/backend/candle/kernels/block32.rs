@@ -155,8 +155,7 @@ mod kernel {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[inline]
     pub unsafe fn unpack_q5_0(block: &RawQ5_0) -> __m256i {
-        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
-        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        // SAFETY: the caller guarantees AVX-512 F/BW/VL and the sizes above.
         unsafe {
             let low_nibble = _mm_set1_epi8(0x0F);
             let qs = _mm_loadu_si128(block.qs.as_ptr() as *const _);
@@ -172,8 +171,7 @@ mod kernel {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[inline]
     pub unsafe fn unpack_q8_0(block: &RawQ8_0) -> __m256i {
-        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
-        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        // SAFETY: the caller guarantees AVX-512 F/BW/VL and the sizes above.
         unsafe {
             let weights = _mm256_loadu_si256(block.qs.as_ptr() as *const _);
             _mm256_xor_si256(weights, _mm256_set1_epi8(-128))
@@ -191,8 +189,7 @@ mod kernel {
         inputs: [&[RawQ8_0]; M],
         outputs: [*mut f32; M],
     ) {
-        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
-        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        // SAFETY: the caller guarantees AVX-512 F/BW/VL/VNNI, F16C, FMA and the sizes above.
         unsafe {
             let ones = _mm256_set1_epi8(1);
             let offset = _mm256_set1_epi32(B::OFFSET);
@@ -229,8 +226,7 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     #[inline]
     pub unsafe fn signed_q5_0(block: &RawQ5_0) -> __m256i {
-        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
-        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        // SAFETY: the caller guarantees AVX2 and the sizes above.
         unsafe {
             let low_nibble = _mm_set1_epi8(0x0F);
             let qs = _mm_loadu_si128(block.qs.as_ptr() as *const _);
@@ -261,8 +257,7 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     #[inline]
     pub unsafe fn signed_q8_0(block: &RawQ8_0) -> __m256i {
-        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
-        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        // SAFETY: the caller guarantees AVX2 and the sizes above.
         unsafe { _mm256_loadu_si256(block.qs.as_ptr() as *const _) }
     }
 
@@ -279,8 +274,7 @@ mod avx2 {
         inputs: [&[RawQ8_0]; M],
         outputs: [*mut f32; M],
     ) {
-        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
-        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        // SAFETY: the caller guarantees AVX2, F16C, FMA and the sizes above.
         unsafe {
             let ones = _mm256_set1_epi16(1);
             let mut sums = [_mm256_setzero_ps(); M];

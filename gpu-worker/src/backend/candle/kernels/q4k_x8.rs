@@ -231,8 +231,7 @@ mod kernel {
         inputs: [&[RawQ8K]; M],
         outputs: [*mut f32; M],
     ) {
-        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
-        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        // SAFETY: the caller guarantees AVX-512 F/BW/VL/VNNI, F16C, FMA and the sizes above.
         unsafe {
             let low = _mm512_set1_epi8(0x0F);
             // Lane 2r and 2r + 1 hold row r: spread 8 per-row values over 16 lanes.
@@ -345,8 +344,7 @@ mod avx2 {
         inputs: [&[RawQ8K]; M],
         outputs: [*mut f32; M],
     ) {
-        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
-        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        // SAFETY: the caller guarantees AVX2, F16C, FMA and the sizes above.
         unsafe {
             let low = _mm256_set1_epi8(0x0F);
             let widen: [__m256i; 2] =

@@ -102,8 +102,7 @@ mod kernel {
         inputs: [&[RawQ8K]; M],
         outputs: [*mut f32; M],
     ) {
-        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
-        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        // SAFETY: the caller guarantees AVX-512 F/BW/VL/VNNI, F16C, FMA and the sizes above.
         unsafe {
             let low_nibble = _mm512_set1_epi8(0x0F);
             let high_bits = _mm512_set1_epi8(0x30);
@@ -182,8 +181,7 @@ mod avx2 {
         inputs: [&[RawQ8K]; M],
         outputs: [*mut f32; M],
     ) {
-        // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
-        // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+        // SAFETY: the caller guarantees AVX2, F16C, FMA and the sizes above.
         unsafe {
             let low_nibble = _mm256_set1_epi8(0x0F);
             let high_bits = _mm256_set1_epi8(0x30);

@@ -109,8 +109,7 @@ impl Input for RawQ8_0 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn quantize_block(values: &[f32], block: &mut RawQ8K) {
-    // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
-    // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+    // SAFETY: the caller guarantees AVX-512 F/BW and the sizes above.
     unsafe {
         use std::arch::x86_64::*;
         let x = values.as_ptr();
@@ -150,8 +149,7 @@ unsafe fn quantize_block(_: &[f32], _: &mut RawQ8K) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn quantize_block_avx2(values: &[f32], block: &mut RawQ8K) {
-    // SAFETY: the caller upholds this function's `# Safety` contract: the CPU has the
-    // features it is compiled for, and the slices and pointers it reads and writes are as stated.
+    // SAFETY: the caller guarantees AVX2 and the sizes above.
     unsafe {
         use std::arch::x86_64::*;
         let x = values.as_ptr();
