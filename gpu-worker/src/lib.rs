@@ -18,7 +18,9 @@
 //! - [`cancel`]: the cancel subscription and per-request flags.
 //! - [`heartbeat`]: announcing model, slots and device.
 //! - [`load`]: building the configured backend.
-//! - [`backend`]: the `Backend` trait; `synthetic` and `candle`.
+//! - [`backend`]: the `Backend` trait; `synthetic`, and `candle` in folders by concern:
+//!   `load/` (checkpoints to a model), `models/` (architectures, their table, KV sessions),
+//!   `kernels/` (CPU kernels per instruction-set level), `text/` (tokenizers, chat templates).
 //! - [`bench`]: speed and memory of a model file.
 
 pub mod backend;
