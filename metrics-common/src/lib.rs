@@ -9,10 +9,22 @@
 //! `target_info` series: the names and labels in the catalogue are what dashboards and rules
 //! see, and Prometheus adds `job` and `instance` itself.
 //!
+//! # Features
+//! - `names`: the catalogue alone ([`names`], [`spec`]), with no dependency: for crates that
+//!   read an exposition, such as `load-tests`.
+//! - `exporter`: the modules listed under it below (OpenTelemetry, the Prometheus exporter,
+//!   axum): what the gateway and the worker enable.
+//! - `nvml`: GPU figures from NVML (implies `exporter`).
+//!
+//! The workspace declares the crate with `default-features = false`; each member names what it
+//! needs.
+//!
 //! # Layout
 //! - [`names`]: the catalogue: one [`names::InstrumentSpec`] per instrument, label keys and
 //!   values, buckets.
 //! - [`spec`]: the shape of a catalogue entry (kind, unit, help, buckets).
+//!
+//! With `exporter`:
 //! - [`instrument`]: builds an OpenTelemetry instrument from its spec.
 //! - [`telemetry`]: the `SdkMeterProvider` wired to a Prometheus registry, and text rendering.
 //! - [`server`]: the `/metrics` HTTP listener, separate from any API port.
@@ -23,17 +35,29 @@
 //!   `gpu::record_fixture` serves fixed readings for `examples/gpu_fixture.rs` only (the infra
 //!   checks on machines without a GPU); the binaries never call it.
 
-pub mod gateway;
-pub mod gpu;
-pub mod instrument;
-pub mod model_label;
 pub mod names;
-pub mod server;
 pub mod spec;
+
+#[cfg(feature = "exporter")]
+pub mod gateway;
+#[cfg(feature = "exporter")]
+pub mod gpu;
+#[cfg(feature = "exporter")]
+pub mod instrument;
+#[cfg(feature = "exporter")]
+pub mod model_label;
+#[cfg(feature = "exporter")]
+pub mod server;
+#[cfg(feature = "exporter")]
 pub mod telemetry;
+#[cfg(feature = "exporter")]
 pub mod worker;
 
+#[cfg(feature = "exporter")]
 pub use gateway::GatewayMetrics;
+#[cfg(feature = "exporter")]
 pub use model_label::ModelLabel;
+#[cfg(feature = "exporter")]
 pub use telemetry::Telemetry;
+#[cfg(feature = "exporter")]
 pub use worker::WorkerMetrics;
