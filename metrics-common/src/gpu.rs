@@ -30,6 +30,21 @@ impl GpuGauges {
             power: instrument::f64_gauge(meter, &names::GPU_POWER),
         }
     }
+
+    /// One GPU's reading, labelled `gpu_id` and `model_name`.
+    fn record(&self, model_name: &str, reading: &GpuReading) {
+        let labels = [
+            KeyValue::new(label::GPU_ID, reading.index.to_string()),
+            KeyValue::new(label::MODEL_NAME, model_name.to_owned()),
+        ];
+        self.memory_used.record(reading.memory_used_bytes, &labels);
+        self.memory_total
+            .record(reading.memory_total_bytes, &labels);
+        self.utilization.record(reading.utilization_ratio, &labels);
+        self.temperature
+            .record(reading.temperature_celsius, &labels);
+        self.power.record(reading.power_watts, &labels);
+    }
 }
 
 /// One GPU's reading.
@@ -64,7 +79,7 @@ pub fn start_sampler(
                 _ = ticker.tick() => {}
             }
             for reading in source.read_all() {
-                record(&gauges, &model_name, &reading);
+                gauges.record(&model_name, &reading);
             }
         }
     });
@@ -79,28 +94,8 @@ pub fn start_sampler(
 pub fn record_fixture(meter: &Meter, model_name: &str, readings: &[GpuReading]) {
     let gauges = GpuGauges::new(meter);
     for reading in readings {
-        record(&gauges, model_name, reading);
+        gauges.record(model_name, reading);
     }
-}
-
-fn record(gauges: &GpuGauges, model_name: &str, reading: &GpuReading) {
-    let labels = [
-        KeyValue::new(label::GPU_ID, reading.index.to_string()),
-        KeyValue::new(label::MODEL_NAME, model_name.to_owned()),
-    ];
-    gauges
-        .memory_used
-        .record(reading.memory_used_bytes, &labels);
-    gauges
-        .memory_total
-        .record(reading.memory_total_bytes, &labels);
-    gauges
-        .utilization
-        .record(reading.utilization_ratio, &labels);
-    gauges
-        .temperature
-        .record(reading.temperature_celsius, &labels);
-    gauges.power.record(reading.power_watts, &labels);
 }
 
 #[cfg(feature = "nvml")]
