@@ -1,6 +1,7 @@
-//! The gateway's metric catalogue of `DESIGN.md`, checked from outside: traffic of every kind
-//! through a real nats-server, the real gateway and a synthetic worker, then the real `/metrics`
-//! scraped and parsed with `prometheus-parse` (and checked with `promtool check metrics`).
+//! The gateway's metric catalogue (`support::catalogue`), checked from outside: traffic of every
+//! kind through a real nats-server, the real gateway and a synthetic worker, then the real
+//! `/metrics` scraped and parsed with `prometheus-parse` (and checked with `promtool check
+//! metrics`).
 //! The worker's catalogue is checked in `gpu-worker/tests/metrics.rs`.
 
 mod support;

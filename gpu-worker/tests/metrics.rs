@@ -1,7 +1,8 @@
-//! The worker's metric catalogue of `DESIGN.md`, checked from outside: requests queued through a
-//! real nats-server as a gateway queues them, the real `gpu-worker` binary (synthetic backend),
-//! then its `/metrics` scraped and parsed with `prometheus-parse` (and checked with
-//! `promtool check metrics`). The same requests through the gateway are in `gateway/tests`.
+//! The worker's metric catalogue (`gateway/tests/support/catalogue.rs`), checked from outside:
+//! requests queued through a real nats-server as a gateway queues them, the real `gpu-worker`
+//! binary (synthetic backend), then its `/metrics` scraped and parsed with `prometheus-parse`
+//! (and checked with `promtool check metrics`). The same requests through the gateway are in
+//! `gateway/tests`.
 
 mod worker_support;
 

@@ -1,7 +1,7 @@
-"""The metric catalogue of DESIGN.md as exposed names, for the offline name checks.
+"""The metric catalogue as exposed names, for the offline name checks.
 
 Kept by hand; check_catalogue.py fails when it drifts from what metrics-common exports
-(names.rs and the instrument builders) or from DESIGN.md. A rule or panel naming anything else
+(the instrument specs in names.rs) or from DESIGN.md. A rule or panel naming anything else
 is a typo.
 """
 import pathlib

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in for one gateway and one worker, to exercise the infra scripts without them.
 
-It serves a tiny OpenAI-style API and the metric catalogue of DESIGN.md with exactly the
+It serves a tiny OpenAI-style API and the metric catalogue (catalogue.py) with exactly the
 exposition names, labels and buckets the Rust services emit (no otel_scope_name, no
 target_info), so live_stack.sh, check_dashboard.py and federation can be run end to end
 before or without the real binaries. It checks the infra files, not the services: the real

@@ -1,7 +1,7 @@
 """The pipeline benchmark's baseline: a plain FastAPI + prometheus_client service doing no work.
 
-It has the shape of the service this project replaces (../shared/DESIGN.md, "Where it comes
-from"): prometheus_client metrics recorded by an HTTP middleware (a request counter by endpoint and
+It has the shape of the service this project replaces (the README, "Measured
+here"): prometheus_client metrics recorded by an HTTP middleware (a request counter by endpoint and
 status, a latency histogram with buckets 0.1-30 s, an active-request gauge), a pydantic model for
 the request body, and `GET /metrics` in the Prometheus text format. `POST /v1/completions`
 validates the body and answers a small completion-shaped JSON: no model, no queue. The endpoint

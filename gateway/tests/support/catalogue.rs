@@ -1,4 +1,5 @@
-//! The metric catalogue of `DESIGN.md` (exposition names, types, label keys, buckets) and the
+//! The metric catalogue as exposed (names, types, label keys, buckets), written out by hand apart
+//! from `metrics-common`'s `names.rs` since it is the contract (the README, "Metrics"), and the
 //! checks of an exposition against it: nothing missing, nothing else, no OpenTelemetry scope
 //! labels, and `promtool check metrics` without findings.
 //!
@@ -10,7 +11,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use Kind::{Counter, Gauge, Histogram};
 
-/// `coder_model_request_duration_seconds` boundaries of `DESIGN.md`, `+Inf` last.
+/// `coder_model_request_duration_seconds` boundaries of the contract, `+Inf` last.
 pub const REQUEST_DURATION_BUCKETS: &[f64] = &[
     0.1,
     0.5,

@@ -8,7 +8,7 @@
 //! - [`stack`]: nats-server, a gateway and a worker together.
 //! - [`client`]: requests over HTTP: completions, streams, the official openai client.
 //! - [`exposition`]: scraping and reading `/metrics`, and waiting for a value (shared).
-//! - [`catalogue`]: the metric catalogue of `DESIGN.md` and its checks (shared).
+//! - [`catalogue`]: the metric catalogue as exposed, and its checks (shared).
 //!
 //! The shared files depend on no other file here, so `gpu-worker/tests` includes them by path.
 #![allow(dead_code)] // each test binary uses a different part of the harness
