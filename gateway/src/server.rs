@@ -142,6 +142,7 @@ async fn start_queue_side(
         workers,
         metrics,
         queue_ready,
+        stream_check: Arc::default(),
     })
 }
 

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
+use crate::routes::health::StreamCheck;
 use crate::workers::WorkerRegistry;
 use metrics_common::GatewayMetrics;
 use std::sync::atomic::AtomicBool;
@@ -15,4 +16,6 @@ pub struct AppState {
     pub metrics: GatewayMetrics,
     /// Set once the stream and the `--models` consumers exist: `/readyz` waits for it.
     pub queue_ready: Arc<AtomicBool>,
+    /// `/readyz`'s stream look-up, shared by every probe.
+    pub stream_check: Arc<StreamCheck>,
 }

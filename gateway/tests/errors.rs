@@ -3,29 +3,10 @@
 mod support;
 
 use coder_nats::testing::NatsServer;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::*;
 
 const MODEL: &str = "err-model";
-
-/// Asserts the status, the body shape and the named field; returns the body.
-async fn expect_error(response: reqwest::Response, status: u16, param: Option<&str>) -> Value {
-    assert_eq!(response.status(), status);
-    assert!(
-        response.headers().contains_key("x-request-id"),
-        "no x-request-id on {status}"
-    );
-    let body: Value = response.json().await.expect("error body is JSON");
-    let error = &body["error"];
-    assert!(
-        error["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-    assert!(error["type"].as_str().is_some(), "{body}");
-    assert_eq!(error["param"].as_str(), param, "{body}");
-    assert!(error.get("code").is_some(), "{body}");
-    body
-}
 
 #[tokio::test]
 async fn malformed_and_out_of_range_input_is_400_naming_the_field() {

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 /// At most this many stop sequences (OpenAI's limit).
 const MAX_STOP_SEQUENCES: usize = 4;
+/// The longest model name accepted, in bytes. A name becomes a NATS subject token (each byte
+/// outside `[A-Za-z0-9_-]` as three) and part of a consumer name; past nats-server's 4,096-byte
+/// control line the server would drop the gateway's connection.
+pub const MAX_MODEL_NAME_BYTES: usize = 256;
 /// `max_tokens` when the client gives none (OpenAI's completions default).
 const DEFAULT_MAX_TOKENS: u32 = 16;
 
@@ -161,9 +165,16 @@ pub fn parse_generation_body<T: DeserializeOwned>(
     Ok((parse_value(&value)?, parse_value(&value)?))
 }
 
-/// The required `model` field, present and non-empty.
+/// The required `model` field, present, non-empty and at most [`MAX_MODEL_NAME_BYTES`] long.
 pub fn required_model(model: &Option<String>) -> Result<&str, ApiError> {
     match model.as_deref() {
+        Some(model) if model.len() > MAX_MODEL_NAME_BYTES => Err(ApiError::bad_request(
+            "model",
+            format!(
+                "`model` must be at most {MAX_MODEL_NAME_BYTES} bytes, got {}",
+                model.len()
+            ),
+        )),
         Some(model) if !model.trim().is_empty() => Ok(model),
         _ => Err(ApiError::bad_request("model", "`model` is required")),
     }

@@ -23,6 +23,25 @@ pub async fn post(gateway: &Gateway, path: &str, body: &Value) -> reqwest::Respo
         .expect("gateway answers")
 }
 
+/// Asserts the status, the body shape and the named field; returns the body.
+pub async fn expect_error(response: reqwest::Response, status: u16, param: Option<&str>) -> Value {
+    assert_eq!(response.status(), status);
+    assert!(
+        response.headers().contains_key("x-request-id"),
+        "no x-request-id on {status}"
+    );
+    let body: Value = response.json().await.expect("error body is JSON");
+    let error = &body["error"];
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(error["type"].as_str().is_some(), "{body}");
+    assert_eq!(error["param"].as_str(), param, "{body}");
+    assert!(error.get("code").is_some(), "{body}");
+    body
+}
+
 /// The status of `GET path`, or 0 when nothing answered.
 pub async fn get_status(gateway: &Gateway, path: &str) -> u16 {
     match http().get(gateway.url(path)).send().await {

@@ -1,0 +1,111 @@
+//! Hostile and careless clients: input refused before it can reach a NATS subject or header, and
+//! floods of requests that must not become floods of JetStream calls.
+
+mod support;
+
+use coder_nats::{subjects, testing::NatsServer};
+use futures::StreamExt;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use support::*;
+
+const MODEL: &str = "hostile-model";
+/// A flood: this many requests, one after another.
+const FLOOD: usize = 20;
+
+/// Messages `subscriber` receives until it has been quiet for a moment.
+async fn count_until_quiet(subscriber: &mut async_nats::Subscriber) -> usize {
+    let mut count = 0;
+    let quiet = Duration::from_millis(300);
+    while let Ok(Some(_)) = tokio::time::timeout(quiet, subscriber.next()).await {
+        count += 1;
+    }
+    count
+}
+
+/// A plain client on `nats` following `subject`: it sees every JetStream API request the
+/// gateway makes there.
+async fn watch(nats: &NatsServer, subject: String) -> (async_nats::Client, async_nats::Subscriber) {
+    let client = async_nats::connect(nats.url())
+        .await
+        .expect("watcher connects");
+    let subscriber = client.subscribe(subject).await.expect("watcher subscribes");
+    client.flush().await.expect("subscription registered");
+    (client, subscriber)
+}
+
+/// How many look-ups a window-limited cache may make while `elapsed` passes.
+fn allowed_look_ups(elapsed: Duration, window: Duration) -> usize {
+    1 + (elapsed.as_secs_f64() / window.as_secs_f64()) as usize
+}
+
+#[tokio::test]
+async fn a_model_name_too_long_for_a_subject_is_400_and_the_gateway_stays_on_nats() {
+    let (_nats, gateway, _worker) = stack(MODEL, &[], &[]).await;
+    // 1,400 characters, each escaped to three bytes in a subject: past nats-server's 4,096-byte
+    // control line.
+    let long_name = ":".repeat(1_400);
+
+    let completion = post(&gateway, "/v1/completions", &completion_body(&long_name, 1)).await;
+    expect_error(completion, 400, Some("model")).await;
+    let chat = json!({"model": long_name, "messages": [{"role": "user", "content": "hi"}]});
+    expect_error(
+        post(&gateway, "/v1/chat/completions", &chat).await,
+        400,
+        Some("model"),
+    )
+    .await;
+
+    assert_eq!(get_status(&gateway, "/readyz").await, 200);
+    complete(&gateway, MODEL, 2).await;
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_models_makes_one_jetstream_look_up_per_window() {
+    let nats = NatsServer::start();
+    let gateway = idle_gateway(&nats, MODEL, &[]).await;
+    let (_client, mut look_ups) = watch(
+        &nats,
+        format!("$JS.API.CONSUMER.INFO.{}.*", subjects::STREAM_NAME),
+    )
+    .await;
+
+    let started = Instant::now();
+    for i in 0..FLOOD {
+        let name = format!("no-such-model-{}", i % 2);
+        let response = post(&gateway, "/v1/completions", &completion_body(&name, 1)).await;
+        expect_error(response, 404, Some("model")).await;
+    }
+    let elapsed = started.elapsed();
+
+    let made = count_until_quiet(&mut look_ups).await;
+    let window = ::gateway::known_models::MISS_RECHECK_INTERVAL;
+    assert!(
+        (1..=allowed_look_ups(elapsed, window)).contains(&made),
+        "{FLOOD} requests for unknown models in {elapsed:?} made {made} consumer look-ups"
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_readiness_probes_makes_one_stream_look_up_per_window() {
+    let nats = NatsServer::start();
+    let gateway = Gateway::start(&nats, &[]);
+    let (_client, mut look_ups) = watch(
+        &nats,
+        format!("$JS.API.STREAM.INFO.{}", subjects::STREAM_NAME),
+    )
+    .await;
+
+    let started = Instant::now();
+    for _ in 0..FLOOD {
+        assert_eq!(get_status(&gateway, "/readyz").await, 200);
+    }
+    let elapsed = started.elapsed();
+
+    let made = count_until_quiet(&mut look_ups).await;
+    let window = ::gateway::routes::health::READY_CACHE_FOR;
+    assert!(
+        made <= allowed_look_ups(elapsed, window),
+        "{FLOOD} readiness probes in {elapsed:?} made {made} stream look-ups"
+    );
+}
