@@ -115,6 +115,8 @@ async fn load(config: &WorkerConfig, metrics: &WorkerMetrics) -> anyhow::Result<
     tracing::info!(model = %config.model, backend = ?config.backend, "loading the backend");
     let (backend, load_time) = load_backend(config).await?;
     metrics.set_model_load(load_time);
+    let info = backend.info();
+    metrics.set_info(info.kind, &info.device, info.cpu_kernels);
     tracing::info!(?load_time, device = %backend.info().device, "backend ready");
     Ok(backend)
 }

@@ -80,6 +80,21 @@ async fn worker_slots_follow_concurrency() {
 }
 
 #[tokio::test]
+async fn worker_info_names_its_backend_device_and_cpu_kernels() {
+    let (_nats, _queue, worker) = worker_on_queue(MODEL, &[]).await;
+
+    // The synthetic backend runs no CPU kernel: its level is `none`.
+    let info = [
+        ("model_name", MODEL),
+        ("backend", "synthetic"),
+        ("device", "cpu"),
+        ("cpu_kernels", "none"),
+    ];
+    let seen = wait_for_sample(&worker.metrics_url(), "coder_worker_info", &info, 1.0).await;
+    assert_eq!(seen, 1.0);
+}
+
+#[tokio::test]
 async fn worker_requests_total_counts_completed_requests() {
     let (_nats, queue, worker) = worker_on_queue(MODEL, &[]).await;
 

@@ -24,6 +24,7 @@ GAUGES = [
     "coder_queue_oldest_request_age_seconds",
     "coder_workers_connected",
     "coder_worker_slots",
+    "coder_worker_info",
     "coder_worker_model_load_seconds",
     "nvidia_gpu_memory_used_bytes",
     "nvidia_gpu_memory_total_bytes",

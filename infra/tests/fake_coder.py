@@ -191,6 +191,8 @@ def main():
         gw.set(name, m, 0)
     gw.set("coder_workers_connected", m, 1)
     worker.set("coder_worker_model_load_seconds", m, 2.3)
+    worker.set("coder_worker_info", m + (("backend", "synthetic"), ("device", "cpu"),
+                                         ("cpu_kernels", "none")), 1)
     if args.gpu:
         g = m + (("gpu_id", "0"),)
         worker.set("nvidia_gpu_memory_used_bytes", g, 3.2e9)

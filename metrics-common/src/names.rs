@@ -121,6 +121,12 @@ pub const WORKER_REQUESTS: InstrumentSpec = counter(
     "coder_worker_requests_total",
     "Requests this worker finished, by outcome",
 );
+pub const WORKER_INFO: InstrumentSpec = gauge(
+    "coder_worker_info",
+    "coder_worker_info",
+    None,
+    "This worker's model, backend, device and CPU kernel level (value 1)",
+);
 pub const WORKER_MODEL_LOAD: InstrumentSpec = gauge(
     "coder_worker_model_load",
     "coder_worker_model_load_seconds",
@@ -178,6 +184,7 @@ pub const ALL: &[InstrumentSpec] = &[
     WORKERS_CONNECTED,
     WORKER_SLOTS,
     WORKER_REQUESTS,
+    WORKER_INFO,
     WORKER_MODEL_LOAD,
     GPU_MEMORY_USED,
     GPU_MEMORY_TOTAL,
@@ -202,6 +209,13 @@ pub mod label {
     /// How a worker finished a request (see [`super::value::Outcome`]).
     pub const OUTCOME: &str = "outcome";
     pub const GPU_ID: &str = "gpu_id";
+    /// `coder_worker_info`: the backend (`candle`, `synthetic`).
+    pub const BACKEND: &str = "backend";
+    /// `coder_worker_info`: the device (`cpu`, `cuda:0`, ...).
+    pub const DEVICE: &str = "device";
+    /// `coder_worker_info`: the CPU kernels' instruction-set level (`avx512vnni`, `avx2`,
+    /// `generic`), `none` where no CPU kernel runs.
+    pub const CPU_KERNELS: &str = "cpu_kernels";
 }
 
 /// Bounded label values.

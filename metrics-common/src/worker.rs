@@ -13,6 +13,7 @@ pub struct WorkerMetrics {
     slots: Gauge<u64>,
     requests: Counter<u64>,
     model_load: Gauge<f64>,
+    info: Gauge<u64>,
 }
 
 impl WorkerMetrics {
@@ -22,6 +23,7 @@ impl WorkerMetrics {
             slots: instrument::u64_gauge(meter, &names::WORKER_SLOTS),
             requests: instrument::counter(meter, &names::WORKER_REQUESTS),
             model_load: instrument::f64_gauge(meter, &names::WORKER_MODEL_LOAD),
+            info: instrument::u64_gauge(meter, &names::WORKER_INFO),
         }
     }
 
@@ -46,6 +48,20 @@ impl WorkerMetrics {
             &[
                 self.model(),
                 KeyValue::new(label::OUTCOME, outcome.as_str()),
+            ],
+        );
+    }
+
+    /// `coder_worker_info` = 1 with what the loaded backend runs on. Each value is one of a few
+    /// the worker itself names (never from a request), so the labels stay bounded.
+    pub fn set_info(&self, backend: &'static str, device: &str, cpu_kernels: &'static str) {
+        self.info.record(
+            1,
+            &[
+                self.model(),
+                KeyValue::new(label::BACKEND, backend),
+                KeyValue::new(label::DEVICE, device.to_owned()),
+                KeyValue::new(label::CPU_KERNELS, cpu_kernels),
             ],
         );
     }

@@ -35,6 +35,7 @@ fn everything_recorded_once() -> String {
     worker.set_slots(1, 3);
     worker.record_outcome(Outcome::Completed);
     worker.set_model_load(Duration::from_secs(2));
+    worker.set_info("candle", "cpu", "avx2");
     let reading = GpuReading {
         index: 0,
         memory_used_bytes: 1,

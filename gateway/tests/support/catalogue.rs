@@ -77,6 +77,7 @@ pub const GATEWAY_CATALOGUE: &[Family] = &[
 pub const WORKER_CATALOGUE: &[Family] = &[
     family("coder_worker_slots", Gauge, &["model_name", "state"]),
     family("coder_worker_requests_total", Counter, &["model_name", "outcome"]),
+    family("coder_worker_info", Gauge, &["model_name", "backend", "device", "cpu_kernels"]),
     family("coder_worker_model_load_seconds", Gauge, BY_MODEL),
 ];
 
