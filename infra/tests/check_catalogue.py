@@ -15,7 +15,8 @@ federation checks trust it. This derives the same lists from metrics-common/src:
 and checks that catalogue.py's COUNTERS, GAUGES and HISTOGRAMS are exactly those instruments,
 that names.rs's written names match the derived ones, that every spec is built, and, where
 DESIGN.md is found (shared/DESIGN.md in or beside the repository), that its metric catalogue
-names the same metrics, with the same kind where its table gives one. With --scraped PROM_URL (live_stack.sh),
+names every metric the code exports, with the same kind where its table gives one (DESIGN.md
+may name metrics planned and not built yet: those are listed, not failed). With --scraped PROM_URL (live_stack.sh),
 every coder_* and nvidia_gpu_* name that Prometheus scraped from the real binaries must be
 in catalogue.py as well.
 
@@ -113,8 +114,13 @@ def main():
     else:
         names, kinds = design_catalogue(design)
         ours = {n: k for k, ns in listed.items() for n in ns}
-        check(names == set(ours), f"{design}: names the catalogue's metrics: missing "
-              f"{sorted(set(ours) - names)}, extra {sorted(names - set(ours))}")
+        # DESIGN.md is the contract, and runs ahead of the code: every metric the code exports
+        # must be in it; the ones it names that no code exports yet are planned, and listed.
+        check(set(ours) <= names, f"{design}: names every metric the code exports (missing "
+              f"{sorted(set(ours) - names)})")
+        planned = sorted(names - set(ours))
+        if planned:
+            print(f"NOTE  {design}: planned, not exported yet: {planned}")
         wrong = {n: k for n, k in kinds.items() if ours.get(n) != k}
         check(not wrong, f"{design}: kinds in its table agree ({len(kinds)} given; differing: {wrong})")
 
