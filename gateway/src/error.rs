@@ -26,6 +26,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A POST body not declared JSON; holds the `Content-Type` given, if any.
+    #[error("{}", unsupported_media_type_message(.0.as_deref()))]
+    UnsupportedMediaType(Option<String>),
     /// The model's backlog or the stream is full.
     #[error("the queue for model `{model}` is full; retry later")]
     Overloaded {
@@ -39,6 +42,13 @@ pub enum ApiError {
     Timeout(Duration),
     #[error("internal error")]
     Internal(String),
+}
+
+fn unsupported_media_type_message(given: Option<&str>) -> String {
+    match given {
+        Some(given) => format!("`Content-Type` must be `application/json`, got `{given}`"),
+        None => "`Content-Type` must be `application/json`, and the request has none".into(),
+    }
 }
 
 /// OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.
@@ -71,6 +81,7 @@ impl ApiError {
             ApiError::ModelNotFound(_) | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -85,7 +96,8 @@ impl ApiError {
             | ApiError::ModelNotFound(_)
             | ApiError::RouteNotFound(_)
             | ApiError::MethodNotAllowed
-            | ApiError::PayloadTooLarge(_) => "invalid_request_error",
+            | ApiError::PayloadTooLarge(_)
+            | ApiError::UnsupportedMediaType(_) => "invalid_request_error",
             ApiError::Unauthorized => "authentication_error",
             ApiError::Overloaded { .. } => "rate_limit_error",
             ApiError::Unavailable(_) => "service_unavailable",
@@ -100,6 +112,7 @@ impl ApiError {
             ApiError::ModelNotFound(_) => Some("model_not_found"),
             ApiError::RouteNotFound(_) => Some("not_found"),
             ApiError::PayloadTooLarge(_) => Some("payload_too_large"),
+            ApiError::UnsupportedMediaType(_) => Some("unsupported_media_type"),
             ApiError::Overloaded { .. } => Some("queue_full"),
             ApiError::Timeout(_) => Some("deadline_exceeded"),
             _ => None,

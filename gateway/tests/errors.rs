@@ -53,6 +53,7 @@ async fn malformed_and_out_of_range_input_is_400_naming_the_field() {
 
     let not_json = http()
         .post(gateway.url("/v1/completions"))
+        .header("content-type", "application/json")
         .body("{\"model\": ")
         .send()
         .await

@@ -109,3 +109,40 @@ async fn a_flood_of_readiness_probes_makes_one_stream_look_up_per_window() {
         "{FLOOD} readiness probes in {elapsed:?} made {made} stream look-ups"
     );
 }
+
+#[tokio::test]
+async fn a_post_body_that_is_not_declared_json_is_415_naming_the_header() {
+    let (_nats, gateway, _worker) = stack(MODEL, &[], &[]).await;
+    let body = completion_body(MODEL, 1).to_string();
+
+    for path in ["/v1/completions", "/v1/chat/completions"] {
+        let text = http()
+            .post(gateway.url(path))
+            .header("content-type", "text/plain")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("gateway answers");
+        let error = expect_error(text, 415, None).await;
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("Content-Type"), "{error}");
+        assert!(message.contains("text/plain"), "{error}");
+
+        let undeclared = http()
+            .post(gateway.url(path))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("gateway answers");
+        expect_error(undeclared, 415, None).await;
+    }
+
+    let declared = http()
+        .post(gateway.url("/v1/completions"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body)
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(declared.status(), 200);
+}

@@ -1,12 +1,14 @@
 //! A JSON body extractor whose errors are OpenAI error bodies naming the offending field.
 //!
-//! It accepts any content type (curl's `-d` sends `application/x-www-form-urlencoded`), turns an
-//! over-long body into 413 and a type error into 400 with the JSON path of the field.
+//! It refuses a body not declared `application/json` (or `application/*+json`) with 415 before
+//! reading it, turns an over-long body into 413 and a type error into 400 with the JSON path of
+//! the field. (curl's `-d` alone sends `application/x-www-form-urlencoded`: add
+//! `-H 'Content-Type: application/json'`.)
 
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 pub struct ApiJson<T>(pub T);
@@ -25,6 +27,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        check_json_content_type(request.headers())?;
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -40,6 +43,34 @@ where
                 }
             })?;
         T::from_json(&bytes).map(ApiJson)
+    }
+}
+
+/// 415 unless `Content-Type` names JSON: `application/json` or `application/<x>+json`, with any
+/// parameters (`; charset=utf-8`).
+fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let declared = headers.get(header::CONTENT_TYPE).map(|v| v.to_str());
+    let essence = match declared {
+        // Bounded: the message echoes it.
+        Some(Ok(value)) => value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .chars()
+            .take(100)
+            .collect::<String>()
+            .to_ascii_lowercase(),
+        Some(Err(_)) => String::from("(not text)"),
+        None => return Err(ApiError::UnsupportedMediaType(None)),
+    };
+    let is_json = essence
+        .strip_prefix("application/")
+        .is_some_and(|subtype| subtype == "json" || subtype.ends_with("+json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(Some(essence)))
     }
 }
 
@@ -107,6 +138,37 @@ mod tests {
             param_of(r#"{"max_tokens": -1}"#).as_deref(),
             Some("max_tokens")
         );
+    }
+
+    fn content_type(value: Option<&str>) -> Result<(), ApiError> {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = value {
+            headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+        }
+        check_json_content_type(&headers)
+    }
+
+    #[test]
+    fn only_a_json_content_type_is_accepted() {
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
+            assert!(content_type(Some(json)).is_ok(), "{json} refused");
+        }
+        for other in [
+            None,
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("application/jsonl"),
+            Some("text/json"),
+        ] {
+            assert!(
+                matches!(content_type(other), Err(ApiError::UnsupportedMediaType(_))),
+                "{other:?} accepted"
+            );
+        }
     }
 
     #[test]
