@@ -26,8 +26,11 @@
 #                of the metrics in throughput and in gateway CPU per request, next to a
 #                microbenchmark of one request's recordings.
 #   6. llama-cpp the candle backend (`gpu-worker bench`) against llama.cpp (`llama-bench`, built
-#                from the PyPI sdist by scripts/build-llama-cpp.sh) on the same model file,
-#                interleaved run by run: decode and prompt tokens/s, peak memory.
+#                from the PyPI sdist by scripts/build-llama-cpp.sh) on the same model file, at
+#                matching instruction-set levels: `avx2` (CODER_CPU_KERNELS=avx2 against an AVX2
+#                build without AVX-512) on any CPU with AVX2, and `native` (the worker's detected
+#                level against a GGML_NATIVE build) where that level is not avx2; interleaved run
+#                by run: decode and prompt tokens/s, peak memory, the CPU model and its flags.
 #
 # Everything shares the machine: run it on a quiet one and say so next to the figures.
 # Exit status: 0 when every run's accounting held and nothing failed to run, 1 otherwise.
@@ -496,8 +499,38 @@ bench_overload() {
         --max-pending "$max_pending" --rss-limit-mib "$rss_limit"
 }
 
-# bench_llama_cpp: the candle backend against llama.cpp on the same file and machine, the two
-# interleaved run by run so that a change in the machine's speed hits both alike.
+# The instruction-set flags that decide the llama-cpp benchmark's levels, as /proc/cpuinfo names
+# them; its summary says which of them the CPU has.
+LEVEL_FLAGS=(avx2 avx512f avx512_vnni avx_vnni)
+
+# cpu_has FLAG...: whether this CPU has every FLAG (/proc/cpuinfo's names).
+cpu_has() {
+    local flags flag
+    flags=" $(awk -F': ' '/^flags/ { print $2; exit }' /proc/cpuinfo) "
+    for flag in "$@"; do
+        [[ $flags == *" $flag "* ]] || return 1
+    done
+}
+
+# The level of CPU kernels gpu-worker detects on this CPU, by the instructions its
+# CpuKernels::available asks for (gpu-worker/src/backend/candle/kernels/cpu_kernels.rs). The
+# verdict checks each run's reported level against it, so a disagreement shows as a MISS.
+worker_level() {
+    if cpu_has avx2 f16c fma avx512f avx512bw avx512vl avx512_vnni; then
+        echo avx512vnni
+    elif cpu_has avx2 f16c fma; then
+        echo avx2
+    else
+        echo generic
+    fi
+}
+
+# bench_llama_cpp: the candle backend against llama.cpp on the same file and machine, per
+# instruction-set level, all runs interleaved round by round so that a change in the machine's
+# speed hits every engine and level alike. Levels: `avx2` (the worker with CODER_CPU_KERNELS=avx2
+# against llama.cpp built for AVX2 without AVX-512) wherever the worker has AVX2 kernels, and
+# `native` (the worker's detected level against llama.cpp's GGML_NATIVE build) where that level
+# is not avx2: on an AVX2-only CPU it would repeat the avx2 row, which the summary says.
 bench_llama_cpp() {
     local dir="$OUT/6-llama-cpp"
     local path="$MODEL_PATH"
@@ -511,32 +544,61 @@ bench_llama_cpp() {
         echo "### 6. candle vs llama.cpp: skipped ($path missing)" >"$summary"
         return
     fi
-    local llama
-    if ! llama=$("$ROOT/scripts/build-llama-cpp.sh"); then
-        fail "llama-cpp: llama-bench did not build"
-        echo "### 6. candle vs llama.cpp: llama-bench did not build" >"$summary"
-        return
-    fi
-    log "6. candle vs llama.cpp on $(basename "$path"): $rounds interleaved rounds"
+    local detected levels=() level
+    detected=$(worker_level)
+    [ "$detected" = generic ] || levels+=(avx2)
+    [ "$detected" = avx2 ] || levels+=(native)
+    local -A builds=()
+    for level in "${levels[@]}"; do
+        if ! builds[$level]=$("$ROOT/scripts/build-llama-cpp.sh" "$level"); then
+            fail "llama-cpp: llama-bench ($level) did not build"
+            echo "### 6. candle vs llama.cpp: llama-bench ($level) did not build" >"$summary"
+            return
+        fi
+        mkdir -p "$dir/$level"
+    done
+    log "6. candle vs llama.cpp on $(basename "$path"): $rounds interleaved rounds, levels ${levels[*]}"
     local round
     for round in $(seq 1 "$rounds"); do
-        logged "$WORKER_BIN" bench --model-path "$path" --prompt-tokens "$prompt" \
-            --max-tokens "$generate" --runs 1 --json >"$dir/candle-$round.json" 2>"$dir/candle-$round.log" ||
-            fail "llama-cpp: gpu-worker bench round $round failed (see $dir/candle-$round.log)"
-        # llama-bench's prompt test (pp), then its generation test (tg) after as many tokens of
-        # context as candle's decode had (-d); the peak RSS of the generation run.
-        logged "$llama" -m "$path" -t "$threads" -p "$prompt" -n 0 -r 1 -o json \
-            >"$dir/llama-pp-$round.json" 2>"$dir/llama-pp-$round.log" ||
-            fail "llama-cpp: llama-bench pp round $round failed (see $dir/llama-pp-$round.log)"
-        logged /usr/bin/time -f '%M' -o "$dir/llama-$round.rss_kib" "$llama" -m "$path" \
-            -t "$threads" -p 0 -n "$generate" -d "$prompt" -r 1 -o json \
-            >"$dir/llama-tg-$round.json" 2>"$dir/llama-tg-$round.log" ||
-            fail "llama-cpp: llama-bench tg round $round failed (see $dir/llama-tg-$round.log)"
+        for level in "${levels[@]}"; do
+            llama_cpp_round "$dir/$level" "$round" "$level" "${builds[$level]}" "$path" \
+                "$threads" "$prompt" "$generate"
+        done
     done
-    # The whole summary: a table of the rounds' medians, the notes, the verdict.
+    local has=() lacks=() flag commit
+    for flag in "${LEVEL_FLAGS[@]}"; do
+        if cpu_has "$flag"; then has+=("$flag"); else lacks+=("$flag"); fi
+    done
+    commit=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)
+    (cd "$ROOT" && git diff --quiet HEAD -- 2>/dev/null) || commit+=" (with uncommitted changes)"
+    # The whole summary: a table of the rounds' medians per level, the notes, the verdict.
     : >"$summary"
-    verdict "$summary" llama-cpp --dir "$dir" --model-file "$(basename "$path")" \
-        --threads "$threads" --rounds "$rounds" --prompt "$prompt" --generate "$generate"
+    verdict "$summary" llama-cpp --dir "$dir" --levels "$(IFS=,; echo "${levels[*]}")" \
+        --detected "$detected" --cpu "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" \
+        --cpu-has "${has[*]}" --cpu-lacks "${lacks[*]}" --commit "$commit" \
+        --model-file "$(basename "$path")" --threads "$threads" --rounds "$rounds" \
+        --prompt "$prompt" --generate "$generate"
+}
+
+# llama_cpp_round DIR ROUND LEVEL LLAMA_BENCH MODEL THREADS PROMPT GENERATE: one round of one
+# level, its files in DIR: one candle run at LEVEL (`avx2` sets CODER_CPU_KERNELS, `native`
+# leaves the worker to detect its level), then llama-bench's prompt test (pp), then its
+# generation test (tg) after as many tokens of context as candle's decode had (-d), with the
+# peak RSS of the generation run.
+llama_cpp_round() {
+    local dir=$1 round=$2 level=$3 llama=$4 path=$5 threads=$6 prompt=$7 generate=$8
+    local kernels=(env -u CODER_CPU_KERNELS)
+    [ "$level" = native ] || kernels=(env CODER_CPU_KERNELS="$level")
+    logged "${kernels[@]}" "$WORKER_BIN" bench --model-path "$path" --prompt-tokens "$prompt" \
+        --max-tokens "$generate" --runs 1 --json >"$dir/candle-$round.json" 2>"$dir/candle-$round.log" ||
+        fail "llama-cpp: gpu-worker bench ($level) round $round failed (see $dir/candle-$round.log)"
+    logged "$llama" -m "$path" -t "$threads" -p "$prompt" -n 0 -r 1 -o json \
+        >"$dir/llama-pp-$round.json" 2>"$dir/llama-pp-$round.log" ||
+        fail "llama-cpp: llama-bench ($level) pp round $round failed (see $dir/llama-pp-$round.log)"
+    logged /usr/bin/time -f '%M' -o "$dir/llama-$round.rss_kib" "$llama" -m "$path" \
+        -t "$threads" -p 0 -n "$generate" -d "$prompt" -r 1 -o json \
+        >"$dir/llama-tg-$round.json" 2>"$dir/llama-tg-$round.log" ||
+        fail "llama-cpp: llama-bench ($level) tg round $round failed (see $dir/llama-tg-$round.log)"
 }
 
 bench_model() {

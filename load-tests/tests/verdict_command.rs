@@ -64,3 +64,90 @@ fn a_malformed_result_fails_the_command() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("parsing"), "{stderr}");
 }
+
+#[test]
+fn llama_cpp_prints_a_row_and_checks_per_level() {
+    let out = tempfile::tempdir().unwrap();
+    let avx2 = out.path().join("avx2");
+    std::fs::create_dir_all(&avx2).unwrap();
+    let candle = r#"{"cpu_kernels": "avx2", "decode_tokens_per_second": 20.5,
+        "prompt_tokens_per_second": 60.4, "peak_rss_bytes": 1234567890}"#;
+    std::fs::write(avx2.join("candle-1.json"), candle).unwrap();
+    std::fs::write(avx2.join("llama-tg-1.json"), r#"[{"avg_ts": 20.3}]"#).unwrap();
+    std::fs::write(avx2.join("llama-pp-1.json"), r#"[{"avg_ts": 67.0}]"#).unwrap();
+    std::fs::write(avx2.join("llama-1.rss_kib"), "1782580\n").unwrap();
+
+    let output = coder_load(&[
+        "verdict",
+        "llama-cpp",
+        "--dir",
+        out.path().to_str().unwrap(),
+        "--levels",
+        "avx2",
+        "--detected",
+        "avx2",
+        "--cpu",
+        "AMD EPYC",
+        "--cpu-has",
+        "avx2",
+        "--cpu-lacks",
+        "avx512f avx512_vnni avx_vnni",
+        "--commit",
+        "abc1234",
+        "--model-file",
+        "m.gguf",
+        "--threads",
+        "2",
+        "--rounds",
+        "1",
+        "--prompt",
+        "128",
+        "--generate",
+        "64",
+    ]);
+
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("| avx2 | candle / llama.cpp | 101% | 90% | |\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("No native row"), "{stdout}");
+    assert!(stdout.ends_with(
+        "- PASS: avx2: decode at 101% of llama.cpp's avx2 build (target >= 100%)\n\
+         - PASS: avx2: prompt at 90% of llama.cpp's avx2 build (target >= 90%)\n\
+         - PASS: avx2: candle peak RSS 1.15 GiB (target <= 1.5 GiB)\n"
+    ));
+}
+
+#[test]
+fn llama_cpp_refuses_a_level_it_has_no_build_for() {
+    let out = tempfile::tempdir().unwrap();
+    let output = coder_load(&[
+        "verdict",
+        "llama-cpp",
+        "--dir",
+        out.path().to_str().unwrap(),
+        "--levels",
+        "avx512",
+        "--detected",
+        "avx2",
+        "--cpu",
+        "c",
+        "--commit",
+        "c",
+        "--model-file",
+        "m.gguf",
+        "--threads",
+        "2",
+        "--rounds",
+        "1",
+        "--prompt",
+        "128",
+        "--generate",
+        "64",
+    ]);
+
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+}
