@@ -56,7 +56,7 @@ pub struct ChatMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SamplingParams {
     pub max_tokens: u32,
-    /// 0 means greedy decoding.
+    /// 0 means greedy decoding, and so does anything below [`Self::GREEDY_BELOW_TEMPERATURE`].
     pub temperature: f32,
     pub top_p: f32,
     /// 0 means no top-k cut.
@@ -80,6 +80,18 @@ impl Default for SamplingParams {
             stop: Vec::new(),
             repetition_penalty: 1.0,
         }
+    }
+}
+
+impl SamplingParams {
+    /// Temperatures below this decode greedily. Logits divided by a temperature near f32's
+    /// smallest (1e-38) overflow to infinities and softmax gives NaN; anything this cold picks
+    /// the top token anyway. vLLM draws the line at the same value.
+    pub const GREEDY_BELOW_TEMPERATURE: f32 = 1e-5;
+
+    /// Whether these parameters ask for greedy decoding.
+    pub fn is_greedy(&self) -> bool {
+        !(self.temperature.is_finite() && self.temperature >= Self::GREEDY_BELOW_TEMPERATURE)
     }
 }
 

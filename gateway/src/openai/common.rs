@@ -68,6 +68,12 @@ impl SamplingFields {
         }
         let temperature = self.temperature.unwrap_or(1.0);
         check_range("temperature", temperature, 0.0, 2.0)?;
+        // Too cold to divide logits by (1e-38 overflows them): greedy, and the queue says so.
+        let temperature = if temperature < SamplingParams::GREEDY_BELOW_TEMPERATURE {
+            0.0
+        } else {
+            temperature
+        };
         let top_p = self.top_p.unwrap_or(1.0);
         if !(top_p > 0.0 && top_p <= 1.0) {
             return Err(ApiError::bad_request(
@@ -239,6 +245,19 @@ mod tests {
             param_of(r#"{"repetition_penalty": 0}"#),
             "repetition_penalty"
         );
+    }
+
+    #[test]
+    fn a_temperature_too_small_to_divide_by_is_sent_as_greedy() {
+        for tiny in ["1e-38", "1e-45", "0.000009"] {
+            let p = params(&format!(r#"{{"temperature": {tiny}}}"#)).unwrap();
+            assert_eq!(p.temperature, 0.0, "temperature {tiny}");
+        }
+        assert_eq!(
+            params(r#"{"temperature": 0.00001}"#).unwrap().temperature,
+            0.00001
+        );
+        assert_eq!(params(r#"{"temperature": 0.7}"#).unwrap().temperature, 0.7);
     }
 
     #[test]

@@ -37,10 +37,11 @@ impl Sampler {
 }
 
 fn sampling(params: &SamplingParams) -> Sampling {
-    let temperature = params.temperature as f64;
-    if !(temperature.is_finite() && temperature > 0.0) {
+    // Colder than this, dividing the logits overflows; see the constant.
+    if params.is_greedy() {
         return Sampling::ArgMax;
     }
+    let temperature = params.temperature as f64;
     let k = params.top_k as usize;
     let p = params.top_p as f64;
     let nucleus = p > 0.0 && p < 1.0;
@@ -75,6 +76,29 @@ mod tests {
     fn zero_temperature_is_greedy() {
         let mut sampler = Sampler::new(&params(0.0, 1));
         assert_eq!(sampler.sample(&logits(), &[]).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_temperature_too_small_to_divide_by_is_greedy() {
+        // Logits of a real model's size: divided by 1e-38 they overflow to infinities, and
+        // softmax turns those into NaN.
+        let logits = Tensor::new(&[12.0f32, 31.5, -4.0, 30.9, 0.0], &Device::Cpu).unwrap();
+        for temperature in [1e-38, f32::MIN_POSITIVE, 1e-30, 1e-6] {
+            for (top_k, top_p) in [(0, 1.0), (5, 0.9), (0, 0.9), (5, 1.0)] {
+                let mut sampler = Sampler::new(&SamplingParams {
+                    temperature,
+                    top_k,
+                    top_p,
+                    ..Default::default()
+                });
+                let token = sampler.sample(&logits, &[]);
+                assert_eq!(
+                    token.ok(),
+                    Some(1),
+                    "temperature {temperature}, top_k {top_k}, top_p {top_p}"
+                );
+            }
+        }
     }
 
     #[test]
