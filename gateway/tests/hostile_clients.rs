@@ -146,3 +146,21 @@ async fn a_post_body_that_is_not_declared_json_is_415_naming_the_header() {
         .expect("gateway answers");
     assert_eq!(declared.status(), 200);
 }
+
+#[tokio::test]
+async fn a_stop_sequence_longer_than_the_bound_is_400_naming_stop() {
+    let (_nats, gateway, _worker) = stack(MODEL, &[], &[]).await;
+    let long_stop = "x".repeat(10_000);
+
+    for stop in [json!(long_stop), json!(["\n", long_stop])] {
+        let body = json!({"model": MODEL, "prompt": "x", "max_tokens": 1, "stop": stop});
+        expect_error(
+            post(&gateway, "/v1/completions", &body).await,
+            400,
+            Some("stop"),
+        )
+        .await;
+    }
+    let body = json!({"model": MODEL, "prompt": "x", "max_tokens": 1, "stop": ["\n\n", "```"]});
+    assert_eq!(post(&gateway, "/v1/completions", &body).await.status(), 200);
+}

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 /// At most this many stop sequences (OpenAI's limit).
 const MAX_STOP_SEQUENCES: usize = 4;
+/// The longest stop sequence accepted, in bytes. The worker holds back generated text that could
+/// still become a stop sequence and checks every held suffix against each one per token: a
+/// megabyte-long stop would cost it quadratic time and keep the whole answer from streaming.
+pub const MAX_STOP_BYTES: usize = 256;
 /// The longest model name accepted, in bytes. A name becomes a NATS subject token (each byte
 /// outside `[A-Za-z0-9_-]` as three) and part of a consumer name; past nats-server's 4,096-byte
 /// control line the server would drop the gateway's connection.
@@ -137,6 +141,15 @@ impl SamplingFields {
                 ),
             ));
         }
+        if let Some(long) = stops.iter().find(|s| s.len() > MAX_STOP_BYTES) {
+            return Err(ApiError::bad_request(
+                "stop",
+                format!(
+                    "`stop` sequences must be at most {MAX_STOP_BYTES} bytes, got one of {}",
+                    long.len()
+                ),
+            ));
+        }
         if stops.iter().any(String::is_empty) {
             return Err(ApiError::bad_request(
                 "stop",
@@ -240,6 +253,14 @@ mod tests {
         assert_eq!(param_of(r#"{"max_tokens": 5000}"#), "max_tokens");
         assert_eq!(param_of(r#"{"n": 2}"#), "n");
         assert_eq!(param_of(r#"{"stop": ["a","b","c","d","e"]}"#), "stop");
+        let long = "x".repeat(MAX_STOP_BYTES + 1);
+        assert_eq!(param_of(&format!(r#"{{"stop": "{long}"}}"#)), "stop");
+        assert_eq!(
+            param_of(&format!(r#"{{"stop": ["\n", "{long}"]}}"#)),
+            "stop"
+        );
+        let longest = "x".repeat(MAX_STOP_BYTES);
+        assert!(params(&format!(r#"{{"stop": "{longest}"}}"#)).is_ok());
         assert_eq!(param_of(r#"{"presence_penalty": 1.0}"#), "presence_penalty");
         assert_eq!(
             param_of(r#"{"repetition_penalty": 0}"#),
