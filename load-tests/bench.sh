@@ -515,11 +515,11 @@ cpu_has() {
 # The level of CPU kernels gpu-worker detects on this CPU, by the instructions its
 # CpuKernels::available asks for (gpu-worker/src/backend/candle/kernels/cpu_kernels.rs). The
 # verdict checks each run's reported level against it, so a disagreement shows as a MISS.
+# (the worker's CpuKernels::detect: avx512vnni where the CPU has it, else candle's kernels, since
+# its avx2 kernels measured slower than candle's; avx2 runs only when asked for).
 worker_level() {
     if cpu_has avx2 f16c fma avx512f avx512bw avx512vl avx512_vnni; then
         echo avx512vnni
-    elif cpu_has avx2 f16c fma; then
-        echo avx2
     else
         echo generic
     fi
@@ -528,9 +528,9 @@ worker_level() {
 # bench_llama_cpp: the candle backend against llama.cpp on the same file and machine, per
 # instruction-set level, all runs interleaved round by round so that a change in the machine's
 # speed hits every engine and level alike. Levels: `avx2` (the worker with CODER_CPU_KERNELS=avx2
-# against llama.cpp built for AVX2 without AVX-512) wherever the worker has AVX2 kernels, and
-# `native` (the worker's detected level against llama.cpp's GGML_NATIVE build) where that level
-# is not avx2: on an AVX2-only CPU it would repeat the avx2 row, which the summary says.
+# against llama.cpp built for AVX2 without AVX-512) wherever the CPU has AVX2, and `native` (the
+# worker's detected level, the one users get, against llama.cpp's GGML_NATIVE build) wherever
+# that level is not avx2, which it never is by detection today.
 bench_llama_cpp() {
     local dir="$OUT/6-llama-cpp"
     local path="$MODEL_PATH"
@@ -546,7 +546,7 @@ bench_llama_cpp() {
     fi
     local detected levels=() level
     detected=$(worker_level)
-    [ "$detected" = generic ] || levels+=(avx2)
+    if cpu_has avx2 f16c fma; then levels+=(avx2); fi
     [ "$detected" = avx2 ] || levels+=(native)
     local -A builds=()
     for level in "${levels[@]}"; do

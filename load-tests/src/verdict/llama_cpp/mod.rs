@@ -6,8 +6,9 @@
 //! The levels ([`Level`]) pair a worker with a llama.cpp build of the same instruction sets:
 //! `avx2` is the worker with `CODER_CPU_KERNELS=avx2` against llama.cpp built for AVX2 without
 //! AVX-512 (scripts/build-llama-cpp.sh avx2); `native` the worker at the level it detects against
-//! llama.cpp built with `GGML_NATIVE`. bench.sh runs `native` only where the worker detects more
-//! than AVX2: on an AVX2-only CPU it would repeat the `avx2` row, and the summary says so.
+//! llama.cpp built with `GGML_NATIVE`. bench.sh runs `native` wherever the worker's detected level
+//! is not `avx2` (it detects `avx512vnni` or candle's `generic` kernels); were it `avx2`, the row
+//! would repeat the `avx2` one, and the summary says so.
 //!
 //! Unlike the other benchmarks it has no `coder-load summary` table, so this writes its whole
 //! summary.

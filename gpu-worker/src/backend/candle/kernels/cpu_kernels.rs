@@ -5,9 +5,12 @@
 //! Levels, from the fastest:
 //! - `avx512vnni`: AVX-512 F/BW/VL with VNNI, F16C and FMA (AMD Zen 4 and 5, Intel Ice Lake
 //!   and later servers): every kernel here.
-//! - `avx2`: AVX2, F16C and FMA (nearly every x86-64 server of the last ten years): the Q4_K
-//!   kernel and the Q8_K input quantizer, candle's kernels for the rest.
-//! - `generic`: candle's kernels only (any CPU, aarch64 included).
+//! - `avx2`: AVX2, F16C and FMA (nearly every x86-64 server of the last ten years): every
+//!   kernel here, on 256-bit registers. Chosen only by `CODER_CPU_KERNELS=avx2`: on an AVX2-only
+//!   Zen 3 it measured 5–10% slower than candle's kernels (ggml's AVX2 dot products), so
+//!   detection does not pick it (see the README's figures).
+//! - `generic`: candle's kernels only (any CPU, aarch64 included), and the detected level on
+//!   CPUs without AVX-512 VNNI.
 
 use std::sync::OnceLock;
 
@@ -58,13 +61,13 @@ impl CpuKernels {
         }
     }
 
-    /// The fastest level this CPU has.
+    /// The level measured fastest on this CPU: `avx512vnni` where it is available, else
+    /// candle's kernels (`avx2` measured slower than them; it is there to be chosen and tested).
     pub fn detect() -> Self {
-        Self::ALL
-            .into_iter()
-            .rev()
-            .find(|level| level.available())
-            .unwrap_or(Self::Generic)
+        match Self::Avx512Vnni.available() {
+            true => Self::Avx512Vnni,
+            false => Self::Generic,
+        }
     }
 
     /// The level a `CODER_CPU_KERNELS` value names, if this CPU has it.
@@ -82,10 +85,20 @@ impl CpuKernels {
         match level.available() {
             true => Ok(level),
             false => Err(format!(
-                "{ENV}={value}: this CPU lacks the instructions of that level (it has {})",
-                Self::detect().name()
+                "{ENV}={value}: this CPU lacks the instructions of that level (it has: {})",
+                Self::available_names()
             )),
         }
+    }
+
+    /// The names of the levels this CPU has, for errors.
+    fn available_names() -> String {
+        let names: Vec<&str> = Self::ALL
+            .iter()
+            .filter(|level| level.available())
+            .map(|level| level.name())
+            .collect();
+        names.join(", ")
     }
 
     /// The level of this process: `CODER_CPU_KERNELS` if set, else the detected one. Fails,

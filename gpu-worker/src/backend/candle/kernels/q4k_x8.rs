@@ -362,37 +362,39 @@ mod avx2 {
                         let bytes = _mm_loadl_epi64(block.scales.as_ptr().add(sub * 8) as *const _);
                         _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(bytes), pattern)
                     };
+                    // Per input, per half of the rows: even and odd sub-block sums.
+                    let mut even = [[_mm256_setzero_si256(); 2]; M];
+                    let mut odd = [[_mm256_setzero_si256(); 2]; M];
+                    for chunk in 0..4 {
+                        let bits: [__m256i; 2] = std::array::from_fn(|h| {
+                            _mm256_loadu_si256(qs.add((pair * 4 + chunk) * 64 + 32 * h) as *const _)
+                        });
+                        let lo = bits.map(|b| _mm256_and_si256(b, low));
+                        let hi = bits.map(|b| _mm256_and_si256(_mm256_srli_epi16::<4>(b), low));
+                        for i in 0..M {
+                            // Each input's 8 bytes, broadcast once for both halves of the rows.
+                            let yq = ys[i].qs.as_ptr();
+                            let y_lo = _mm256_set1_epi64x(
+                                (yq.add(64 * pair + 8 * chunk) as *const i64).read_unaligned(),
+                            );
+                            let y_hi = _mm256_set1_epi64x(
+                                (yq.add(64 * pair + 32 + 8 * chunk) as *const i64).read_unaligned(),
+                            );
+                            for h in 0..2 {
+                                even[i][h] =
+                                    _mm256_add_epi16(even[i][h], _mm256_maddubs_epi16(lo[h], y_lo));
+                                odd[i][h] =
+                                    _mm256_add_epi16(odd[i][h], _mm256_maddubs_epi16(hi[h], y_hi));
+                            }
+                        }
+                    }
                     for (h, &pattern) in widen.iter().enumerate() {
                         let (even_scale, odd_scale) =
                             (scale(2 * pair, pattern), scale(2 * pair + 1, pattern));
-                        let mut even = [_mm256_setzero_si256(); M];
-                        let mut odd = [_mm256_setzero_si256(); M];
-                        for chunk in 0..4 {
-                            let bits = _mm256_loadu_si256(
-                                qs.add((pair * 4 + chunk) * 64 + 32 * h) as *const _
-                            );
-                            let lo = _mm256_and_si256(bits, low);
-                            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), low);
-                            for i in 0..M {
-                                let yq = ys[i].qs.as_ptr();
-                                let y_lo =
-                                    (yq.add(64 * pair + 8 * chunk) as *const i64).read_unaligned();
-                                let y_hi = (yq.add(64 * pair + 32 + 8 * chunk) as *const i64)
-                                    .read_unaligned();
-                                even[i] = _mm256_add_epi16(
-                                    even[i],
-                                    _mm256_maddubs_epi16(lo, _mm256_set1_epi64x(y_lo)),
-                                );
-                                odd[i] = _mm256_add_epi16(
-                                    odd[i],
-                                    _mm256_maddubs_epi16(hi, _mm256_set1_epi64x(y_hi)),
-                                );
-                            }
-                        }
                         for i in 0..M {
                             let scaled = _mm256_add_epi32(
-                                _mm256_madd_epi16(even[i], even_scale),
-                                _mm256_madd_epi16(odd[i], odd_scale),
+                                _mm256_madd_epi16(even[i][h], even_scale),
+                                _mm256_madd_epi16(odd[i][h], odd_scale),
                             );
                             dots[i][h] = _mm256_add_epi32(dots[i][h], scaled);
                         }
