@@ -8,23 +8,22 @@ use std::path::Path;
 use anyhow::Context;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
-use candle_core::Device;
 use tokenizers::Tokenizer;
 
-use super::options::CandleOptions;
-use super::progress::{LoadProgress, ProgressReader};
-use super::Loaded;
+use super::progress::ProgressReader;
+use super::{Loaded, Source};
 use crate::backend::candle::gguf_meta::{string, u32_meta};
 use crate::backend::candle::models::registry::{self, GgufInput};
 use crate::backend::candle::text::chat::ChatTemplate;
 use crate::backend::candle::text::spm;
 use crate::backend::candle::text::vocab::Vocab;
 
-pub fn load(
-    options: &CandleOptions,
-    device: &Device,
-    progress: &mut LoadProgress,
-) -> anyhow::Result<Loaded> {
+pub fn load(source: Source<'_>) -> anyhow::Result<Loaded> {
+    let Source {
+        options,
+        device,
+        progress,
+    } = source;
     let path = &options.model_path;
     progress.stage("reading GGUF metadata");
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;

@@ -12,26 +12,22 @@ use candle_transformers::models::llama::{Cache, Config, Llama};
 use serde_json::Value;
 
 use super::hf_config::{self, CheckedConfig};
-use super::options::CandleOptions;
-use super::progress::LoadProgress;
-use super::Loaded;
+use super::{Loaded, Source};
 use crate::backend::candle::models::candle_models::LlamaModel;
 use crate::backend::candle::text::chat::ChatTemplate;
 use crate::backend::candle::text::vocab::Vocab;
 
-pub fn load(
-    options: &CandleOptions,
-    device: &Device,
-    progress: &mut LoadProgress,
-) -> anyhow::Result<Loaded> {
-    let dir = &options.model_path;
+pub fn load(source: Source<'_>) -> anyhow::Result<Loaded> {
+    let dir = &source.options.model_path;
+    let progress = source.progress;
     progress.stage("reading config.json");
     let config = read_json(&dir.join("config.json"))?
         .with_context(|| format!("{} has no config.json", dir.display()))?;
     let checked = hf_config::check(&config)?;
 
     progress.stage("building the tokenizer");
-    let tokenizer_path = options
+    let tokenizer_path = source
+        .options
         .tokenizer_path
         .clone()
         .unwrap_or_else(|| dir.join("tokenizer.json"));
@@ -59,7 +55,7 @@ pub fn load(
         "loading weights from {} safetensors file(s)",
         files.len()
     ));
-    let model = llama(&checked, &files, device)?;
+    let model = llama(&checked, &files, source.device)?;
     Ok(Loaded {
         model: Box::new(model),
         vocab,

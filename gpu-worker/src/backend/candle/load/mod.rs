@@ -34,6 +34,13 @@ pub struct Loaded {
     pub architecture: String,
 }
 
+/// What a checkpoint loader reads from and reports to.
+pub struct Source<'a> {
+    pub options: &'a CandleOptions,
+    pub device: &'a Device,
+    pub progress: &'a mut LoadProgress,
+}
+
 /// Loads the checkpoint at `options.model_path`: a directory as Hugging Face files, a file as
 /// GGUF.
 pub fn checkpoint(
@@ -47,10 +54,14 @@ pub fn checkpoint(
         "model path {} does not exist",
         path.display()
     );
-    if path.is_dir() {
-        hf::load(options, device, progress)
-    } else {
-        gguf::load(options, device, progress)
+    let source = Source {
+        options,
+        device,
+        progress,
+    };
+    match path.is_dir() {
+        true => hf::load(source),
+        false => gguf::load(source),
     }
     .with_context(|| format!("loading {}", path.display()))
 }
