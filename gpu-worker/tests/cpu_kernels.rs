@@ -7,13 +7,15 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn model_path() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
-    if !path.is_file() {
-        eprintln!("NOTICE: {} is absent; skipping", path.display());
-        return None;
+    let file = "../models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(file);
+    match path.is_file() {
+        true => Some(path),
+        false => {
+            eprintln!("NOTICE: {} is absent; skipping", path.display());
+            None
+        }
     }
-    Some(path)
 }
 
 /// A short bench at `level`, its report as JSON on success.

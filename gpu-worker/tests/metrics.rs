@@ -102,11 +102,7 @@ async fn worker_requests_total_counts_completed_requests() {
         queue.complete(MODEL, 2).await;
     }
 
-    let completed = [("model_name", MODEL), ("outcome", "completed")];
-    wait_for(&worker.metrics_url(), FOLLOW, "4 completed", |s| {
-        value(s, "coder_worker_requests_total", &completed) == Some(4.0)
-    })
-    .await;
+    outcome_reaches(&worker, "completed", 4.0).await;
 }
 
 #[tokio::test]
@@ -118,11 +114,7 @@ async fn worker_counts_a_cancelled_request_as_cancelled() {
 
     queue.cancel(request.id).await;
 
-    let cancelled = [("model_name", MODEL), ("outcome", "cancelled")];
-    let (scrape, _) = wait_for(&worker.metrics_url(), FOLLOW, "1 cancelled", |s| {
-        value(s, "coder_worker_requests_total", &cancelled) == Some(1.0)
-    })
-    .await;
+    let scrape = outcome_reaches(&worker, "cancelled", 1.0).await;
     let completed = [("model_name", MODEL), ("outcome", "completed")];
     assert_eq!(
         value(&scrape, "coder_worker_requests_total", &completed),
@@ -140,11 +132,7 @@ async fn worker_counts_a_request_that_expired_in_the_queue_as_expired() {
 
     let worker = Worker::start(&nats, MODEL, &[]);
 
-    let expired = [("model_name", MODEL), ("outcome", "expired")];
-    wait_for(&worker.metrics_url(), FOLLOW, "1 expired", |s| {
-        value(s, "coder_worker_requests_total", &expired) == Some(1.0)
-    })
-    .await;
+    outcome_reaches(&worker, "expired", 1.0).await;
 }
 
 #[tokio::test]
@@ -157,4 +145,14 @@ async fn promtool_accepts_the_worker_exposition_without_lint_findings() {
     let text = exposition(&url).await;
 
     assert_promtool_accepts(&text);
+}
+
+/// Waits until `coder_worker_requests_total{outcome}` reads `count`; the scrape that did.
+async fn outcome_reaches(worker: &Worker, outcome: &str, count: f64) -> Scrape {
+    let labels = [("model_name", MODEL), ("outcome", outcome)];
+    let (scrape, _) = wait_for(&worker.metrics_url(), FOLLOW, outcome, |s| {
+        value(s, "coder_worker_requests_total", &labels) == Some(count)
+    })
+    .await;
+    scrape
 }

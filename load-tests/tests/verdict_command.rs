@@ -27,14 +27,7 @@ fn scaling_prints_its_verdict_for_the_summary() {
     write_result(&one, 12.2);
     write_result(&four, 40.0);
 
-    let output = coder_load(&[
-        "verdict",
-        "scaling",
-        "--one",
-        one.to_str().unwrap(),
-        "--four",
-        four.to_str().unwrap(),
-    ]);
+    let output = scaling(&one, &four);
 
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(
@@ -50,14 +43,7 @@ fn a_malformed_result_fails_the_command() {
     std::fs::create_dir_all(&one).unwrap();
     std::fs::write(one.join("result.json"), "{").unwrap();
 
-    let output = coder_load(&[
-        "verdict",
-        "scaling",
-        "--one",
-        one.to_str().unwrap(),
-        "--four",
-        out.path().join("workers-4").to_str().unwrap(),
-    ]);
+    let output = scaling(&one, &out.path().join("workers-4"));
 
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
@@ -77,34 +63,16 @@ fn llama_cpp_prints_a_row_and_checks_per_level() {
     std::fs::write(avx2.join("llama-pp-1.json"), r#"[{"avg_ts": 67.0}]"#).unwrap();
     std::fs::write(avx2.join("llama-1.rss_kib"), "1782580\n").unwrap();
 
-    let output = coder_load(&[
-        "verdict",
-        "llama-cpp",
-        "--dir",
-        out.path().to_str().unwrap(),
-        "--levels",
+    let output = coder_load(&llama_cpp_args(
+        out.path(),
         "avx2",
-        "--detected",
-        "avx2",
-        "--cpu",
-        "AMD EPYC",
-        "--cpu-has",
-        "avx2",
-        "--cpu-lacks",
-        "avx512f avx512_vnni avx_vnni",
-        "--commit",
-        "abc1234",
-        "--model-file",
-        "m.gguf",
-        "--threads",
-        "2",
-        "--rounds",
-        "1",
-        "--prompt",
-        "128",
-        "--generate",
-        "64",
-    ]);
+        &[
+            "--cpu-has",
+            "avx2",
+            "--cpu-lacks",
+            "avx512f avx512_vnni avx_vnni",
+        ],
+    ));
 
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -123,31 +91,43 @@ fn llama_cpp_prints_a_row_and_checks_per_level() {
 #[test]
 fn llama_cpp_refuses_a_level_it_has_no_build_for() {
     let out = tempfile::tempdir().unwrap();
-    let output = coder_load(&[
-        "verdict",
-        "llama-cpp",
-        "--dir",
-        out.path().to_str().unwrap(),
+    let output = coder_load(&llama_cpp_args(out.path(), "avx512", &[]));
+
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+}
+
+/// `verdict llama-cpp` over `dir` at `levels` on an AVX2 CPU (detected `avx2`), one round of a
+/// 128-token prompt and 64 generated on 2 threads, with `extra` flags.
+fn llama_cpp_args<'a>(
+    dir: &'a std::path::Path,
+    levels: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec!["verdict", "llama-cpp", "--dir", dir.to_str().unwrap()];
+    args.extend([
         "--levels",
-        "avx512",
+        levels,
         "--detected",
         "avx2",
         "--cpu",
-        "c",
+        "AMD EPYC",
+    ]);
+    args.extend([
         "--commit",
-        "c",
+        "abc1234",
         "--model-file",
         "m.gguf",
         "--threads",
         "2",
-        "--rounds",
-        "1",
-        "--prompt",
-        "128",
-        "--generate",
-        "64",
     ]);
+    args.extend(["--rounds", "1", "--prompt", "128", "--generate", "64"]);
+    args.extend(extra);
+    args
+}
 
-    assert_eq!(output.status.code(), Some(2));
-    assert!(output.stdout.is_empty());
+/// `verdict scaling` over the results of one and of four workers.
+fn scaling(one: &std::path::Path, four: &std::path::Path) -> Output {
+    let (one, four) = (one.to_str().unwrap(), four.to_str().unwrap());
+    coder_load(&["verdict", "scaling", "--one", one, "--four", four])
 }
