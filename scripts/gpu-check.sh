@@ -373,25 +373,24 @@ step() {
 
 # spawn LOG COMMAND...: in the background; its pid joins PIDS (stopped at exit) and is in SPAWNED.
 spawn() {
-    local log=$1
-    shift
-    note "$@"
-    "$@" >"$log" 2>&1 &
+    note "${@:2}"
+    "${@:2}" >"$1" 2>&1 &
     SPAWNED=$!
     PIDS+=("$SPAWNED")
 }
 
+# Stops what spawn started, last first: SIGTERM, up to 10 s to exit, then SIGKILL.
 stop_all() {
-    local i pid tries
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${PIDS[$i]}
+    local pid deadline
+    while [ ${#PIDS[@]} -gt 0 ]; do
+        pid=${PIDS[-1]}
+        unset 'PIDS[-1]'
         kill -TERM "$pid" 2>/dev/null || continue
-        tries=0
-        while kill -0 "$pid" 2>/dev/null && [ $tries -lt 100 ]; do sleep 0.1; tries=$((tries + 1)); done
+        deadline=$((SECONDS + 10))
+        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    PIDS=()
 }
 
 # At exit: stop what was started; on the device machine ($OUT set, OUT_DIR elsewhere), put the
@@ -540,10 +539,9 @@ for p in "${PROMPTS[@]}"; do
 done
 
 # 6. The stack: nats-server, gateway, one worker on the device; chats through it; metrics.
-nats_port=$(free_port)
-api_port=$(free_port)
-gw_metrics_port=$(free_port)
-worker_metrics_port=$(free_port)
+ports=()
+for _ in nats api gateway-metrics worker-metrics; do ports+=("$(free_port)"); done
+nats_port=${ports[0]} api_port=${ports[1]} gw_metrics_port=${ports[2]} worker_metrics_port=${ports[3]}
 API="http://127.0.0.1:$api_port"
 GW_METRICS="http://127.0.0.1:$gw_metrics_port/metrics"
 WORKER_METRICS="http://127.0.0.1:$worker_metrics_port/metrics"
