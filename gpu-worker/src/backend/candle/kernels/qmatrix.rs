@@ -6,13 +6,15 @@
 //! 1.1 GB of weights grow to ~2.2 GB resident. A [`QMatrix`] holds only the blocks read from
 //! the file. A decode step (one row) multiplies them with candle's block kernels
 //! (`k_quants::matmul`, ggml's dot products), which read 25% fewer bytes than the tiles and
-//! measured ~35% less CPU per token here. On CPUs with AVX-512 VNNI, Q4_K rows interleaved by
-//! 8 (`q4k_x8.rs`) go through this crate's own kernel instead, ~2x faster again per product,
-//! for decode and prompt chunks alike, Q6_K prompt chunks through `q6k.rs`, and Q5_0 and Q8_0
-//! products through `block32.rs` (candle's Q5_0 is a scalar loop); no tiles are built for any
-//! of them. For the other quantizations a prompt chunk of many rows still wants the
-//! tiles: by default ([`PromptTiles::Transient`]) it builds them for one matrix at a time from
-//! the shared blocks, uses them and drops them, which costs no lasting memory;
+//! measured ~35% less CPU per token here. At a level with kernels of this crate's
+//! (`cpu_kernels.rs`: AVX-512 VNNI where the CPU has it, AVX2 when asked for), Q4_K rows
+//! interleaved by 8 (`q4k_x8.rs`) go through this crate's own kernel instead (with AVX-512
+//! VNNI ~2x faster again per product), for decode and prompt chunks alike, Q6_K prompt
+//! chunks through `q6k.rs`, and Q5_0 and Q8_0 products through `block32.rs` (candle's Q5_0
+//! is a scalar loop); no tiles are built for any of them. For the other quantizations a
+//! prompt chunk of many rows still wants the tiles: by default ([`PromptTiles::Transient`])
+//! it builds them for one matrix at a time from the shared blocks, uses them and drops them,
+//! which costs no lasting memory;
 //! [`PromptTiles::Kept`] keeps them after first use instead.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -49,7 +51,7 @@ pub enum PromptTiles {
     Transient,
     /// Built on first use and kept: those matrices' prompt products run faster, but their
     /// weights then take about twice their file size. Matrices with a kernel of this crate's
-    /// (Q4_K, Q6_K, Q5_0 and Q8_0 on CPUs with AVX-512 VNNI) build no tiles.
+    /// (Q4_K, Q6_K, Q5_0 and Q8_0 at a level with kernels, see `cpu_kernels.rs`) build no tiles.
     Kept,
 }
 
@@ -81,7 +83,7 @@ trait Blocks: Send + Sync {
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
 }
 
-/// Q4_K rows interleaved for the AVX-512 VNNI kernel (see `x8.rs`), for decode and prompts.
+/// Q4_K rows interleaved for this crate's kernel (see `x8.rs`), for decode and prompts.
 struct Interleaved(Q4Kx8);
 
 impl Blocks for Interleaved {
@@ -121,8 +123,8 @@ impl Blocks for Interleaved {
 }
 
 /// Blocks with a kernel of this crate's (`q6k.rs`, `block32.rs`) for products of at least
-/// `min_rows` input rows where the CPU has AVX-512 VNNI, instead of candle's block kernels or
-/// tiles; candle's block kernels elsewhere.
+/// `min_rows` input rows at a level with kernels (see `cpu_kernels.rs`), instead of candle's
+/// block kernels or tiles; candle's block kernels elsewhere.
 struct OwnKernel<T> {
     blocks: Shared<T>,
     kernel: ProductFn<T>,
