@@ -73,9 +73,22 @@ pub struct WorkerConfig {
     #[arg(long, env = "CODER_DEVICE", default_value = "cpu")]
     pub device: String,
 
-    /// Requests generated at once; the worker pulls only when a slot is free.
+    /// Requests generated at once: the sequences of a batch (candle), each fed in every
+    /// forward step. The worker pulls only when one is free.
     #[arg(long, env = "CODER_CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
+
+    /// Candle: tokens per forward step, every sequence's together. Each decoding sequence feeds
+    /// one; prompts share the rest in chunks, so a long prompt holds the others' next token up
+    /// for one step at most.
+    #[arg(long, env = "CODER_MAX_BATCH_TOKENS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_batch_tokens: u32,
+
+    /// Candle: bytes of KV cache the running sequences may reserve (each reserves its prompt
+    /// plus `max_tokens`; a request that does not fit waits in the worker, and the worker pulls
+    /// no more meanwhile). Default: the model's full context for every sequence.
+    #[arg(long, env = "CODER_KV_CACHE_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub kv_cache_bytes: Option<u64>,
 
     /// Synthetic backend: milliseconds per generated token.
     #[arg(long, env = "CODER_SYNTHETIC_MS_PER_TOKEN", default_value_t = 0.0)]
@@ -138,6 +151,8 @@ mod tests {
         assert_eq!(cli.serve.backend, BackendKind::Synthetic);
         assert_eq!(cli.serve.model, "a/b:c d");
         assert_eq!(cli.serve.concurrency, 1);
+        assert_eq!(cli.serve.max_batch_tokens, 256);
+        assert_eq!(cli.serve.kv_cache_bytes, None);
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The pull loop: fetch only as many requests as there are free slots.
+//! The pull loop: fetch only as many requests as there are free slots, and none while the
+//! backend holds a request waiting for memory (the rest stays in JetStream, visible to the
+//! backlog metrics and to other workers).
 
 use crate::execute::Executor;
 use crate::slots::Slots;
@@ -16,6 +18,8 @@ const PULL_RETRY_FIRST: Duration = Duration::from_millis(100);
 const PULL_RETRY_MAX: Duration = Duration::from_secs(2);
 /// How long one pull request waits on the server for messages.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
+/// How often the loop looks again while the backend holds a request waiting for memory.
+const WAITING_POLL: Duration = Duration::from_millis(50);
 /// Once stopping, how long a batch may stay silent before it is left to expire (whatever it
 /// still delivers returns after ack_wait).
 const DRAIN_SILENCE: Duration = Duration::from_millis(500);
@@ -34,6 +38,12 @@ pub async fn pull_loop(
             _ = stopping.cancelled() => return,
             slot = slots.acquire() => slot,
         };
+        while executor.backend_waiting() > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(WAITING_POLL) => {}
+                _ = stopping.cancelled() => return,
+            }
+        }
         let wanted = 1 + slots.free() as usize;
         let batch = consumer
             .batch()

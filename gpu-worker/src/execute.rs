@@ -51,6 +51,11 @@ impl Executor {
         }
     }
 
+    /// Requests the backend holds waiting for memory.
+    pub fn backend_waiting(&self) -> usize {
+        self.backend.waiting()
+    }
+
     /// Handles one message; `slot` is held until the message is acked.
     pub async fn handle(self: Arc<Self>, message: Message, slot: OwnedSemaphorePermit) {
         let running = self.slots.start();

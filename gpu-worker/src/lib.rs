@@ -11,7 +11,8 @@
 //! - [`config`]: flags (`CODER_*` env too) and the `bench` subcommand.
 //! - [`run`]: wiring, provisioning, drain on shutdown.
 //! - [`consumer`]: the pull loop (fetch only for free slots).
-//! - [`slots`]: the slot pool.
+//! - [`slots`]: the slot pool (sequences of the engine's batch).
+//! - [`step_metrics`]: the engine's forward steps into the metrics.
 //! - [`job`]: message → job, expired or poison (pure, unit-tested).
 //! - [`execute`]: one request's events and acks.
 //! - [`sink`]: the token channel from the generation thread.
@@ -35,5 +36,6 @@ pub mod load;
 pub mod run;
 pub mod sink;
 pub mod slots;
+pub mod step_metrics;
 
 pub use run::run;

@@ -29,6 +29,9 @@ pub async fn load_backend(config: &WorkerConfig) -> anyhow::Result<(Arc<dyn Back
             if let Some(tokenizer) = &config.tokenizer_path {
                 options = options.with_tokenizer(tokenizer);
             }
+            options.max_batch_tokens = config.max_batch_tokens as usize;
+            options.max_sequences = config.concurrency as usize;
+            options.kv_cache_bytes = config.kv_cache_bytes;
             let backend = tokio::task::spawn_blocking(move || CandleBackend::load(&options))
                 .await
                 .context("the model loading thread panicked")?

@@ -8,6 +8,7 @@ use crate::execute::Executor;
 use crate::heartbeat::Announcer;
 use crate::load::load_backend;
 use crate::slots::Slots;
+use crate::step_metrics::StepMetrics;
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use coder_nats::{provision, retry, subjects};
@@ -117,6 +118,7 @@ async fn load(config: &WorkerConfig, metrics: &WorkerMetrics) -> anyhow::Result<
     metrics.set_model_load(load_time);
     let info = backend.info();
     metrics.set_info(info.kind, &info.device, info.cpu_kernels);
+    backend.observe_steps(Arc::new(StepMetrics(metrics.clone())));
     tracing::info!(?load_time, device = %backend.info().device, "backend ready");
     Ok(backend)
 }

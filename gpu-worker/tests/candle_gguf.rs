@@ -199,7 +199,7 @@ fn a_long_prompt_goes_in_chunks_and_matches_one_pass() {
         let file = TinyGguf::write(arch, REPEATED);
         let whole = file.load();
         let mut options = CandleOptions::new(file.path(), "tiny");
-        options.prefill_chunk = 5;
+        options.max_batch_tokens = 5;
         let chunked = CandleBackend::load(&options).unwrap();
         let words: Vec<String> = (0..40).map(|i| format!("w{}", 3 + (i * 7) % 60)).collect();
         let prompt = text(&words.join(" "));

@@ -280,7 +280,7 @@ fn chunked_prefill_matches_one_pass() {
     let checkpoint = Checkpoint::write(Steer::Random, "float32");
     let whole = checkpoint.load();
     let mut options = CandleOptions::new(checkpoint.path(), "tiny-iquest");
-    options.prefill_chunk = 3;
+    options.max_batch_tokens = 3;
     let chunked = CandleBackend::load(&options).unwrap();
     let prompt = text("w5 w6 w7 w8 w9 w10 w11 w12 w13 w14");
 

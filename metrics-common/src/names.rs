@@ -10,7 +10,7 @@
 //! This module and [`crate::spec`] need no dependency: they are all `metrics-common` compiles with
 //! the `names` feature alone, which is how `load-tests` reads the catalogue.
 
-use crate::spec::{counter, gauge, seconds_histogram, up_down_counter};
+use crate::spec::{count_histogram, counter, gauge, seconds_histogram, up_down_counter};
 pub use crate::spec::{InstrumentSpec, Kind, Unit};
 
 /// Histogram boundaries for request duration, in seconds (the seed's buckets, extended for LLMs).
@@ -27,6 +27,14 @@ pub const TPOT_BUCKETS: &[f64] = &[
 /// Queue wait (publish → worker start), in seconds.
 pub const QUEUE_WAIT_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// Histogram boundaries for sequences per forward step.
+pub const BATCH_SIZE_BUCKETS: &[f64] =
+    &[1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 64.0];
+/// Histogram boundaries for tokens per forward step.
+pub const STEP_TOKENS_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0,
 ];
 
 // Gateway.
@@ -133,6 +141,34 @@ pub const WORKER_MODEL_LOAD: InstrumentSpec = gauge(
     Some(Unit::Seconds),
     "Time the model took to load and warm up",
 );
+pub const WORKER_BATCH_SIZE: InstrumentSpec = count_histogram(
+    "coder_worker_batch_size",
+    "coder_worker_batch_size",
+    "Sequences fed in each forward step",
+    BATCH_SIZE_BUCKETS,
+);
+pub const WORKER_STEP_TOKENS: InstrumentSpec = count_histogram(
+    "coder_worker_step_tokens",
+    "coder_worker_step_tokens",
+    "Tokens fed in each forward step, prompt and decode together",
+    STEP_TOKENS_BUCKETS,
+);
+pub const WORKER_PREFILL_TOKENS: InstrumentSpec = counter(
+    "coder_worker_prefill_tokens",
+    "coder_worker_prefill_tokens_total",
+    "Prompt tokens fed to the model",
+);
+pub const WORKER_DECODE_TOKENS: InstrumentSpec = counter(
+    "coder_worker_decode_tokens",
+    "coder_worker_decode_tokens_total",
+    "Sampled tokens fed back to the model, one per decoding sequence and step",
+);
+pub const WORKER_KV_CACHE_USAGE: InstrumentSpec = gauge(
+    "coder_worker_kv_cache_usage",
+    "coder_worker_kv_cache_usage_ratio",
+    Some(Unit::Ratio),
+    "Share of the KV cache budget reserved by running sequences (0..1)",
+);
 
 // GPU (NVML), only where a GPU is present.
 pub const GPU_MEMORY_USED: InstrumentSpec = gauge(
@@ -186,6 +222,11 @@ pub const ALL: &[InstrumentSpec] = &[
     WORKER_REQUESTS,
     WORKER_INFO,
     WORKER_MODEL_LOAD,
+    WORKER_BATCH_SIZE,
+    WORKER_STEP_TOKENS,
+    WORKER_PREFILL_TOKENS,
+    WORKER_DECODE_TOKENS,
+    WORKER_KV_CACHE_USAGE,
     GPU_MEMORY_USED,
     GPU_MEMORY_TOTAL,
     GPU_UTILIZATION,

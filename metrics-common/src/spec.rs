@@ -122,6 +122,23 @@ pub(crate) const fn gauge(
     }
 }
 
+/// A histogram of counts (no unit).
+pub(crate) const fn count_histogram(
+    name: &'static str,
+    exposed: &'static str,
+    help: &'static str,
+    buckets: &'static [f64],
+) -> InstrumentSpec {
+    InstrumentSpec {
+        name,
+        exposed,
+        kind: Kind::Histogram,
+        unit: None,
+        help,
+        buckets: Some(buckets),
+    }
+}
+
 /// A histogram of seconds.
 pub(crate) const fn seconds_histogram(
     name: &'static str,

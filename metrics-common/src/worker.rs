@@ -3,7 +3,7 @@
 use crate::instrument;
 use crate::model_label::ModelLabel;
 use crate::names::{self, label, value};
-use opentelemetry::metrics::{Counter, Gauge, Meter};
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
 use opentelemetry::KeyValue;
 use std::time::Duration;
 
@@ -14,6 +14,21 @@ pub struct WorkerMetrics {
     requests: Counter<u64>,
     model_load: Gauge<f64>,
     info: Gauge<u64>,
+    batch_size: Histogram<f64>,
+    step_tokens: Histogram<f64>,
+    prefill_tokens: Counter<u64>,
+    decode_tokens: Counter<u64>,
+    kv_cache_usage: Gauge<f64>,
+}
+
+/// One forward step of a worker's engine, as its metrics record it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EngineStep {
+    pub sequences: u64,
+    pub prefill_tokens: u64,
+    pub decode_tokens: u64,
+    /// Share of the KV budget reserved, 0 to 1.
+    pub kv_usage_ratio: f64,
 }
 
 impl WorkerMetrics {
@@ -24,6 +39,11 @@ impl WorkerMetrics {
             requests: instrument::counter(meter, &names::WORKER_REQUESTS),
             model_load: instrument::f64_gauge(meter, &names::WORKER_MODEL_LOAD),
             info: instrument::u64_gauge(meter, &names::WORKER_INFO),
+            batch_size: instrument::histogram(meter, &names::WORKER_BATCH_SIZE),
+            step_tokens: instrument::histogram(meter, &names::WORKER_STEP_TOKENS),
+            prefill_tokens: instrument::counter(meter, &names::WORKER_PREFILL_TOKENS),
+            decode_tokens: instrument::counter(meter, &names::WORKER_DECODE_TOKENS),
+            kv_cache_usage: instrument::f64_gauge(meter, &names::WORKER_KV_CACHE_USAGE),
         }
     }
 
@@ -69,5 +89,16 @@ impl WorkerMetrics {
     pub fn set_model_load(&self, elapsed: Duration) {
         self.model_load
             .record(elapsed.as_secs_f64(), &[self.model()]);
+    }
+
+    /// Records one forward step of the engine.
+    pub fn record_step(&self, step: &EngineStep) {
+        let model = [self.model()];
+        self.batch_size.record(step.sequences as f64, &model);
+        self.step_tokens
+            .record((step.prefill_tokens + step.decode_tokens) as f64, &model);
+        self.prefill_tokens.add(step.prefill_tokens, &model);
+        self.decode_tokens.add(step.decode_tokens, &model);
+        self.kv_cache_usage.record(step.kv_usage_ratio, &model);
     }
 }

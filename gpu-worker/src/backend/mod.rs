@@ -87,4 +87,31 @@ pub trait Backend: Send + Sync + 'static {
         request: &GenerationRequest,
         sink: &mut dyn TokenSink,
     ) -> Result<Finished, BackendError>;
+
+    /// Requests accepted but waiting inside the backend for memory: while any wait, the worker
+    /// pulls no more, so the rest stays in the queue where every worker can take it.
+    fn waiting(&self) -> usize {
+        0
+    }
+
+    /// Sends each forward step's figures to `observer` (a backend without steps sends none).
+    fn observe_steps(&self, _observer: std::sync::Arc<dyn StepObserver>) {}
+}
+
+/// One forward step's figures, for the worker's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepStats {
+    /// Sequences fed in the step.
+    pub sequences: usize,
+    /// Prompt tokens fed.
+    pub prefill_tokens: usize,
+    /// Sampled tokens fed back (one per decoding sequence).
+    pub decode_tokens: usize,
+    /// Share of the KV budget reserved after the step, 0 to 1.
+    pub kv_usage_ratio: f64,
+}
+
+/// Receives [`StepStats`] from a backend's engine thread; must be quick.
+pub trait StepObserver: Send + Sync {
+    fn step(&self, stats: &StepStats);
 }

@@ -2,9 +2,10 @@
 //!
 //! [`CandleBackend::load`] opens a GGUF file (qwen2, llama, qwen3, gemma3) or a Hugging Face
 //! directory holding a llama-shaped model (IQuest-Coder-V1 among them), builds its tokenizer and
-//! chat template, and runs one short generation so the first request does not pay for lazy
-//! initialisation. [`Backend::generate`] then runs on the caller's thread, one KV cache per
-//! generation, so one backend serves every slot of a worker.
+//! chat template, starts the model's engine thread and runs one short generation so the first
+//! request does not pay for lazy initialisation. [`Backend::generate`] hands the request to the
+//! engine, which runs every request of the worker in one forward pass per step (continuous
+//! batching, `engine/`), and relays its text on the caller's thread.
 //!
 //! # Layout
 //!
@@ -15,9 +16,10 @@
 //! - [`kernels`]: CPU kernels for quantized products and the matrices that feed them.
 //! - [`text`]: tokenizers, chat templates, streaming detokenization.
 //! - `gguf_meta.rs`: typed GGUF metadata look-ups, below everything else.
-//! - `sampler.rs`, `generate.rs`: the decoding loop.
+//! - [`engine`]: the engine thread, its scheduling and KV budget, and a request's decoding.
+//! - `sampler.rs`: picking the next token.
 
-mod generate;
+mod engine;
 mod gguf_meta;
 mod kernels;
 mod load;
@@ -27,6 +29,7 @@ mod sampler;
 mod test_gguf;
 mod text;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -36,18 +39,18 @@ pub use self::kernels::cpu_kernels::CpuKernels;
 pub use self::kernels::qmatrix::PromptTiles;
 pub use self::load::options::CandleOptions;
 
+use self::engine::{Engine, EngineConfig};
 use self::models::SessionPool;
 use self::text::chat::ChatTemplate;
 use self::text::vocab::Vocab;
-use super::{Backend, BackendError, BackendInfo, Finished, Flow, TokenSink};
+use super::{Backend, BackendError, BackendInfo, Finished, Flow, StepObserver, TokenSink};
 
 /// A model loaded with candle, ready to generate.
 pub struct CandleBackend {
     info: BackendInfo,
-    sessions: SessionPool,
-    vocab: Vocab,
+    engine: Engine,
+    vocab: Arc<Vocab>,
     chat: ChatTemplate,
-    prefill_chunk: usize,
     architecture: String,
     load_duration: Duration,
 }
@@ -68,6 +71,17 @@ impl CandleBackend {
         let loaded = load::checkpoint(options, &device, &mut progress)?;
 
         let context_length = loaded.model.context_length();
+        let batches = loaded.model.batches();
+        let kv_per_position = loaded.model.kv_bytes_per_position();
+        let config = EngineConfig {
+            max_batch_tokens: options.max_batch_tokens.max(1),
+            kv_cache_bytes: options.kv_cache_bytes.unwrap_or_else(|| {
+                let per_sequence = (context_length as u64).saturating_mul(kv_per_position as u64);
+                per_sequence.saturating_mul(options.max_sequences.max(1) as u64)
+            }),
+        };
+        let vocab = Arc::new(loaded.vocab);
+        let engine = Engine::start(SessionPool::new(loaded.model), Arc::clone(&vocab), config)?;
         let mut backend = Self {
             info: BackendInfo {
                 kind: "candle",
@@ -75,10 +89,9 @@ impl CandleBackend {
                 context_length: u32::try_from(context_length).unwrap_or(u32::MAX),
                 cpu_kernels,
             },
-            sessions: SessionPool::new(loaded.model),
-            vocab: loaded.vocab,
+            engine,
+            vocab,
             chat: loaded.chat,
-            prefill_chunk: options.prefill_chunk.max(1),
             architecture: loaded.architecture,
             load_duration: Duration::ZERO,
         };
@@ -91,6 +104,9 @@ impl CandleBackend {
             device = %backend.info.device,
             cpu_kernels = backend.info.cpu_kernels,
             context_length,
+            batches,
+            max_batch_tokens = config.max_batch_tokens,
+            kv_cache_bytes = config.kv_cache_bytes,
             eos = ?backend.vocab.eos_ids().collect::<Vec<_>>(),
             seconds = backend.load_duration.as_secs_f64(),
             "model loaded"
@@ -158,16 +174,7 @@ impl CandleBackend {
         if sink.is_cancelled() {
             return Err(BackendError::Cancelled);
         }
-        let job = generate::Job {
-            vocab: &self.vocab,
-            prompt,
-            params,
-            chunk: self.prefill_chunk,
-        };
-        let mut session = self.sessions.take(prompt.len() + max_tokens)?;
-        let result = generate::run(&job, session.as_mut(), sink);
-        self.sessions.put_back(session);
-        result
+        self.engine.generate(prompt.to_vec(), params, sink)
     }
 
     /// One short prompt and one decode step: candle repacks quantized weights for its fast
@@ -197,6 +204,14 @@ impl Backend for CandleBackend {
     ) -> Result<Finished, BackendError> {
         let prompt = self.encode_prompt(&request.prompt)?;
         self.generate_tokens(&prompt, &request.params, sink)
+    }
+
+    fn waiting(&self) -> usize {
+        self.engine.waiting()
+    }
+
+    fn observe_steps(&self, observer: Arc<dyn StepObserver>) {
+        self.engine.observe(observer);
     }
 }
 

@@ -11,11 +11,15 @@
 //! interleaved by 8 (`q4k_x8.rs`) go through this crate's own kernel instead (with AVX-512
 //! VNNI ~2x faster again per product), for decode and prompt chunks alike, Q6_K prompt
 //! chunks through `q6k.rs`, and Q5_0 and Q8_0 products through `block32.rs` (candle's Q5_0
-//! is a scalar loop); no tiles are built for any of them. For the other quantizations a
-//! prompt chunk of many rows still wants the tiles: by default ([`PromptTiles::Transient`])
-//! it builds them for one matrix at a time from the shared blocks, uses them and drops them,
-//! which costs no lasting memory;
-//! [`PromptTiles::Kept`] keeps them after first use instead.
+//! is a scalar loop); no tiles are built for any of them.
+//!
+//! Every kernel used by default gives an input row the same bits whatever rows share the
+//! product (one row alone, a decode batch, a prompt chunk): the engine's batch invariance
+//! rests on it. candle's tiles do not (a tiled row sums in another order than a block-kernel
+//! row), so they are off by default ([`PromptTiles::Never`]); [`PromptTiles::Kept`] (the
+//! benchmark's `--keep-prompt-tiles`) builds them on a matrix's first product of many rows and
+//! keeps them, for prompt speed at the generic level where candle has tiles (AVX-512 VNNI,
+//! aarch64), at the price of memory and of that invariance.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, OnceLock};
@@ -36,22 +40,22 @@ use candle_core::quantized::{GgmlDType, GgmlType, QStorage, QTensor, QuantizedTy
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 use half::f16;
 
-/// From this many input rows on, a product goes through candle's tiled kernels (see the
-/// module comment); below, the block kernels are cheaper. Building the tiles for the default
-/// model costs ~1.5 s of one core, which the tiles repay from ~35 rows on (one core: ~55 ms per
-/// row with blocks, ~12 ms with tiles); kept tiles are built once, so they pay from 16.
-const TILED_MIN_ROWS_TRANSIENT: usize = 40;
+/// Under [`PromptTiles::Kept`], from this many input rows on a product goes through candle's
+/// tiled kernels; below, the block kernels are cheaper (one core: ~55 ms per row with blocks,
+/// ~12 ms with tiles, once built).
 const TILED_MIN_ROWS_KEPT: usize = 16;
 
-/// What happens to the tiles candle builds for a prompt chunk's products.
+/// Whether candle's tiles serve products of many rows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum PromptTiles {
-    /// Built for each product and dropped: weights stay at their file size in memory.
+    /// Never: every product runs on row-invariant kernels, weights stay at their file size.
     #[default]
-    Transient,
-    /// Built on first use and kept: those matrices' prompt products run faster, but their
-    /// weights then take about twice their file size. Matrices with a kernel of this crate's
-    /// (Q4_K, Q6_K, Q5_0 and Q8_0 at a level with kernels, see `cpu_kernels.rs`) build no tiles.
+    Never,
+    /// Built on a matrix's first product of many rows and kept: those products run faster at
+    /// the generic level, but the matrices then take about twice their file size and a row's
+    /// result depends on how many rows share its product (no batch invariance). Matrices with
+    /// a kernel of this crate's (Q4_K, Q6_K, Q5_0 and Q8_0 at a level with kernels, see
+    /// `cpu_kernels.rs`) build no tiles.
     Kept,
 }
 
@@ -122,13 +126,11 @@ impl Blocks for Interleaved {
     }
 }
 
-/// Blocks with a kernel of this crate's (`q6k.rs`, `block32.rs`) for products of at least
-/// `min_rows` input rows at a level with kernels (see `cpu_kernels.rs`), instead of candle's
-/// block kernels or tiles; candle's block kernels elsewhere.
+/// Blocks with a kernel of this crate's (`q6k.rs`, `block32.rs`) at a level with kernels (see
+/// `cpu_kernels.rs`), for any number of rows; candle's block kernels elsewhere.
 struct OwnKernel<T> {
     blocks: Shared<T>,
     kernel: ProductFn<T>,
-    min_rows: usize,
 }
 
 /// `dst = x · Wᵀ` over `W`'s blocks, `mkn` as candle's `k_quants::matmul` takes it.
@@ -136,11 +138,10 @@ type ProductFn<T> =
     fn(CpuKernels, &[T], (usize, usize, usize), &[f32], &mut [f32]) -> candle_core::Result<()>;
 
 impl<T> OwnKernel<T> {
-    fn new(blocks: Vec<T>, kernel: ProductFn<T>, min_rows: usize) -> Self {
+    fn new(blocks: Vec<T>, kernel: ProductFn<T>) -> Self {
         Self {
             blocks: Shared(Arc::new(blocks)),
             kernel,
-            min_rows,
         }
     }
 }
@@ -153,7 +154,7 @@ impl<T: GgmlType + Send + Sync + 'static> Blocks for OwnKernel<T> {
         dst: &mut [f32],
     ) -> candle_core::Result<()> {
         let level = CpuKernels::active();
-        match mkn.0 >= self.min_rows && level.has_kernels() {
+        match level.has_kernels() {
             true => (self.kernel)(level, &self.blocks.0, mkn, lhs, dst),
             false => self.blocks.matmul(mkn, lhs, dst),
         }
@@ -183,7 +184,7 @@ impl<T: GgmlType + Send + Sync + 'static> Blocks for OwnKernel<T> {
     }
 }
 
-/// Blocks behind an `Arc`: candle's transient tiled tensor borrows them instead of a copy.
+/// Blocks behind an `Arc`: candle's tiled tensor borrows them instead of a copy.
 struct Shared<T>(Arc<Vec<T>>);
 
 impl<T: GgmlType + Send + Sync + 'static> Blocks for Shared<T> {
@@ -250,12 +251,12 @@ impl QMatrix {
         let blocks: Box<dyn Blocks> = match info.ggml_dtype {
             GgmlDType::Q4K => read_q4k(reader, n, k)?,
             // An interleaved Q6_K kernel built like the Q4_K one measured 2.3x slower than
-            // candle's on the default model's output projection: Q6_K keeps its blocks.
-            // Decode steps keep candle's Q6_K kernel: ours on one row measured no faster.
+            // candle's on the default model's output projection: Q6_K keeps its blocks. One
+            // row goes through the same kernel as many (it measured no slower than candle's),
+            // so a row's result does not depend on the rows beside it.
             GgmlDType::Q6K => Box::new(OwnKernel::new(
                 read_vec::<BlockQ6K, R>(reader, n, k, true)?,
                 q6k::matmul,
-                2,
             )),
             GgmlDType::Q5K => read_blocks::<BlockQ5K, R>(reader, n, k)?,
             GgmlDType::Q3K => read_blocks::<BlockQ3K, R>(reader, n, k)?,
@@ -263,14 +264,12 @@ impl QMatrix {
             GgmlDType::Q8_0 => Box::new(OwnKernel::new(
                 read_vec::<BlockQ8_0, R>(reader, n, k, true)?,
                 block32::matmul_q8_0,
-                1,
             )),
             GgmlDType::Q4_0 => read_blocks::<BlockQ4_0, R>(reader, n, k)?,
             GgmlDType::Q4_1 => read_blocks::<BlockQ4_1, R>(reader, n, k)?,
             GgmlDType::Q5_0 => Box::new(OwnKernel::new(
                 read_vec::<BlockQ5_0, R>(reader, n, k, true)?,
                 block32::matmul_q5_0,
-                1,
             )),
             GgmlDType::Q5_1 => read_blocks::<BlockQ5_1, R>(reader, n, k)?,
             _ => return Ok(None),
@@ -324,24 +323,18 @@ impl QMatrix {
     /// `x · Wᵀ` for f32 `x` of shape `(.., k)`: `(.., n)`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let rows = x.elem_count() / self.k.max(1);
-        let min_rows = match self.tiles {
-            PromptTiles::Transient => TILED_MIN_ROWS_TRANSIENT,
-            PromptTiles::Kept => TILED_MIN_ROWS_KEPT,
-        };
         let x = x.contiguous()?;
-        if rows < min_rows || !self.blocks.tiles() {
+        let tiled = self.tiles == PromptTiles::Kept && rows >= TILED_MIN_ROWS_KEPT;
+        if !tiled || !self.blocks.tiles() {
             return x.apply_op1_no_bwd(self);
         }
         // candle tiles a quantized tensor on its first product and keeps the tiles inside it.
-        match self.tiles {
-            PromptTiles::Transient => x.apply_op1_no_bwd(&self.tiled()?),
-            PromptTiles::Kept => match self.kept.get() {
-                Some(tiled) => x.apply_op1_no_bwd(tiled),
-                None => {
-                    let tiled = self.tiled()?;
-                    x.apply_op1_no_bwd(self.kept.get_or_init(|| tiled))
-                }
-            },
+        match self.kept.get() {
+            Some(tiled) => x.apply_op1_no_bwd(tiled),
+            None => {
+                let tiled = self.tiled()?;
+                x.apply_op1_no_bwd(self.kept.get_or_init(|| tiled))
+            }
         }
     }
 
@@ -419,7 +412,7 @@ fn read_vec<T: GgmlType + PlainData, R: Read>(
     Ok(blocks)
 }
 
-/// candle's storage interface over shared blocks, for the transient tiled tensor. Only the
+/// candle's storage interface over shared blocks, for the tiled tensor. Only the
 /// read side is used; the write side copies on write, as an `Arc` must.
 impl<T: GgmlType + Send + Sync> QuantizedType for Shared<T> {
     fn dtype(&self) -> GgmlDType {

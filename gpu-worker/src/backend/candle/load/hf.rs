@@ -83,7 +83,8 @@ fn llama(
         llama,
         cache,
         device.clone(),
-        config.max_position_embeddings,
+        &config,
+        checked.dtype,
     ))
 }
 

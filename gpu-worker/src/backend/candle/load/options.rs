@@ -16,9 +16,14 @@ pub struct CandleOptions {
     pub tokenizer_path: Option<PathBuf>,
     /// The name the model is served under; only used in logs.
     pub model_name: String,
-    /// Prompt tokens fed to the model per forward pass: bounds prefill memory and how long a
-    /// cancelled request keeps computing.
-    pub prefill_chunk: usize,
+    /// Tokens per forward step, every running sequence's together: a decoding sequence feeds
+    /// one, prompts share the rest (cut into chunks), so it bounds how long a step, and so each
+    /// decoding sequence's next token, waits on prompts.
+    pub max_batch_tokens: usize,
+    /// Sequences that run at once (the worker's `--concurrency`): sizes the default KV budget.
+    pub max_sequences: usize,
+    /// KV memory the running sequences may reserve; by default every sequence's full context.
+    pub kv_cache_bytes: Option<u64>,
     /// CPU, GGUF qwen2 and gemma3: keep the tiles candle builds for prompt products of matrices
     /// without a kernel of this crate's (faster prompts for those, twice their memory) rather
     /// than rebuilding them per prompt chunk.
@@ -26,8 +31,8 @@ pub struct CandleOptions {
 }
 
 impl CandleOptions {
-    /// Prompts are fed in chunks of this many tokens unless told otherwise.
-    pub const DEFAULT_PREFILL_CHUNK: usize = 512;
+    /// Tokens per forward step unless told otherwise.
+    pub const DEFAULT_MAX_BATCH_TOKENS: usize = 256;
 
     pub fn new(model_path: impl Into<PathBuf>, model_name: impl Into<String>) -> Self {
         Self {
@@ -35,7 +40,9 @@ impl CandleOptions {
             device: "cpu".to_owned(),
             tokenizer_path: None,
             model_name: model_name.into(),
-            prefill_chunk: Self::DEFAULT_PREFILL_CHUNK,
+            max_batch_tokens: Self::DEFAULT_MAX_BATCH_TOKENS,
+            max_sequences: 1,
+            kv_cache_bytes: None,
             prompt_tiles: PromptTiles::default(),
         }
     }

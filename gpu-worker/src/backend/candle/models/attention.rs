@@ -1,30 +1,23 @@
 //! Causal self-attention over one generation's KV cache, for the models written here.
 //!
 //! On the CPU, K and V go into one interleaved buffer per layer (`kv_buffer.rs`) that
-//! candle-nn's decode kernel reads in place: no concatenation, no repeated K/V heads. A decode
-//! step uses that kernel; a prompt chunk uses two matrix products while its score matrix is
-//! small and the flash kernel (causal offset, memory independent of the context) beyond. Other
-//! devices take a plain tensor path (concatenated cache, explicit mask).
+//! candle-nn's decode kernel reads in place: no concatenation, no repeated K/V heads. Every
+//! query, a decode step's or one of a prompt chunk's, goes through that kernel on its own over
+//! the keys it sees: a query's output is then the same bits however the prompt was cut into
+//! chunks and whatever else shares the step, which the batch invariance of the engine needs
+//! (matrix products over a whole chunk sum in an order that depends on the chunk's length).
+//! Other devices take a plain tensor path (concatenated cache, explicit mask), which is not
+//! chunk-invariant.
 //!
 //! A layer with a sliding window (gemma3's local layers) sees only the keys less than `window`
 //! positions behind each query, and its CPU buffer drops the others once it is full (the tensor
-//! path keeps every position): a decode step reads the cache from the window's start, and a
-//! prompt chunk attends over the span its queries' windows cover, with a mask for the rest, as
-//! matrix products over pieces of the chunk small enough that each piece's scores fit in
-//! [`Heads::matmul_attention_bytes`] (a piece of `p` queries sees at most `p + window - 1`
-//! keys); windowed layers never take the flash kernel.
+//! path keeps every position).
 
 use candle_core::{Device, Storage, Tensor};
 use candle_nn::attention::cpu_flash::causal::causal_decode_f32_interleaved;
-use candle_nn::attention::{flash_attn, AttnMask};
 use candle_transformers::utils::repeat_kv;
 
 use super::kv_buffer::KvBuffer;
-
-/// Largest score matrix (bytes) a prompt chunk's attention materialises; longer contexts use
-/// the flash kernel, whose memory does not grow with the context but whose per-score `exp` is
-/// slower than two matrix products for short ones (a windowed layer splits the chunk instead).
-pub const MATMUL_ATTENTION_BYTES: usize = 64 << 20;
 
 /// The attention's head layout.
 #[derive(Debug, Clone, Copy)]
@@ -34,9 +27,6 @@ pub struct Heads {
     pub head_dim: usize,
     /// What scores are multiplied by before the softmax, `1 / sqrt(head_dim)` for most models.
     pub scale: f32,
-    /// Prompt chunks whose attention scores fit in this many bytes use matrix products (a
-    /// windowed layer's chunks always do, in pieces that fit).
-    pub matmul_attention_bytes: usize,
 }
 
 impl Heads {
@@ -47,7 +37,6 @@ impl Heads {
             n_kv_head,
             head_dim,
             scale: 1.0 / (head_dim as f32).sqrt(),
-            matmul_attention_bytes: MATMUL_ATTENTION_BYTES,
         }
     }
 }
@@ -134,30 +123,33 @@ impl KvCache {
                     );
                 }
                 with_f32(k, |k| with_f32(v, |v| buffer.append(k, v, t)))??;
-                let span = buffer.end() - first;
                 let seen = buffer.since(first)?;
-                if t == 1 {
-                    let y = with_f32(q, |q| {
-                        causal_decode_f32_interleaved(
-                            q, seen, n_head, n_kv_head, head_dim, span, scale,
-                        )
-                    })??;
-                    return y.reshape((b, 1, n_head * head_dim));
-                }
-                let kv = Tensor::from_slice(seen, (span, n_kv_head, 2 * head_dim), q.device())?;
-                let k_all = kv.narrow(2, 0, head_dim)?;
-                let v_all = kv.narrow(2, head_dim, head_dim)?;
-                if let Some(window) = window {
-                    return windowed_attention(q, &k_all, &v_all, (pos, first), window, heads);
-                }
-                if n_head * t * span * 4 <= heads.matmul_attention_bytes {
-                    let mask = attention_mask(t, pos, first, span, None, q.device())?;
-                    return matmul_attention(q, &k_all, &v_all, &mask, heads);
-                }
-                let (k_all, v_all) = (k_all.unsqueeze(0)?, v_all.unsqueeze(0)?);
-                let mask = AttnMask::causal_with_offset(pos);
-                let y = flash_attn::<f32>(q, &k_all, &v_all, scale, mask, None, None)?;
-                y.transpose(1, 2)?.reshape((b, t, n_head * head_dim))
+                let stride = n_kv_head * 2 * head_dim;
+                let width = n_head * head_dim;
+                let queries = with_f32(q, |q| {
+                    (0..t)
+                        .map(|i| {
+                            let query = pos + i;
+                            let from = window.map_or(0, |w| (query + 1).saturating_sub(w));
+                            let (offset, span) = (from - first, query + 1 - from);
+                            causal_decode_f32_interleaved(
+                                &q[i * width..(i + 1) * width],
+                                &seen[offset * stride..(offset + span) * stride],
+                                n_head,
+                                n_kv_head,
+                                head_dim,
+                                span,
+                                scale,
+                            )
+                        })
+                        .collect::<candle_core::Result<Vec<_>>>()
+                })??;
+                // Each query's output is `(heads, 1, head_dim)`: one row of `width`.
+                let y = match <[Tensor; 1]>::try_from(queries) {
+                    Ok([y]) => y,
+                    Err(queries) => Tensor::cat(&queries, 0)?,
+                };
+                y.reshape((b, t, width))
             }
             Store::Tensors(cached) => {
                 let k = k.transpose(1, 2)?.contiguous()?;
@@ -211,82 +203,6 @@ fn attention_mask(
     Tensor::from_vec(mask, (t, span), device)
 }
 
-/// Attention of a prompt chunk at `pos` in a sliding `window`, over keys `k` and `v` from
-/// position `first` on, as [`matmul_attention`] over pieces of the chunk whose scores fit in
-/// `heads.matmul_attention_bytes` (at least one query per piece).
-fn windowed_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    (pos, first): (usize, usize),
-    window: usize,
-    heads: Heads,
-) -> candle_core::Result<Tensor> {
-    let t = q.dim(1)?;
-    let score_bytes = |queries: usize| heads.n_head * queries * (queries + window - 1) * 4;
-    let mut piece = t;
-    while piece > 1 && score_bytes(piece) > heads.matmul_attention_bytes {
-        piece = piece.div_ceil(2);
-    }
-    let mut outputs = Vec::with_capacity(t.div_ceil(piece));
-    for start in (0..t).step_by(piece) {
-        let len = piece.min(t - start);
-        let query_pos = pos + start;
-        let piece_first = (query_pos + 1).saturating_sub(window).max(first);
-        let span = query_pos + len - piece_first;
-        let (offset, device) = (piece_first - first, q.device());
-        let mask = attention_mask(len, query_pos, piece_first, span, Some(window), device)?;
-        outputs.push(matmul_attention(
-            &q.narrow(1, start, len)?,
-            &k.narrow(0, offset, span)?,
-            &v.narrow(0, offset, span)?,
-            &mask,
-            heads,
-        )?);
-    }
-    Tensor::cat(&outputs, 1)
-}
-
-/// Attention of a prompt chunk as two matrix products. `q` is `(1, t, heads, head_dim)`, `k`
-/// and `v` are `(span, kv_heads, head_dim)` and `mask` is additive `(t, span)`; the query
-/// heads that share a KV head are stacked so K and V are never repeated. Returns
-/// `(1, t, heads * head_dim)`.
-fn matmul_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: &Tensor,
-    heads: Heads,
-) -> candle_core::Result<Tensor> {
-    let Heads {
-        n_head,
-        n_kv_head,
-        head_dim,
-        scale,
-        ..
-    } = heads;
-    let (_, t, _, _) = q.dims4()?;
-    let kv_len = k.dim(0)?;
-    let group = n_head / n_kv_head;
-    let q =
-        q.squeeze(0)?
-            .transpose(0, 1)?
-            .contiguous()?
-            .reshape((n_kv_head, group * t, head_dim))?;
-    let k = k.transpose(0, 1)?.contiguous()?;
-    let v = v.transpose(0, 1)?.contiguous()?;
-    let scores = (q.matmul(&k.t()?)? * scale as f64)?;
-    let scores = scores
-        .reshape((n_kv_head, group, t, kv_len))?
-        .broadcast_add(mask)?;
-    let probs =
-        candle_nn::ops::softmax_last_dim(&scores)?.reshape((n_kv_head, group * t, kv_len))?;
-    let y = probs.matmul(&v)?;
-    y.reshape((n_head, t, head_dim))?
-        .transpose(0, 1)?
-        .reshape((1, t, n_head * head_dim))
-}
-
 /// Runs `f` over a contiguous CPU f32 tensor's elements.
 fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     let t = t.contiguous()?;
@@ -301,8 +217,9 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R
 
 #[cfg(test)]
 mod tests {
-    //! The CPU cache's kernels (decode, matrix products, flash) against the plain tensor path
-    //! that other devices take, with and without a window, over steps of several sizes.
+    //! The CPU cache's kernel against the plain tensor path that other devices take, with
+    //! and without a window, over steps of several sizes; and the CPU path's outputs the same
+    //! bits however the positions are cut into steps.
 
     use super::*;
     use crate::backend::candle::test_gguf::{max_diff, noise};
@@ -318,24 +235,33 @@ mod tests {
         Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
     }
 
-    /// Each step's output of `cache`, concatenated over positions.
-    fn outputs(mut cache: KvCache, heads: Heads) -> Tensor {
+    /// The outputs of `cache` fed the same positions' Q, K and V in steps of `steps` tokens,
+    /// concatenated over positions.
+    fn outputs_in(steps: &[usize], mut cache: KvCache, heads: Heads) -> Tensor {
+        let total: usize = steps.iter().sum();
+        let q = random(1, (1, total, HEADS, HEAD_DIM));
+        let k = random(2, (1, total, KV_HEADS, HEAD_DIM));
+        let v = random(3, (1, total, KV_HEADS, HEAD_DIM));
         let mut pos = 0;
         let mut ys = Vec::new();
-        for (step, t) in STEPS.into_iter().enumerate() {
-            let seed = 3 * step as u64;
-            let q = random(seed + 1, (1, t, HEADS, HEAD_DIM));
-            let k = random(seed + 2, (1, t, KV_HEADS, HEAD_DIM));
-            let v = random(seed + 3, (1, t, KV_HEADS, HEAD_DIM));
-            ys.push(cache.attend(&q, &k, &v, pos, heads).unwrap());
+        for &t in steps {
+            let part = |x: &Tensor| x.narrow(1, pos, t).unwrap();
+            ys.push(
+                cache
+                    .attend(&part(&q), &part(&k), &part(&v), pos, heads)
+                    .unwrap(),
+            );
             pos += t;
         }
         Tensor::cat(&ys, 1).unwrap()
     }
 
-    fn compare(window: Option<usize>, matmul_attention_bytes: usize) {
-        let mut heads = Heads::new(HEADS, KV_HEADS, HEAD_DIM);
-        heads.matmul_attention_bytes = matmul_attention_bytes;
+    fn outputs(cache: KvCache, heads: Heads) -> Tensor {
+        outputs_in(&STEPS, cache, heads)
+    }
+
+    fn compare(window: Option<usize>) {
+        let heads = Heads::new(HEADS, KV_HEADS, HEAD_DIM);
         let cpu = outputs(KvCache::new(&Device::Cpu, heads, 4, window), heads);
         let tensors = outputs(KvCache::tensors(window), heads);
 
@@ -344,30 +270,32 @@ mod tests {
     }
 
     #[test]
-    fn cpu_kernels_match_the_tensor_path_without_a_window() {
-        compare(None, MATMUL_ATTENTION_BYTES);
+    fn cpu_kernel_matches_the_tensor_path_without_a_window() {
+        compare(None);
     }
 
     #[test]
-    fn cpu_flash_kernel_matches_the_tensor_path() {
-        compare(None, 0);
-    }
-
-    #[test]
-    fn cpu_kernels_match_the_tensor_path_with_a_window() {
+    fn cpu_kernel_matches_the_tensor_path_with_a_window() {
         for window in [1, 2, 3, 6] {
-            compare(Some(window), MATMUL_ATTENTION_BYTES);
+            compare(Some(window));
         }
     }
 
     #[test]
-    fn a_windowed_chunk_split_into_pieces_matches_the_tensor_path() {
-        // A budget of no bytes: one query per piece.
-        for window in [1, 3] {
-            compare(Some(window), 0);
+    fn cpu_outputs_are_the_same_bits_however_the_steps_are_cut() {
+        let heads = Heads::new(HEADS, KV_HEADS, HEAD_DIM);
+        for window in [None, Some(2), Some(5)] {
+            let cache = || KvCache::new(&Device::Cpu, heads, 4, window);
+            let reference = outputs_in(&[15], cache(), heads);
+            for steps in [&[1; 15][..], &[5, 1, 4, 1, 1, 3], &[7, 8], &[2, 13]] {
+                let cut = outputs_in(steps, cache(), heads);
+                assert_eq!(
+                    max_diff(&reference, &cut),
+                    0.0,
+                    "window {window:?}, steps {steps:?}"
+                );
+            }
         }
-        // Two or three queries per piece of the 5-token chunk.
-        compare(Some(3), HEADS * 3 * (3 + 3 - 1) * 4);
     }
 
     #[test]

@@ -31,11 +31,12 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::rotary_emb::rope_thd;
 use candle_transformers::quantized_nn::RmsNorm;
 
-use super::attention::{Heads, KvCache};
+use super::attention::Heads;
 use super::linear::{Linear, Projection, WeightReader};
 use super::registry::GgufInput;
 use super::rotary::Rotary;
-use super::transformer::{last_logits, CacheLayout, Transformer};
+use super::step_rows::{LayerStep, SeqRows, StepRows};
+use super::transformer::{CacheLayout, Transformer};
 use super::{Model, TransformerModel};
 use crate::backend::candle::gguf_meta::ArchMeta;
 use crate::backend::candle::kernels::qmatrix::PromptTiles;
@@ -223,28 +224,29 @@ impl Transformer for Gemma3 {
         &self.layout
     }
 
-    fn forward(
-        &self,
-        tokens: &[u32],
-        pos: usize,
-        caches: &mut [KvCache],
-    ) -> candle_core::Result<Tensor> {
-        let t = tokens.len();
+    fn forward(&self, seqs: &mut [SeqRows<'_>]) -> candle_core::Result<Vec<Option<Tensor>>> {
+        let rows = StepRows::new(seqs)?;
         let mut x =
-            (self.embed.embedding(tokens, &self.layout.device)? * (self.hidden as f64).sqrt())?;
+            (self.embed.embedding(rows.ids(), &self.layout.device)? * (self.hidden as f64).sqrt())?;
         let angles = Angles {
-            global: self.global_rotary.tables(pos, t)?,
-            local: self.local_rotary.tables(pos, t)?,
+            global: self.global_rotary.tables(rows.positions())?,
+            local: self.local_rotary.tables(rows.positions())?,
         };
-        for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            x = layer.forward(&x, &angles, pos, cache, self.layout.heads)?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let at = LayerStep {
+                rows: &rows,
+                seqs: &mut *seqs,
+                index,
+            };
+            x = layer.forward(&x, &angles, at, self.layout.heads)?;
         }
-        let logits = last_logits(&x, &self.norm, &self.output)?;
-        let logits = match self.softcap {
-            Some(cap) => ((logits / cap)?.tanh()? * cap)?,
-            None => logits,
-        };
-        Ok(logits)
+        rows.logits(&x, |last| {
+            let logits = self.output.forward(&self.norm.forward(last)?)?;
+            match self.softcap {
+                Some(cap) => (logits / cap)?.tanh()? * cap,
+                None => Ok(logits),
+            }
+        })
     }
 }
 
@@ -253,8 +255,7 @@ impl Layer {
         &self,
         x: &Tensor,
         angles: &Angles,
-        pos: usize,
-        cache: &mut KvCache,
+        at: LayerStep<'_, '_>,
         heads: Heads,
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
@@ -276,7 +277,7 @@ impl Layer {
         };
         let q = rope_thd(&q, cos, sin)?;
         let k = rope_thd(&k, cos, sin)?;
-        let y = cache.attend(&q, &k, &v, pos, heads)?;
+        let y = at.attend((&q, &k, &v), heads)?;
         let x = (x + norms.post_attn.forward(&self.wo.forward(&y)?)?)?;
 
         let h = norms.ffn.forward(&x)?;
@@ -461,7 +462,7 @@ mod tests {
     fn ours(checkpoint: &Checkpoint) -> Box<dyn Session> {
         let (content, mut reader) = read(&checkpoint.gguf);
         let model =
-            Gemma3::from_gguf(&content, &mut reader, &Device::Cpu, PromptTiles::Transient).unwrap();
+            Gemma3::from_gguf(&content, &mut reader, &Device::Cpu, PromptTiles::Never).unwrap();
         TransformerModel::new(model).new_session(8).unwrap()
     }
 
@@ -609,7 +610,7 @@ mod tests {
         );
         let (content, mut reader) = read(&bad.gguf);
 
-        let err = Gemma3::from_gguf(&content, &mut reader, &Device::Cpu, PromptTiles::Transient)
+        let err = Gemma3::from_gguf(&content, &mut reader, &Device::Cpu, PromptTiles::Never)
             .err()
             .expect("a string window");
 

@@ -24,6 +24,8 @@
 //!   [`kv_buffer`] (the CPU cache, which drops what a window no longer sees); [`rotary`] and
 //!   [`linear`] (quantized or dense projections).
 //! - [`session_pool`]: finished sessions kept for reuse.
+//! - [`step_rows`]: one forward pass over several sequences' rows (token ids, positions,
+//!   each sequence's attention over its own cache, the logits of the rows that want them).
 
 pub mod attention;
 pub mod candle_models;
@@ -34,7 +36,10 @@ pub mod qwen2;
 pub mod registry;
 pub mod rotary;
 pub mod session_pool;
+pub mod step_rows;
 pub mod transformer;
+
+use std::any::Any;
 
 use candle_core::Tensor;
 
@@ -53,13 +58,49 @@ pub trait Model: Send + Sync {
     fn reuse_sessions(&self) -> bool {
         false
     }
+    /// Bytes of KV cache one position of one session takes, every layer together (a windowed
+    /// layer's at most `2 * window` positions aside): what admission counts.
+    fn kv_bytes_per_position(&self) -> usize;
+    /// Whether [`Model::forward_batch`] runs its sequences as one pass (each weight read once
+    /// for all of them) rather than one after another.
+    fn batches(&self) -> bool {
+        false
+    }
+    /// Feeds each input's tokens into its session and returns, for each input that asked, the
+    /// logits after its last token (rank 1, f32), `None` for the others. A sequence's logits
+    /// are the same bits whatever else is in the batch. This default runs the sessions one
+    /// after another.
+    fn forward_batch(
+        &self,
+        inputs: &mut [StepInput<'_>],
+    ) -> candle_core::Result<Vec<Option<Tensor>>> {
+        inputs
+            .iter_mut()
+            .map(|input| {
+                let logits = input.session.forward(input.tokens, input.pos)?;
+                Ok(input.logits.then_some(logits))
+            })
+            .collect()
+    }
+}
+
+/// One sequence's part of a forward pass.
+pub struct StepInput<'a> {
+    pub session: &'a mut dyn Session,
+    /// Fed at positions `pos..pos + tokens.len()`.
+    pub tokens: &'a [u32],
+    pub pos: usize,
+    /// Whether its logits are wanted (not for a prompt chunk before the last).
+    pub logits: bool,
 }
 
 /// One generation's forward state.
-pub trait Session: Send {
+pub trait Session: Send + Any {
     /// Feeds `tokens` at positions `pos..pos + tokens.len()` and returns the logits of the last
     /// one as a rank-1 f32 tensor of the vocabulary's size.
     fn forward(&mut self, tokens: &[u32], pos: usize) -> candle_core::Result<Tensor>;
     /// Forgets everything fed so far, keeping buffers for the next generation.
     fn reset(&mut self);
+    /// For a model's [`Model::forward_batch`] to reach its own sessions' state.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
 }

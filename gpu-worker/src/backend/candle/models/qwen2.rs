@@ -8,7 +8,7 @@
 //! - on the CPU, weights stay in their GGUF blocks, once (see `qmatrix.rs`), with Q/K/V and
 //!   gate/up stacked so each group is one matrix product;
 //! - weights sit behind an `Arc` shared by every generation, the cache in a session of its own
-//!   (`network.rs`);
+//!   (`transformer.rs`), and one forward pass takes several sequences' rows (`step_rows.rs`);
 //! - on the CPU, the cache is an interleaved buffer per layer, sized for the generation up
 //!   front, that candle-nn's decode kernel reads in place (see `attention.rs`).
 
@@ -20,11 +20,12 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::rotary_emb::rope_thd;
 use candle_transformers::quantized_nn::RmsNorm;
 
-use super::attention::{Heads, KvCache};
+use super::attention::Heads;
 use super::linear::{Linear, Projection, WeightReader};
 use super::registry::GgufInput;
 use super::rotary::Rotary;
-use super::transformer::{last_logits, CacheLayout, Transformer};
+use super::step_rows::{LayerStep, SeqRows, StepRows};
+use super::transformer::{CacheLayout, Transformer};
 use super::{Model, TransformerModel};
 use crate::backend::candle::gguf_meta::ArchMeta;
 use crate::backend::candle::kernels::qmatrix::PromptTiles;
@@ -145,19 +146,19 @@ impl Transformer for Qwen2 {
         &self.layout
     }
 
-    fn forward(
-        &self,
-        tokens: &[u32],
-        pos: usize,
-        caches: &mut [KvCache],
-    ) -> candle_core::Result<Tensor> {
-        let t = tokens.len();
-        let mut x = self.embed.embedding(tokens, &self.layout.device)?;
-        let (cos, sin) = self.rotary.tables(pos, t)?;
-        for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            x = layer.forward(&x, &cos, &sin, pos, cache, self.layout.heads)?;
+    fn forward(&self, seqs: &mut [SeqRows<'_>]) -> candle_core::Result<Vec<Option<Tensor>>> {
+        let rows = StepRows::new(seqs)?;
+        let mut x = self.embed.embedding(rows.ids(), &self.layout.device)?;
+        let angles = self.rotary.tables(rows.positions())?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let at = LayerStep {
+                rows: &rows,
+                seqs: &mut *seqs,
+                index,
+            };
+            x = layer.forward(&x, &angles, at, self.layout.heads)?;
         }
-        last_logits(&x, &self.norm, &self.output)
+        rows.logits(&x, |last| self.output.forward(&self.norm.forward(last)?))
     }
 }
 
@@ -165,10 +166,8 @@ impl Layer {
     fn forward(
         &self,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        pos: usize,
-        cache: &mut KvCache,
+        (cos, sin): &(Tensor, Tensor),
+        at: LayerStep<'_, '_>,
         heads: Heads,
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
@@ -191,7 +190,7 @@ impl Layer {
             .reshape((b, t, n_kv_head, head_dim))?;
         let q = rope_thd(&q, cos, sin)?;
         let k = rope_thd(&k, cos, sin)?;
-        let y = cache.attend(&q, &k, &v, pos, heads)?;
+        let y = at.attend((&q, &k, &v), heads)?;
         let x = (x + self.wo.forward(&y)?)?;
 
         let h = self.ffn_norm.forward(&x)?;
@@ -218,9 +217,8 @@ mod tests {
     use candle_transformers::models::quantized_qwen2;
 
     use super::*;
-    use crate::backend::candle::models::attention::MATMUL_ATTENTION_BYTES;
     use crate::backend::candle::models::transformer::TransformerModel;
-    use crate::backend::candle::models::{Model, Session};
+    use crate::backend::candle::models::{Model, Session, StepInput};
     use crate::backend::candle::test_gguf::{
         fed_in_chunks, gguf_bytes, ids, max_diff, read, relative_diff, RandomTensors,
     };
@@ -282,17 +280,12 @@ mod tests {
     }
 
     fn ours(bytes: &[u8]) -> Box<dyn Session> {
-        ours_with(bytes, MATMUL_ATTENTION_BYTES, PromptTiles::Transient)
+        ours_with(bytes, PromptTiles::Never)
     }
 
-    fn ours_with(
-        bytes: &[u8],
-        matmul_attention_bytes: usize,
-        tiles: PromptTiles,
-    ) -> Box<dyn Session> {
+    fn ours_with(bytes: &[u8], tiles: PromptTiles) -> Box<dyn Session> {
         let (content, mut reader) = read(bytes);
-        let mut model = Qwen2::from_gguf(&content, &mut reader, &Device::Cpu, tiles).unwrap();
-        model.layout.heads.matmul_attention_bytes = matmul_attention_bytes;
+        let model = Qwen2::from_gguf(&content, &mut reader, &Device::Cpu, tiles).unwrap();
         TransformerModel::new(model).new_session(8).unwrap()
     }
 
@@ -302,12 +295,12 @@ mod tests {
     }
 
     fn compare(tied: bool, chunk: usize) {
-        compare_with(tied, chunk, MATMUL_ATTENTION_BYTES, PromptTiles::Transient);
+        compare_with(tied, chunk, PromptTiles::Never);
     }
 
-    fn compare_with(tied: bool, chunk: usize, matmul_attention_bytes: usize, tiles: PromptTiles) {
+    fn compare_with(tied: bool, chunk: usize, tiles: PromptTiles) {
         let bytes = tiny_gguf(tied);
-        let mut session = ours_with(&bytes, matmul_attention_bytes, tiles);
+        let mut session = ours_with(&bytes, tiles);
         let mut candle = reference(&bytes);
         let prompt: Vec<u32> = (0..48).map(|i| (i * 37 + 11) % VOCAB as u32).collect();
 
@@ -344,13 +337,8 @@ mod tests {
     }
 
     #[test]
-    fn matches_candle_quantized_qwen2_with_flash_attention_for_prompts() {
-        compare_with(false, 7, 0, PromptTiles::Transient);
-    }
-
-    #[test]
     fn matches_candle_quantized_qwen2_with_kept_prompt_tiles() {
-        compare_with(false, 16, MATMUL_ATTENTION_BYTES, PromptTiles::Kept);
+        compare_with(false, 16, PromptTiles::Kept);
     }
 
     #[test]
@@ -361,5 +349,80 @@ mod tests {
         session.reset();
         let again = session.forward(&[1, 2, 3], 0).unwrap();
         assert_eq!(max_diff(&first, &again), 0.0);
+    }
+
+    /// Steps of three sequences: `(sequence, tokens, position, logits wanted)`.
+    type Step<'a> = Vec<(usize, &'a [u32], usize, bool)>;
+
+    fn run_steps(model: &dyn Model, steps: &[Step<'_>]) -> Vec<Vec<Option<Tensor>>> {
+        let mut sessions: Vec<_> = (0..3).map(|_| model.new_session(32).unwrap()).collect();
+        steps
+            .iter()
+            .map(|step| {
+                let mut picked: Vec<Option<&mut Box<dyn Session>>> =
+                    sessions.iter_mut().map(Some).collect();
+                let mut inputs: Vec<StepInput<'_>> = step
+                    .iter()
+                    .map(|&(seq, tokens, pos, logits)| StepInput {
+                        session: picked[seq].take().unwrap().as_mut(),
+                        tokens,
+                        pos,
+                        logits,
+                    })
+                    .collect();
+                model.forward_batch(&mut inputs).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sequence_gets_the_same_logits_alone_and_in_any_batch() {
+        let bytes = tiny_gguf(false);
+        let (content, mut reader) = read(&bytes);
+        let qwen2 = Qwen2::from_gguf(&content, &mut reader, &Device::Cpu, PromptTiles::Never);
+        let model = TransformerModel::new(qwen2.unwrap());
+        let prompt: Vec<u32> = (0..20).map(|i| (i * 37 + 11) % VOCAB as u32).collect();
+        let other: Vec<u32> = (0..9).map(|i| (i * 13 + 3) % VOCAB as u32).collect();
+        let decode = [[5u32], [77], [200]];
+
+        // Alone: the whole prompt in one step, then one token a step.
+        let mut alone: Vec<Step<'_>> = vec![vec![(0, &prompt[..], 0, true)]];
+        for (i, token) in decode.iter().enumerate() {
+            alone.push(vec![(0, &token[..], 20 + i, true)]);
+        }
+        // Beside two others: the prompt in two chunks, each step shared with another
+        // sequence's prompt chunk or decode step, in another order each time.
+        let batched: Vec<Step<'_>> = vec![
+            vec![(1, &other[..], 0, true), (0, &prompt[..7], 0, false)],
+            vec![
+                (2, &other[..4], 0, false),
+                (0, &prompt[7..], 7, true),
+                (1, &decode[0], 9, true),
+            ],
+            vec![(0, &decode[0], 20, true), (2, &other[4..], 4, true)],
+            vec![
+                (1, &decode[1], 10, true),
+                (2, &decode[1], 9, true),
+                (0, &decode[1], 21, true),
+            ],
+            vec![(0, &decode[2], 22, true)],
+        ];
+
+        let expected: Vec<Tensor> = run_steps(&model, &alone)
+            .into_iter()
+            .map(|mut out| out.remove(0).unwrap())
+            .collect();
+        let got = run_steps(&model, &batched);
+        let ours = |step: usize, index: usize| got[step][index].clone().unwrap();
+        assert!(
+            got[0][1].is_none(),
+            "a chunk before the last wants no logits"
+        );
+        for (want, have) in expected
+            .iter()
+            .zip([ours(1, 1), ours(2, 0), ours(3, 2), ours(4, 0)])
+        {
+            assert_eq!(max_diff(want, &have), 0.0);
+        }
     }
 }

@@ -31,11 +31,12 @@ impl Rotary {
         Ok(Self { inv_freq })
     }
 
-    /// `(cos, sin)` of positions `pos..pos + t`, each `(t, head_dim / 2)`.
-    pub fn tables(&self, pos: usize, t: usize) -> candle_core::Result<(Tensor, Tensor)> {
-        let positions = Tensor::arange(pos as u32, (pos + t) as u32, self.inv_freq.device())?
+    /// `(cos, sin)` of each of `positions`, each `(positions.len(), head_dim / 2)`: a row's
+    /// angles depend on its position alone, whatever other rows are asked for with it.
+    pub fn tables(&self, positions: &[u32]) -> candle_core::Result<(Tensor, Tensor)> {
+        let positions = Tensor::new(positions, self.inv_freq.device())?
             .to_dtype(DType::F32)?
-            .reshape((t, 1))?;
+            .reshape((positions.len(), 1))?;
         let angles = positions.matmul(&self.inv_freq)?;
         Ok((angles.cos()?, angles.sin()?))
     }
@@ -49,7 +50,7 @@ mod tests {
     fn angles_are_position_times_frequency() {
         let rotary = Rotary::new(4, 100.0, 0.5, &Device::Cpu).unwrap();
 
-        let (cos, sin) = rotary.tables(3, 2).unwrap();
+        let (cos, sin) = rotary.tables(&[3, 4]).unwrap();
 
         // Frequencies 0.5 / 100^0 and 0.5 / 100^(2/4): 0.5 and 0.05.
         let expected = [[1.5f32, 0.15], [2.0, 0.2]];

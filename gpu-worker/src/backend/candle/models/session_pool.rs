@@ -20,6 +20,11 @@ impl SessionPool {
         }
     }
 
+    /// The model the sessions run.
+    pub fn model(&self) -> &dyn Model {
+        self.model.as_ref()
+    }
+
     /// A session with nothing fed yet.
     pub fn take(&self, capacity: usize) -> anyhow::Result<Box<dyn Session>> {
         let reused = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();

@@ -1,0 +1,20 @@
+//! The engine's step figures into the worker's metrics (`coder_worker_batch_size`,
+//! `coder_worker_step_tokens`, the prefill and decode token counters and the KV usage gauge).
+
+use metrics_common::{EngineStep, WorkerMetrics};
+
+use crate::backend::{StepObserver, StepStats};
+
+/// Records every forward step of a backend's engine.
+pub struct StepMetrics(pub WorkerMetrics);
+
+impl StepObserver for StepMetrics {
+    fn step(&self, stats: &StepStats) {
+        self.0.record_step(&EngineStep {
+            sequences: stats.sequences as u64,
+            prefill_tokens: stats.prefill_tokens as u64,
+            decode_tokens: stats.decode_tokens as u64,
+            kv_usage_ratio: stats.kv_usage_ratio,
+        });
+    }
+}

@@ -1,0 +1,182 @@
+//! The engine's batch invariance on the default model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M,
+//! fetched by `scripts/fetch-model.sh`; without it these tests print a notice and pass): a
+//! seeded request gives the same tokens alone and beside 1, 3 and 7 other requests with other
+//! prompts, lengths, parameters and arrival times, greedy and sampled, and under a step budget
+//! that cuts its prompt into small chunks. Redelivery after a worker crash regenerates a
+//! request's tokens and relies on exactly this.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use coder_nats::{ChatMessage, GenerationRequest, Prompt, SamplingParams};
+use gpu_worker::backend::candle::{CandleBackend, CandleOptions};
+use gpu_worker::backend::{Backend, Finished, Flow, TokenSink};
+
+const MODEL_FILE: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
+const MODEL: &str = "qwen2.5-coder-1.5b-instruct";
+
+/// The default model with room for 8 sequences and `max_batch_tokens` per step, or `None`
+/// (with a notice) when the model was not fetched.
+fn load(max_batch_tokens: usize) -> Option<CandleBackend> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(MODEL_FILE);
+    if !path.is_file() {
+        eprintln!(
+            "NOTICE: {} is absent; skipping the batching tests (run scripts/fetch-model.sh)",
+            path.display()
+        );
+        return None;
+    }
+    let mut options = CandleOptions::new(path, MODEL);
+    options.max_sequences = 8;
+    options.max_batch_tokens = max_batch_tokens;
+    Some(CandleBackend::load(&options).expect("the default model loads"))
+}
+
+/// Every piece of text streamed, one per generated token.
+#[derive(Default)]
+struct Pieces(Vec<String>);
+
+impl TokenSink for Pieces {
+    fn token(&mut self, text: &str) -> Flow {
+        self.0.push(text.to_owned());
+        Flow::Continue
+    }
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// A request and how long after the others' start it arrives.
+struct Arrival {
+    request: GenerationRequest,
+    after: Duration,
+}
+
+fn request(content: &str, params: SamplingParams) -> GenerationRequest {
+    GenerationRequest {
+        id: uuid::Uuid::now_v7(),
+        model: MODEL.into(),
+        prompt: Prompt::Chat(vec![ChatMessage {
+            role: "user".into(),
+            content: content.into(),
+        }]),
+        params,
+    }
+}
+
+fn params(max_tokens: u32, temperature: f32, seed: u64) -> SamplingParams {
+    SamplingParams {
+        max_tokens,
+        temperature,
+        top_p: 0.95,
+        seed,
+        ..Default::default()
+    }
+}
+
+/// Runs every arrival on its own thread, as a worker's slots do, and returns what each got.
+fn run_together(backend: &CandleBackend, arrivals: &[Arrival]) -> Vec<(Finished, Vec<String>)> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = arrivals
+            .iter()
+            .map(|arrival| {
+                scope.spawn(move || {
+                    std::thread::sleep(arrival.after);
+                    let mut pieces = Pieces::default();
+                    let finished = backend
+                        .generate(&arrival.request, &mut pieces)
+                        .expect("generation succeeds");
+                    (finished, pieces.0)
+                })
+            })
+            .collect();
+        running.into_iter().map(|r| r.join().unwrap()).collect()
+    })
+}
+
+/// `count` companions: other prompts of other lengths, greedy and sampled, other lengths of
+/// answer, arriving at other times.
+fn companions(count: usize) -> Vec<Arrival> {
+    const PROMPTS: [&str; 7] = [
+        "Say hi.",
+        "Write a Rust function that adds two numbers.",
+        "What does `git rebase -i HEAD~3` do? Answer in one sentence.",
+        "Complete: def fibonacci(n):",
+        "List three sorting algorithms with their complexity, one line each, no prose.",
+        "Explain Python's GIL to a beginner who knows threads from Java, briefly.",
+        "Translate to Go: for i in range(10): print(i * i)",
+    ];
+    (0..count)
+        .map(|i| Arrival {
+            request: request(
+                PROMPTS[i % PROMPTS.len()],
+                params(4 + 3 * i as u32, [0.0, 0.7, 1.2][i % 3], 100 + i as u64),
+            ),
+            after: Duration::from_millis(150 * (i as u64 % 4)),
+        })
+        .collect()
+}
+
+fn target(params: SamplingParams) -> GenerationRequest {
+    request(
+        "Write a Python function that returns the reverse of a string.",
+        params,
+    )
+}
+
+#[test]
+fn a_seeded_request_gives_the_same_tokens_alone_and_in_any_batch() {
+    let Some(backend) = load(256) else { return };
+    for target_params in [params(12, 0.0, 7), params(12, 0.8, 7)] {
+        let alone = run_together(
+            &backend,
+            &[Arrival {
+                request: target(target_params.clone()),
+                after: Duration::ZERO,
+            }],
+        )
+        .remove(0);
+        assert_eq!(alone.1.len(), alone.0.usage.completion_tokens as usize);
+
+        for (count, delay) in [(1, 300), (3, 0), (7, 450)] {
+            let mut arrivals = vec![Arrival {
+                request: target(target_params.clone()),
+                after: Duration::from_millis(delay),
+            }];
+            arrivals.extend(companions(count));
+            let outputs = run_together(&backend, &arrivals);
+
+            assert_eq!(
+                outputs[0].1, alone.1,
+                "temperature {}: beside {count} others the tokens differ",
+                target_params.temperature
+            );
+            assert_eq!(outputs[0].0, alone.0);
+            for (arrival, (finished, pieces)) in arrivals.iter().zip(&outputs).skip(1) {
+                assert_eq!(pieces.len(), finished.usage.completion_tokens as usize);
+                assert!(finished.usage.completion_tokens <= arrival.request.params.max_tokens);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_small_step_budget_cuts_prompts_into_chunks_without_changing_tokens() {
+    let Some(whole) = load(256) else { return };
+    let Some(chunked) = load(5) else { return };
+    let arrivals = |count| {
+        let mut arrivals = vec![Arrival {
+            request: target(params(8, 0.8, 11)),
+            after: Duration::ZERO,
+        }];
+        arrivals.extend(companions(count));
+        arrivals
+    };
+
+    let reference = run_together(&whole, &arrivals(0)).remove(0);
+    let cut = run_together(&chunked, &arrivals(2)).remove(0);
+
+    assert_eq!(cut.1, reference.1);
+}
