@@ -23,10 +23,76 @@ async fn worker_exposes_exactly_the_catalogue_names_types_and_label_keys() {
     })
     .await;
 
-    let catalogue: Vec<&Family> = WORKER_CATALOGUE.iter().chain(GPU_CATALOGUE).collect();
-    let optional: Vec<&str> = GPU_CATALOGUE.iter().map(|f| f.name).collect();
+    let catalogue: Vec<&Family> = WORKER_CATALOGUE
+        .iter()
+        .chain(ENGINE_CATALOGUE)
+        .chain(GPU_CATALOGUE)
+        .collect();
+    let optional: Vec<&str> = GPU_CATALOGUE
+        .iter()
+        .chain(ENGINE_CATALOGUE)
+        .map(|f| f.name)
+        .collect();
     let problems = catalogue_problems(&scrape, catalogue, &optional);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The default model, which `scripts/fetch-model.sh` puts in `models/`.
+fn default_model() -> Option<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+    match path.is_file() {
+        true => Some(path.to_string_lossy().into_owned()),
+        false => {
+            eprintln!("NOTICE: {} is absent; skipping", path.display());
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_candle_worker_exposes_its_engine_steps() {
+    let Some(model_path) = default_model() else {
+        return;
+    };
+    let flags = [
+        "--backend",
+        "candle",
+        "--model-path",
+        &model_path,
+        "--concurrency",
+        "2",
+    ];
+    let (_nats, queue, worker) = worker_on_queue(MODEL, &flags).await;
+
+    let both = [
+        queue.submit_in_time(MODEL, 4).await,
+        queue.submit_in_time(MODEL, 4).await,
+    ];
+    for request in both {
+        request.assert_completed().await;
+    }
+
+    let by_model = [("model_name", MODEL)];
+    let scrape = scrape_when(&worker.metrics_url(), |s| {
+        value(s, "coder_worker_requests_total", &[]).is_some()
+    })
+    .await;
+    let catalogue: Vec<&Family> = WORKER_CATALOGUE.iter().chain(ENGINE_CATALOGUE).collect();
+    let problems = catalogue_problems(&scrape, catalogue, &[]);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let prefill = value(&scrape, "coder_worker_prefill_tokens_total", &by_model);
+    let decode = value(&scrape, "coder_worker_decode_tokens_total", &by_model);
+    let steps = value(&scrape, "coder_worker_batch_size_count", &by_model);
+    assert!(prefill.is_some_and(|n| n >= 2.0), "{prefill:?}");
+    // At most 3 of a request's 4 tokens are fed back (the last one never is).
+    assert!(
+        decode.is_some_and(|n| (1.0..=6.0).contains(&n)),
+        "{decode:?}"
+    );
+    assert!(steps.is_some_and(|n| n >= 2.0), "{steps:?}");
+    let ratio = value(&scrape, "coder_worker_kv_cache_usage_ratio", &by_model);
+    assert_eq!(ratio, Some(0.0), "nothing reserved once both are done");
 }
 
 #[tokio::test]

@@ -16,6 +16,8 @@ COUNTERS = [
     "coder_queue_rejected_total",
     "coder_queue_redeliveries_total",
     "coder_worker_requests_total",
+    "coder_worker_prefill_tokens_total",
+    "coder_worker_decode_tokens_total",
 ]
 GAUGES = [
     "coder_model_active_requests",
@@ -26,6 +28,7 @@ GAUGES = [
     "coder_worker_slots",
     "coder_worker_info",
     "coder_worker_model_load_seconds",
+    "coder_worker_kv_cache_usage_ratio",
     "nvidia_gpu_memory_used_bytes",
     "nvidia_gpu_memory_total_bytes",
     "nvidia_gpu_utilization_ratio",
@@ -37,6 +40,8 @@ HISTOGRAMS = [
     "coder_model_time_to_first_token_seconds",
     "coder_model_time_per_output_token_seconds",
     "coder_queue_wait_seconds",
+    "coder_worker_batch_size",
+    "coder_worker_step_tokens",
 ]
 # Gauges every gateway reports with the same value (from JetStream and the heartbeats):
 # aggregate them with max, never sum.

@@ -36,7 +36,8 @@ TESTS = pathlib.Path(__file__).resolve().parent
 REPO = TESTS.parent.parent
 SRC = REPO / "metrics-common" / "src"
 DESIGN_PLACES = [REPO / "shared" / "DESIGN.md", REPO.parent / "shared" / "DESIGN.md"]
-KINDS = {"counter": "counter", "up_down_counter": "gauge", "gauge": "gauge", "seconds_histogram": "histogram"}
+KINDS = {"counter": "counter", "up_down_counter": "gauge", "gauge": "gauge", "seconds_histogram": "histogram",
+         "count_histogram": "histogram"}
 failures = []
 
 

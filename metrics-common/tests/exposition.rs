@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use metrics_common::gpu::{self, GpuReading};
 use metrics_common::names::value::{Outcome, RejectReason};
 use metrics_common::names::{self, InstrumentSpec};
-use metrics_common::{GatewayMetrics, ModelLabel, Telemetry, WorkerMetrics};
+use metrics_common::{EngineStep, GatewayMetrics, ModelLabel, Telemetry, WorkerMetrics};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -36,6 +36,12 @@ fn everything_recorded_once() -> String {
     worker.record_outcome(Outcome::Completed);
     worker.set_model_load(Duration::from_secs(2));
     worker.set_info("candle", "cpu", "avx2");
+    worker.record_step(&EngineStep {
+        sequences: 2,
+        prefill_tokens: 7,
+        decode_tokens: 1,
+        kv_usage_ratio: 0.25,
+    });
     let reading = GpuReading {
         index: 0,
         memory_used_bytes: 1,

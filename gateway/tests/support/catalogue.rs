@@ -81,6 +81,17 @@ pub const WORKER_CATALOGUE: &[Family] = &[
     family("coder_worker_model_load_seconds", Gauge, BY_MODEL),
 ];
 
+/// The engine's families: only from a backend that runs forward steps (candle), so optional
+/// for the synthetic backend.
+#[rustfmt::skip]
+pub const ENGINE_CATALOGUE: &[Family] = &[
+    family("coder_worker_batch_size", Histogram, BY_MODEL),
+    family("coder_worker_step_tokens", Histogram, BY_MODEL),
+    family("coder_worker_prefill_tokens_total", Counter, BY_MODEL),
+    family("coder_worker_decode_tokens_total", Counter, BY_MODEL),
+    family("coder_worker_kv_cache_usage_ratio", Gauge, BY_MODEL),
+];
+
 /// NVML families: only where a GPU is present, so optional here.
 #[rustfmt::skip]
 pub const GPU_CATALOGUE: &[Family] = &[
