@@ -3,6 +3,8 @@
 //! Loads the model (warm-up included, as the worker does), then generates greedily from a
 //! prompt of a chosen length several times, measuring time to first token, prompt tokens/s
 //! (prefill), decode tokens/s (after the first token) and the process's peak resident memory.
+//! With `--concurrency N`, each run starts N generations at once on distinct prompts, which the
+//! engine batches, and the report adds their aggregate output tokens/s.
 //! Numbers from a busy machine are not numbers: on two cores any other process halves them.
 
 use std::fmt;
@@ -38,6 +40,12 @@ pub struct BenchArgs {
     /// Measured runs; the report gives the median of each figure.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Generations started at once per run, on distinct prompts (the engine batches them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// Tokens per forward step, every sequence's together (the worker's `--max-batch-tokens`).
+    #[arg(long, default_value_t = CandleOptions::DEFAULT_MAX_BATCH_TOKENS)]
+    pub max_batch_tokens: usize,
     /// Keep the tiles candle builds for prompt products of matrices without a kernel of this
     /// crate's (GGUF qwen2 and gemma3 on the CPU): faster prompts for those, twice their memory.
     #[arg(long)]
@@ -59,10 +67,14 @@ pub struct BenchReport {
     pub load_seconds: f64,
     pub prompt_tokens: usize,
     pub max_tokens: u32,
-    /// Medians over the runs.
+    /// Generations per run.
+    pub concurrency: u32,
+    /// Medians over every generation of every run.
     pub time_to_first_token_seconds: f64,
     pub prompt_tokens_per_second: f64,
     pub decode_tokens_per_second: f64,
+    /// Median over the runs of all generations' tokens over the run's wall time.
+    pub aggregate_output_tokens_per_second: f64,
     /// `VmHWM` of this process after the runs.
     pub peak_rss_bytes: u64,
     pub runs: Vec<BenchRun>,
@@ -84,50 +96,96 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(args.prompt_tokens > 0, "--prompt-tokens must be at least 1");
     let mut options = CandleOptions::new(&args.model_path, "bench");
     options.device = args.device.clone();
+    options.max_sequences = args.concurrency as usize;
+    options.max_batch_tokens = args.max_batch_tokens;
     if args.keep_prompt_tiles {
         options.prompt_tiles = PromptTiles::Kept;
     }
     let backend = CandleBackend::load(&options).context("loading the model")?;
-    let prompt = prompt_of(&backend, args.prompt_tokens)?;
+    let prompts = (0..args.concurrency as usize)
+        .map(|i| prompt_of(&backend, args.prompt_tokens, i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let params = SamplingParams {
         max_tokens: args.max_tokens,
         temperature: 0.0,
         ..Default::default()
     };
 
-    let mut runs = Vec::with_capacity(args.runs);
+    let mut runs = Vec::with_capacity(args.runs * prompts.len());
+    let mut aggregates = Vec::with_capacity(args.runs);
     for i in 0..args.runs {
-        let mut sink = Timing::new();
-        let generation = backend.generate_tokens(&prompt, &params, &mut sink)?;
-        let run = sink.report(prompt.len(), generation.usage.completion_tokens);
-        tracing::info!(run = i + 1, ?run, "bench run");
-        runs.push(run);
+        let started = Instant::now();
+        let generations = generate_together(&backend, &prompts, &params)?;
+        let wall = started.elapsed().as_secs_f64();
+        let generated: u32 = generations.iter().map(|run| run.generated_tokens).sum();
+        aggregates.push(generated as f64 / wall);
+        for run in generations {
+            tracing::info!(run = i + 1, ?run, "bench run");
+            runs.push(run);
+        }
     }
-    let median = |f: fn(&BenchRun) -> f64| median(runs.iter().map(f).collect());
+    let median_of = |f: fn(&BenchRun) -> f64| median(runs.iter().map(f).collect());
     Ok(BenchReport {
         model_path: args.model_path.display().to_string(),
         architecture: backend.architecture().to_owned(),
         device: backend.info().device.clone(),
         cpu_kernels: backend.info().cpu_kernels.to_owned(),
         load_seconds: backend.load_duration().as_secs_f64(),
-        prompt_tokens: prompt.len(),
+        prompt_tokens: args.prompt_tokens,
         max_tokens: args.max_tokens,
-        time_to_first_token_seconds: median(|r| r.time_to_first_token_seconds),
-        prompt_tokens_per_second: median(|r| r.prompt_tokens_per_second),
-        decode_tokens_per_second: median(|r| r.decode_tokens_per_second),
+        concurrency: args.concurrency,
+        time_to_first_token_seconds: median_of(|r| r.time_to_first_token_seconds),
+        prompt_tokens_per_second: median_of(|r| r.prompt_tokens_per_second),
+        decode_tokens_per_second: median_of(|r| r.decode_tokens_per_second),
+        aggregate_output_tokens_per_second: median(aggregates),
         peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
         runs,
     })
 }
 
-/// Exactly `n` prompt tokens of ordinary code.
-fn prompt_of(backend: &CandleBackend, n: usize) -> anyhow::Result<Vec<u32>> {
+/// One generation per prompt, all started at once on threads of their own, as a worker's
+/// slots start them.
+fn generate_together(
+    backend: &CandleBackend,
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+) -> anyhow::Result<Vec<BenchRun>> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = prompts
+            .iter()
+            .map(|prompt| {
+                scope.spawn(move || {
+                    let mut sink = Timing::new();
+                    let generation = backend.generate_tokens(prompt, params, &mut sink)?;
+                    Ok(sink.report(prompt.len(), generation.usage.completion_tokens))
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|thread| match thread.join() {
+                Ok(result) => result,
+                Err(_) => Err(anyhow::anyhow!("a bench generation panicked")),
+            })
+            .collect()
+    })
+}
+
+/// Exactly `n` prompt tokens of ordinary code; `variant` starts them at another token, so
+/// each of several generations has a prompt of its own.
+fn prompt_of(backend: &CandleBackend, n: usize, variant: usize) -> anyhow::Result<Vec<u32>> {
     const CODE: &str = "def quicksort(items):\n    if len(items) <= 1:\n        return items\n    \
         pivot = items[len(items) // 2]\n    left = [x for x in items if x < pivot]\n    \
         middle = [x for x in items if x == pivot]\n    right = [x for x in items if x > pivot]\n    \
         return quicksort(left) + middle + quicksort(right)\n\n";
     let unit = backend.encode_prompt(&Prompt::Text(CODE.to_owned()))?;
-    Ok(unit.iter().copied().cycle().take(n).collect())
+    Ok(unit
+        .iter()
+        .copied()
+        .cycle()
+        .skip(variant * 7)
+        .take(n)
+        .collect())
 }
 
 /// Peak resident set size of this process (`VmHWM`), on Linux.
@@ -205,10 +263,11 @@ impl fmt::Display for BenchReport {
         writeln!(f, "load + warm-up  {:.2} s", self.load_seconds)?;
         writeln!(
             f,
-            "prompt          {} tokens, up to {} generated, {} runs",
+            "prompt          {} tokens, up to {} generated, {} at once, {} runs",
             self.prompt_tokens,
             self.max_tokens,
-            self.runs.len()
+            self.concurrency,
+            self.runs.len() / self.concurrency.max(1) as usize
         )?;
         writeln!(
             f,
@@ -224,6 +283,11 @@ impl fmt::Display for BenchReport {
             f,
             "decode          {:.1} tokens/s",
             self.decode_tokens_per_second
+        )?;
+        writeln!(
+            f,
+            "aggregate       {:.1} output tokens/s",
+            self.aggregate_output_tokens_per_second
         )?;
         write!(
             f,
