@@ -67,6 +67,15 @@ pub struct SamplingParams {
     pub stop: Vec<String>,
     /// 1.0 means none.
     pub repetition_penalty: f32,
+    /// OpenAI's: subtracted from a token's logit once per time it was generated so far in this
+    /// completion; 0 means none. Within [`Self::PENALTY_RANGE`]. Absent from messages queued
+    /// before it existed, hence the default.
+    #[serde(default)]
+    pub frequency_penalty: f32,
+    /// OpenAI's: subtracted once from the logit of every token generated so far in this
+    /// completion; 0 means none. Within [`Self::PENALTY_RANGE`].
+    #[serde(default)]
+    pub presence_penalty: f32,
 }
 
 impl Default for SamplingParams {
@@ -79,6 +88,8 @@ impl Default for SamplingParams {
             seed: 0,
             stop: Vec::new(),
             repetition_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
         }
     }
 }
@@ -88,6 +99,21 @@ impl SamplingParams {
     /// smallest (1e-38) overflow to infinities and softmax gives NaN; anything this cold picks
     /// the top token anyway. vLLM draws the line at the same value.
     pub const GREEDY_BELOW_TEMPERATURE: f32 = 1e-5;
+
+    /// OpenAI's range for `frequency_penalty` and `presence_penalty`.
+    pub const PENALTY_RANGE: std::ops::RangeInclusive<f32> = -2.0..=2.0;
+
+    /// The first of `frequency_penalty` and `presence_penalty` that is not a number within
+    /// [`Self::PENALTY_RANGE`], with its value: the gateway refuses such a request, and a worker
+    /// treats one that reaches it anyway as invalid.
+    pub fn penalty_out_of_range(&self) -> Option<(&'static str, f32)> {
+        [
+            ("frequency_penalty", self.frequency_penalty),
+            ("presence_penalty", self.presence_penalty),
+        ]
+        .into_iter()
+        .find(|(_, value)| !Self::PENALTY_RANGE.contains(value))
+    }
 
     /// Whether these parameters ask for greedy decoding.
     pub fn is_greedy(&self) -> bool {
@@ -128,6 +154,37 @@ mod tests {
             GenerationRequest::from_json(&request.to_json()).unwrap(),
             request
         );
+    }
+
+    #[test]
+    fn a_message_queued_before_the_openai_penalties_still_decodes() {
+        let old = serde_json::json!({
+            "id": Uuid::now_v7(),
+            "model": "m",
+            "prompt": {"kind": "text", "value": "x"},
+            "params": {"max_tokens": 4, "temperature": 0.0, "top_p": 1.0, "top_k": 0,
+                       "seed": 1, "stop": [], "repetition_penalty": 1.0},
+        });
+        let request = GenerationRequest::from_json(old.to_string().as_bytes()).unwrap();
+        assert_eq!(request.params.frequency_penalty, 0.0);
+        assert_eq!(request.params.presence_penalty, 0.0);
+        assert_eq!(request.params.penalty_out_of_range(), None);
+    }
+
+    #[test]
+    fn penalties_outside_openais_range_are_named() {
+        let params = |frequency_penalty, presence_penalty| SamplingParams {
+            frequency_penalty,
+            presence_penalty,
+            ..Default::default()
+        };
+        assert_eq!(params(2.0, -2.0).penalty_out_of_range(), None);
+        assert_eq!(
+            params(2.5, 0.0).penalty_out_of_range(),
+            Some(("frequency_penalty", 2.5))
+        );
+        let nan = params(0.0, f32::NAN).penalty_out_of_range().unwrap();
+        assert_eq!(nan.0, "presence_penalty");
     }
 
     #[test]

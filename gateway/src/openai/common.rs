@@ -91,18 +91,13 @@ impl SamplingFields {
                 format!("only `n` = 1 is supported, got {n}"),
             ));
         }
-        for (field, value) in [
-            ("presence_penalty", self.presence_penalty),
-            ("frequency_penalty", self.frequency_penalty),
-        ] {
-            if let Some(value) = value.filter(|&v| v != 0.0) {
-                check_range(field, value, -2.0, 2.0)?;
-                return Err(ApiError::bad_request(
-                    field,
-                    format!("`{field}` is not supported (got {value}); use `repetition_penalty`"),
-                ));
-            }
-        }
+        let penalty = |field, value: Option<f32>| {
+            let value = value.unwrap_or(0.0);
+            let range = SamplingParams::PENALTY_RANGE;
+            check_range(field, value, *range.start(), *range.end()).map(|()| value)
+        };
+        let frequency_penalty = penalty("frequency_penalty", self.frequency_penalty)?;
+        let presence_penalty = penalty("presence_penalty", self.presence_penalty)?;
         let repetition_penalty = self.repetition_penalty.unwrap_or(1.0);
         check_range("repetition_penalty", repetition_penalty, 0.01, 10.0)?;
         if self
@@ -123,6 +118,8 @@ impl SamplingFields {
             seed: self.seed.unwrap_or_else(rand::random),
             stop: self.stop_sequences()?,
             repetition_penalty,
+            frequency_penalty,
+            presence_penalty,
         })
     }
 
@@ -261,11 +258,23 @@ mod tests {
         );
         let longest = "x".repeat(MAX_STOP_BYTES);
         assert!(params(&format!(r#"{{"stop": "{longest}"}}"#)).is_ok());
-        assert_eq!(param_of(r#"{"presence_penalty": 1.0}"#), "presence_penalty");
+        assert_eq!(param_of(r#"{"presence_penalty": 2.5}"#), "presence_penalty");
+        assert_eq!(
+            param_of(r#"{"frequency_penalty": -2.01}"#),
+            "frequency_penalty"
+        );
         assert_eq!(
             param_of(r#"{"repetition_penalty": 0}"#),
             "repetition_penalty"
         );
+    }
+
+    #[test]
+    fn penalties_within_openais_range_travel_to_the_worker() {
+        let p = params(r#"{"frequency_penalty": 2, "presence_penalty": -2}"#).unwrap();
+        assert_eq!((p.frequency_penalty, p.presence_penalty), (2.0, -2.0));
+        let p = params("{}").unwrap();
+        assert_eq!((p.frequency_penalty, p.presence_penalty), (0.0, 0.0));
     }
 
     #[test]

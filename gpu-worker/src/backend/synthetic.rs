@@ -3,10 +3,14 @@
 //! It exists for load tests and for testing the queue without a model: the same request always
 //! produces the same text, `max_tokens` and stop strings are honoured, and tokens are counted the
 //! way a tokenizer would report them (here one prompt token per 4 bytes, rounded up).
+//!
+//! Sampling fields that change a real model's choice change the text the same way: the seed
+//! when sampling (not when greedy), and the penalties against repetition always. Penalties
+//! outside the range the gateway enforces are refused, as the candle sampler refuses them.
 
 use super::stop::{StopCheck, StopMatcher};
 use super::{Backend, BackendError, BackendInfo, Finished, Flow, TokenSink};
-use coder_nats::{FinishReason, GenerationRequest, Prompt, Usage};
+use coder_nats::{FinishReason, GenerationRequest, Prompt, SamplingParams, Usage};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
@@ -55,6 +59,27 @@ fn split_tokens(text: &'static str) -> Vec<&'static str> {
     tokens
 }
 
+/// What picks the text: the prompt, and the sampling fields that change a real model's choice.
+fn text_hash(request: &GenerationRequest) -> u64 {
+    let params = &request.params;
+    let mut hasher = DefaultHasher::new();
+    request.prompt.hash_key().hash(&mut hasher);
+    if params.temperature > 0.0 {
+        params.seed.hash(&mut hasher);
+    }
+    let penalties = [
+        (params.repetition_penalty, 1.0),
+        (params.frequency_penalty, 0.0),
+        (params.presence_penalty, 0.0),
+    ];
+    for (value, none) in penalties {
+        if value != none {
+            value.to_bits().hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
 pub fn prompt_tokens(prompt: &Prompt) -> u32 {
     (prompt.char_len() as u32).div_ceil(4).max(1)
 }
@@ -72,12 +97,15 @@ impl Backend for SyntheticBackend {
         let params = &request.params;
         let prompt_tokens = prompt_tokens(&request.prompt);
         super::check_context(prompt_tokens as usize, params.max_tokens, CONTEXT_LENGTH)?;
-        let mut hasher = DefaultHasher::new();
-        request.prompt.hash_key().hash(&mut hasher);
-        if params.temperature > 0.0 {
-            params.seed.hash(&mut hasher);
+        if let Some((field, value)) = params.penalty_out_of_range() {
+            let range = SamplingParams::PENALTY_RANGE;
+            return Err(BackendError::InvalidRequest(format!(
+                "`{field}` must be between {} and {}, got {value}",
+                range.start(),
+                range.end()
+            )));
         }
-        let offset = (hasher.finish() % self.tokens.len() as u64) as usize;
+        let offset = (text_hash(request) % self.tokens.len() as u64) as usize;
         let mut stops = StopMatcher::new(&params.stop);
         let mut completion_tokens = 0;
         let mut finish_reason = FinishReason::Length;
@@ -119,7 +147,6 @@ impl Backend for SyntheticBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coder_nats::SamplingParams;
 
     #[derive(Default)]
     struct Collect {
@@ -171,6 +198,35 @@ mod tests {
         assert_eq!(done.usage.completion_tokens, 12);
         assert_eq!(done.finish_reason, FinishReason::Length);
         assert_eq!(done.usage.prompt_tokens, 2);
+    }
+
+    #[test]
+    fn penalties_change_the_text_and_out_of_range_ones_are_refused() {
+        let text = |frequency_penalty, presence_penalty| {
+            let params = SamplingParams {
+                max_tokens: 8,
+                temperature: 0.0,
+                frequency_penalty,
+                presence_penalty,
+                ..Default::default()
+            };
+            let mut sink = Collect::default();
+            run(&request("def f():", params), &mut sink).map(|_| sink.text)
+        };
+        let plain = text(0.0, 0.0).unwrap();
+        assert_eq!(text(0.0, 0.0).unwrap(), plain);
+        assert_ne!(text(1.5, 0.0).unwrap(), plain);
+        assert_ne!(text(0.0, -0.5).unwrap(), plain);
+        match text(0.0, 2.5) {
+            Err(BackendError::InvalidRequest(message)) => {
+                assert!(message.contains("presence_penalty"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            text(f32::NAN, 0.0),
+            Err(BackendError::InvalidRequest(_))
+        ));
     }
 
     #[test]

@@ -1,9 +1,17 @@
 //! Next-token choice from logits: greedy, or seeded sampling with temperature, top-k and top-p,
-//! after an optional repetition penalty.
+//! after the penalties against repetition ([`penalties`]).
+//!
+//! # Layout
+//!
+//! - [`penalties`]: `repetition_penalty`, `frequency_penalty` and `presence_penalty` on logits.
 
-use candle_core::Tensor;
+mod penalties;
+
+use candle_core::{DType, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use coder_nats::SamplingParams;
+
+use penalties::{GeneratedCounts, Penalties};
 
 /// How many of the most recent tokens (prompt included) the repetition penalty looks at, as in
 /// llama.cpp's `repeat_last_n`.
@@ -13,26 +21,44 @@ pub const REPETITION_WINDOW: usize = 64;
 /// same tokens.
 pub struct Sampler {
     processor: LogitsProcessor,
-    repetition_penalty: f32,
+    penalties: Penalties,
+    /// The tokens this sampler has picked: exactly the completion so far, as a sampler serves
+    /// one completion and every token it picks is generated. The frequency and presence
+    /// penalties count these, not the prompt; `history` alone cannot tell the two apart.
+    generated: GeneratedCounts,
 }
 
 impl Sampler {
     pub fn new(params: &SamplingParams) -> Self {
         Self {
             processor: LogitsProcessor::from_sampling(params.seed, sampling(params)),
-            repetition_penalty: params.repetition_penalty,
+            penalties: Penalties::new(params),
+            generated: GeneratedCounts::default(),
         }
     }
 
-    /// Picks the next token from `logits` (`(vocab,)`), `history` being every token so far.
+    /// Picks the next token from `logits` (`(vocab,)`), `history` being every token so far
+    /// (prompt and completion). Call it once per generated token, with a new sampler per
+    /// completion: the frequency and presence penalties count what it picked before.
+    ///
+    /// A frequency or presence penalty outside OpenAI's range is an error (the gateway never
+    /// sends one).
     pub fn sample(&mut self, logits: &Tensor, history: &[u32]) -> candle_core::Result<u32> {
-        let penalty = self.repetition_penalty;
-        if penalty.is_finite() && penalty > 0.0 && penalty != 1.0 {
+        let token = if self.penalties.are_none() {
+            self.processor.sample(logits)?
+        } else {
+            if let Some(reason) = self.penalties.invalid() {
+                return Err(candle_core::Error::Msg(reason));
+            }
             let recent = &history[history.len().saturating_sub(REPETITION_WINDOW)..];
-            let logits = candle_transformers::utils::apply_repeat_penalty(logits, penalty, recent)?;
-            return self.processor.sample(&logits);
-        }
-        self.processor.sample(logits)
+            let mut values = logits.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            self.penalties.apply(&mut values, recent, &self.generated);
+            let len = values.len();
+            self.processor
+                .sample(&Tensor::from_vec(values, len, logits.device())?)?
+        };
+        self.generated.record(token);
+        Ok(token)
     }
 }
 
@@ -122,6 +148,47 @@ mod tests {
         });
         // Token 1 (2.0) halves to 1.0 and loses to token 3 (1.9).
         assert_eq!(sampler.sample(&logits(), &[1]).unwrap(), 3);
+    }
+
+    #[test]
+    fn frequency_penalty_counts_only_what_the_sampler_generated() {
+        let mut sampler = Sampler::new(&SamplingParams {
+            temperature: 0.0,
+            frequency_penalty: 0.6,
+            ..Default::default()
+        });
+        // Token 1 (2.0) in the prompt costs nothing: it wins the first pick.
+        assert_eq!(sampler.sample(&logits(), &[1, 1, 1]).unwrap(), 1);
+        // Generated once, it drops to 1.4: token 3 (1.9) wins; then 3 drops to 1.3 and both
+        // lose to token 7 (1.5); then 7 drops to 0.9 and 1 (1.4) wins again.
+        assert_eq!(sampler.sample(&logits(), &[1, 1, 1, 1]).unwrap(), 3);
+        assert_eq!(sampler.sample(&logits(), &[1, 1, 1, 1, 3]).unwrap(), 7);
+        assert_eq!(sampler.sample(&logits(), &[1, 1, 1, 1, 3, 7]).unwrap(), 1);
+    }
+
+    #[test]
+    fn presence_penalty_is_paid_once_per_token() {
+        let mut sampler = Sampler::new(&SamplingParams {
+            temperature: 0.0,
+            presence_penalty: 0.15,
+            ..Default::default()
+        });
+        // 2.0 wins, then pays 0.15 once: 1.85 < 1.9, so 3; then 1.85 > 1.75, so 1 again, and
+        // 1 again (still 1.85: presence does not grow with the count).
+        let picks: Vec<u32> = (0..4)
+            .map(|_| sampler.sample(&logits(), &[]).unwrap())
+            .collect();
+        assert_eq!(picks, [1, 3, 1, 1]);
+    }
+
+    #[test]
+    fn a_penalty_outside_openais_range_is_an_error() {
+        let mut sampler = Sampler::new(&SamplingParams {
+            presence_penalty: f32::NAN,
+            ..Default::default()
+        });
+        let error = sampler.sample(&logits(), &[]).unwrap_err();
+        assert!(error.to_string().contains("presence_penalty"), "{error}");
     }
 
     #[test]
