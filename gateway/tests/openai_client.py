@@ -4,7 +4,7 @@ Usage: openai_client.py BASE_URL MODEL   (exit status 0 when every check passes)
 """
 import sys
 
-from openai import OpenAI
+from openai import BadRequestError, OpenAI
 
 
 def main() -> None:
@@ -40,6 +40,34 @@ def main() -> None:
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text, chunks
     assert chunks[-1].usage.completion_tokens == 4, chunks[-1]
+    checks += 1
+
+    chat = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=4,
+        frequency_penalty=0.5,
+        presence_penalty=-0.5,
+        user="ann",
+    )
+    assert chat.choices[0].message.content, chat
+    checks += 1
+
+    tool = {"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}}
+    refusals = [
+        ("tools", {"tools": [tool], "tool_choice": "required"}),
+        ("response_format", {"response_format": {"type": "json_object"}}),
+        ("frequency_penalty", {"frequency_penalty": 2.5}),
+    ]
+    for field, extra in refusals:
+        try:
+            client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=4, **extra
+            )
+        except BadRequestError as error:
+            assert error.param == field, (field, error)
+        else:
+            raise AssertionError(f"{field} was accepted")
     checks += 1
 
     print(f"openai client: {checks} checks passed")

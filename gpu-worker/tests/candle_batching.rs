@@ -61,6 +61,7 @@ fn request(content: &str, params: SamplingParams) -> GenerationRequest {
         prompt: Prompt::Chat(vec![ChatMessage {
             role: "user".into(),
             content: content.into(),
+            name: None,
         }]),
         params,
     }

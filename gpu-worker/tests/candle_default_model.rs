@@ -125,6 +125,7 @@ fn a_chat_answer_ends_at_the_end_of_turn_token() {
     let messages = vec![ChatMessage {
         role: "user".into(),
         content: "Answer with one word only: what language uses `fn main()`?".into(),
+        name: None,
     }];
     let params = SamplingParams {
         max_tokens: 24,

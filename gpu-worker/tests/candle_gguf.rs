@@ -183,6 +183,7 @@ fn chat_uses_the_template_from_the_metadata() {
         let messages = vec![ChatMessage {
             role: "user".into(),
             content: "w5 w6".into(),
+            name: None,
         }];
 
         let (generation, _) = run(&backend, &request(Prompt::Chat(messages), greedy(2)));

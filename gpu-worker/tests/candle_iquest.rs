@@ -201,6 +201,7 @@ fn chat_renders_the_template_and_stops_at_eos() {
     let messages = vec![ChatMessage {
         role: "user".into(),
         content: "w5 w6".into(),
+        name: None,
     }];
 
     let (generation, _) = run(&backend, &request(Prompt::Chat(messages), greedy(8)));

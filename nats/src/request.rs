@@ -31,7 +31,10 @@ impl Prompt {
             Prompt::Text(text) => text.clone(),
             Prompt::Chat(messages) => messages
                 .iter()
-                .map(|m| format!("{}\u{0}{}\u{0}", m.role, m.content))
+                .map(|m| match &m.name {
+                    None => format!("{}\u{0}{}\u{0}", m.role, m.content),
+                    Some(name) => format!("{}\u{0}{}\u{0}{name}\u{0}", m.role, m.content),
+                })
                 .collect(),
         }
     }
@@ -50,6 +53,10 @@ impl Prompt {
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
+    /// The participant's name (OpenAI's `name`), given to the chat template as Hugging Face and
+    /// vLLM give it; most templates do not use it. Absent from older messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// Sampling parameters after validation and defaults.
@@ -143,6 +150,7 @@ mod tests {
             prompt: Prompt::Chat(vec![ChatMessage {
                 role: "user".into(),
                 content: "hi".into(),
+                name: Some("ann".into()),
             }]),
             params: SamplingParams {
                 seed: 7,

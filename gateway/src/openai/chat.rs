@@ -2,6 +2,7 @@
 
 use super::common::{parse_generation_body, required_model, SamplingFields, UsageBody};
 use super::endpoint::{to_json, ChunkFormat, GenerationEndpoint};
+use super::fields;
 use super::json::ApiBody;
 use super::response::ResponseBody;
 use crate::error::ApiError;
@@ -26,6 +27,8 @@ pub struct RequestMessage {
     pub role: String,
     /// A string, a list of `{"type": "text", "text": ...}` parts, or null (assistant tool calls).
     pub content: Option<serde_json::Value>,
+    /// The participant's name, given to the chat template.
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,7 +40,7 @@ struct ContentPart {
 
 impl ApiBody for ChatRequest {
     fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
-        let (request, sampling) = parse_generation_body::<Self>(bytes)?;
+        let (request, sampling) = parse_generation_body::<Self>(bytes, fields::CHAT)?;
         Ok(Self {
             sampling,
             ..request
@@ -144,6 +147,7 @@ fn convert(index: usize, message: &RequestMessage) -> Result<ChatMessage, ApiErr
     Ok(ChatMessage {
         role: message.role.clone(),
         content,
+        name: message.name.clone(),
     })
 }
 
@@ -256,7 +260,8 @@ mod tests {
             r.prompt().unwrap(),
             Prompt::Chat(vec![ChatMessage {
                 role: "user".into(),
-                content: "ab".into()
+                content: "ab".into(),
+                name: None,
             }])
         );
     }

@@ -1,5 +1,6 @@
 //! Fields shared by completions and chat, and their validation into [`SamplingParams`].
 
+use super::fields::{self, Field};
 use super::json::{parse, parse_value};
 use crate::error::ApiError;
 use coder_nats::SamplingParams;
@@ -33,7 +34,8 @@ pub struct StreamOptions {
     pub include_usage: bool,
 }
 
-/// Sampling and streaming fields common to both endpoints.
+/// Sampling and streaming fields common to both endpoints (the fields they refuse are in
+/// [`fields`]).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SamplingFields {
     pub max_tokens: Option<u32>,
@@ -41,7 +43,6 @@ pub struct SamplingFields {
     pub top_p: Option<f32>,
     /// Extension (vLLM, TGI): keep only the k most likely tokens; 0 or absent = off.
     pub top_k: Option<u32>,
-    pub n: Option<u32>,
     pub seed: Option<u64>,
     pub stop: Option<OneOrMany>,
     pub presence_penalty: Option<f32>,
@@ -51,7 +52,6 @@ pub struct SamplingFields {
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
-    pub logprobs: Option<serde_json::Value>,
 }
 
 impl SamplingFields {
@@ -85,12 +85,6 @@ impl SamplingFields {
                 format!("`top_p` must be > 0 and <= 1, got {top_p}"),
             ));
         }
-        if let Some(n) = self.n.filter(|&n| n != 1) {
-            return Err(ApiError::bad_request(
-                "n",
-                format!("only `n` = 1 is supported, got {n}"),
-            ));
-        }
         let penalty = |field, value: Option<f32>| {
             let value = value.unwrap_or(0.0);
             let range = SamplingParams::PENALTY_RANGE;
@@ -100,16 +94,6 @@ impl SamplingFields {
         let presence_penalty = penalty("presence_penalty", self.presence_penalty)?;
         let repetition_penalty = self.repetition_penalty.unwrap_or(1.0);
         check_range("repetition_penalty", repetition_penalty, 0.01, 10.0)?;
-        if self
-            .logprobs
-            .as_ref()
-            .is_some_and(|v| !v.is_null() && v != &serde_json::json!(false))
-        {
-            return Err(ApiError::bad_request(
-                "logprobs",
-                "`logprobs` is not supported",
-            ));
-        }
         Ok(SamplingParams {
             max_tokens,
             temperature,
@@ -172,12 +156,15 @@ fn check_range(field: &str, value: f32, min: f32, max: f32) -> Result<(), ApiErr
     }
 }
 
-/// Parses a generation body: the endpoint's own fields as `T`, and the sampling fields both
-/// endpoints share, each from the same JSON value (see [`super::json::ApiBody`]).
+/// Parses a generation body: every field checked against the endpoint's `known` fields, then
+/// the endpoint's own as `T` and the sampling fields both endpoints share, each from the same
+/// JSON value (see [`super::json::ApiBody`]).
 pub fn parse_generation_body<T: DeserializeOwned>(
     bytes: &[u8],
+    known: &[&[Field]],
 ) -> Result<(T, SamplingFields), ApiError> {
     let value: serde_json::Value = parse(bytes)?;
+    fields::check_body(&value, known)?;
     Ok((parse_value(&value)?, parse_value(&value)?))
 }
 
@@ -248,7 +235,6 @@ mod tests {
         assert_eq!(param_of(r#"{"top_p": 0}"#), "top_p");
         assert_eq!(param_of(r#"{"max_tokens": 0}"#), "max_tokens");
         assert_eq!(param_of(r#"{"max_tokens": 5000}"#), "max_tokens");
-        assert_eq!(param_of(r#"{"n": 2}"#), "n");
         assert_eq!(param_of(r#"{"stop": ["a","b","c","d","e"]}"#), "stop");
         let long = "x".repeat(MAX_STOP_BYTES + 1);
         assert_eq!(param_of(&format!(r#"{{"stop": "{long}"}}"#)), "stop");

@@ -2,6 +2,7 @@
 
 use super::common::{parse_generation_body, required_model, OneOrMany, SamplingFields, UsageBody};
 use super::endpoint::{to_json, ChunkFormat, GenerationEndpoint};
+use super::fields;
 use super::json::ApiBody;
 use super::response::ResponseBody;
 use crate::error::ApiError;
@@ -13,9 +14,6 @@ use uuid::Uuid;
 pub struct CompletionRequest {
     pub model: Option<String>,
     pub prompt: Option<serde_json::Value>,
-    pub echo: Option<bool>,
-    pub best_of: Option<u32>,
-    pub suffix: Option<String>,
     /// Parsed separately from the same JSON (see [`ApiBody`]).
     #[serde(skip)]
     pub sampling: SamplingFields,
@@ -23,7 +21,7 @@ pub struct CompletionRequest {
 
 impl ApiBody for CompletionRequest {
     fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
-        let (request, sampling) = parse_generation_body::<Self>(bytes)?;
+        let (request, sampling) = parse_generation_body::<Self>(bytes, fields::COMPLETIONS)?;
         Ok(Self {
             sampling,
             ..request
@@ -41,18 +39,6 @@ impl GenerationEndpoint for CompletionRequest {
 
     /// The prompt: a string, or a list holding exactly one string.
     fn prompt(&self) -> Result<Prompt, ApiError> {
-        if self.echo == Some(true) {
-            return Err(ApiError::bad_request("echo", "`echo` is not supported"));
-        }
-        if self.best_of.is_some_and(|b| b != 1) {
-            return Err(ApiError::bad_request(
-                "best_of",
-                "only `best_of` = 1 is supported",
-            ));
-        }
-        if self.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(ApiError::bad_request("suffix", "`suffix` is not supported"));
-        }
         let value = self
             .prompt
             .clone()

@@ -4,6 +4,8 @@
 //! - [`endpoint`]: what a generation endpoint defines for the one handler.
 //! - [`completions`], [`chat`]: the two endpoints' bodies, answers and chunks.
 //! - [`common`]: the sampling fields both share, validated into `SamplingParams`.
+//! - [`fields`]: every field each body may carry, and whether it is honoured, ignored or
+//!   refused (nothing is silently ignored).
 //! - [`response`]: the envelope around every answer's `choices`.
 //! - [`json`]: the body extractor whose 400s name the bad field.
 
@@ -11,5 +13,6 @@ pub mod chat;
 pub mod common;
 pub mod completions;
 pub mod endpoint;
+pub mod fields;
 pub mod json;
 pub mod response;

@@ -101,10 +101,12 @@ mod tests {
             ChatMessage {
                 role: "system".into(),
                 content: "  Be brief.  ".into(),
+                name: None,
             },
             ChatMessage {
                 role: "user".into(),
                 content: "hi".into(),
+                name: None,
             },
         ]
     }
