@@ -124,19 +124,14 @@ impl CandleBackend {
         &self.architecture
     }
 
-    /// The token ids a prompt becomes: a text prompt as is, a chat through the model's
-    /// template. An empty text prompt starts from the BOS token.
+    /// The token ids a prompt becomes: a text prompt as is (special-token spellings in it are
+    /// control tokens, as llama.cpp's server reads a raw prompt), a chat through the model's
+    /// template with only the template's markup as control tokens. An empty text prompt starts
+    /// from the BOS token.
     pub fn encode_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>, BackendError> {
         let ids = match prompt {
             Prompt::Text(text) => self.vocab.encode(text, true)?,
-            Prompt::Chat(messages) => {
-                let text = self.chat.render(messages).map_err(|e| {
-                    BackendError::InvalidRequest(format!(
-                        "the model's chat template refused the messages: {e:#}"
-                    ))
-                })?;
-                self.vocab.encode(&text, false)?
-            }
+            Prompt::Chat(messages) => text::chat_tokens::encode(&self.chat, &self.vocab, messages)?,
         };
         match (ids.is_empty(), self.vocab.bos()) {
             (false, _) => Ok(ids),

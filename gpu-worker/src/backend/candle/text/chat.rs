@@ -15,6 +15,8 @@ const FALLBACK_TEMPLATE: &str = "{% for message in messages %}{{ message.role }}
 /// A compiled chat template and the special-token strings it may refer to.
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// The template's source, as compiled.
+    source: String,
     bos_token: String,
     eos_token: String,
 }
@@ -39,16 +41,24 @@ impl ChatTemplate {
         minijinja_contrib::add_to_environment(&mut env);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
-        env.add_template_owned("chat", source)
+        env.add_template_owned("chat", source.clone())
             .map_err(|e| anyhow::anyhow!("the model's chat template does not compile: {e:#}"))?;
         Ok(Self {
             env,
+            source,
             bos_token,
             eos_token,
         })
     }
 
-    /// The prompt text for `messages`, ending where the assistant's answer starts.
+    /// Every text the template itself can put into a prompt: its source and the BOS and EOS
+    /// strings it is given.
+    pub fn own_text(&self) -> [&str; 3] {
+        [&self.source, &self.bos_token, &self.eos_token]
+    }
+
+    /// The prompt text for `messages`, ending where the assistant's answer starts (see
+    /// [`super::chat_tokens`] for its token ids).
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String, Error> {
         let template = self.env.get_template("chat")?;
         template.render(context! {

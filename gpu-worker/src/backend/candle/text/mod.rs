@@ -5,9 +5,11 @@
 //! - [`vocab`]: the tokenizer with the model's BOS and end-of-generation tokens.
 //! - [`spm`]: the SentencePiece tokenizers GGUF files describe (Gemma, Llama 2).
 //! - [`chat`]: the model's chat template, rendered with minijinja.
+//! - [`chat_tokens`]: a chat's token ids, with only the template's markup as control tokens.
 //! - [`detokenize`]: token ids to text as they stream, never splitting a character.
 
 pub mod chat;
+pub mod chat_tokens;
 pub mod detokenize;
 pub mod spm;
 pub mod vocab;

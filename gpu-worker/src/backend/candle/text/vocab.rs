@@ -1,10 +1,14 @@
-//! The tokenizer and the model's special tokens: where generation starts and where it ends.
+//! The tokenizer and the model's special tokens: where generation starts and where it ends,
+//! and which text may become control tokens (a template's markup) and which may not (what
+//! users typed, see [`super::chat_tokens`]).
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashSet};
+use std::ops::Range;
 use std::path::Path;
 
 use anyhow::Context;
-use tokenizers::Tokenizer;
+use tokenizers::{OffsetReferential, OffsetType, Tokenizer};
 
 /// Special tokens that end a turn or a document in the common model families. A token with one
 /// of these names ends generation when the tokenizer knows it as a special token, on top of
@@ -26,6 +30,11 @@ const END_TOKEN_NAMES: &[&str] = &[
 /// A tokenizer plus the ids that matter to generation.
 pub struct Vocab {
     tokenizer: Tokenizer,
+    /// The same tokenizer with special tokens read as the text they are spelled with: for text
+    /// that must never become control tokens.
+    text_tokenizer: Tokenizer,
+    /// The tokenizer's special (control) tokens; its other added tokens are ordinary text.
+    special: HashSet<u32>,
     /// Sampling one of these ends the generation with finish reason `stop`.
     eos: BTreeSet<u32>,
     /// Fed as the whole prompt when a completion prompt is empty.
@@ -41,13 +50,21 @@ impl Vocab {
         bos: Option<u32>,
     ) -> Self {
         let mut eos: BTreeSet<u32> = declared_eos.into_iter().collect();
+        let mut special = HashSet::new();
         for (id, token) in tokenizer.get_added_tokens_decoder() {
-            if token.special && END_TOKEN_NAMES.contains(&token.content.as_str()) {
-                eos.insert(id);
+            if token.special {
+                special.insert(id);
+                if END_TOKEN_NAMES.contains(&token.content.as_str()) {
+                    eos.insert(id);
+                }
             }
         }
+        let mut text_tokenizer = tokenizer.clone();
+        text_tokenizer.set_encode_special_tokens(true);
         Self {
             tokenizer,
+            text_tokenizer,
+            special,
             eos,
             bos,
         }
@@ -88,5 +105,53 @@ impl Vocab {
             .encode_fast(text, add_special)
             .map_err(anyhow::Error::msg)?;
         Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Token ids of `text` with every special token's spelling read as text: what a user typed
+    /// never becomes a control token.
+    pub fn encode_text(&self, text: &str) -> anyhow::Result<Vec<u32>> {
+        let encoding = self
+            .text_tokenizer
+            .encode_fast(text, false)
+            .map_err(anyhow::Error::msg)?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Where `text` holds special tokens, as the tokenizer finds them (its own matching, so
+    /// with each token's `lstrip`/`rstrip`, and the whitespace those absorb, in the span): byte
+    /// ranges in order, with the token's id.
+    pub fn special_spans(&self, text: &str) -> Vec<(Range<usize>, u32)> {
+        let tokenizer = &*self.tokenizer;
+        let splits = tokenizer
+            .get_added_vocabulary()
+            .extract_and_normalize(tokenizer.get_normalizer(), text);
+        splits
+            .get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .filter_map(|(_, (start, end), tokens)| match tokens.as_deref() {
+                Some([token]) if self.special.contains(&token.id) => Some((start..end, token.id)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Token ids of `markup`, a rendered template: its special tokens become control tokens,
+    /// and the text between them goes through `restore` (which gives back what the template's
+    /// input held) and is encoded as text ([`Self::encode_text`]). Without `restore`, and for
+    /// text without special-token spellings, this gives the ids `encode(markup, false)` does.
+    pub fn encode_markup<'a>(
+        &self,
+        markup: &'a str,
+        restore: impl Fn(&'a str) -> Cow<'a, str>,
+    ) -> anyhow::Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        let mut text_start = 0;
+        for (span, id) in self.special_spans(markup) {
+            ids.extend(self.encode_text(&restore(&markup[text_start..span.start]))?);
+            ids.push(id);
+            text_start = span.end;
+        }
+        ids.extend(self.encode_text(&restore(&markup[text_start..]))?);
+        Ok(ids)
     }
 }
