@@ -147,6 +147,7 @@ impl Dispatcher {
             &self.router,
             &self.metrics,
             request.id,
+            deadline,
             label.clone(),
             ticket,
         );

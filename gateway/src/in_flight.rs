@@ -3,9 +3,11 @@
 
 use crate::admission::QueueTicket;
 use crate::replies::ReplyRouter;
+use coder_nats::headers::unix_millis;
 use coder_nats::{subjects, Cancel, CancelReason, WorkerEvent};
 use metrics_common::{GatewayMetrics, ModelLabel};
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -22,6 +24,8 @@ pub struct InFlight {
     router: Arc<ReplyRouter>,
     metrics: GatewayMetrics,
     request_id: Uuid,
+    /// Sent with a cancel: workers remember it until then.
+    deadline: SystemTime,
     /// The request's model, for its metrics.
     pub model: ModelLabel,
     pub ticket: QueueTicket,
@@ -38,6 +42,7 @@ impl InFlight {
         router: &Arc<ReplyRouter>,
         metrics: &GatewayMetrics,
         request_id: Uuid,
+        deadline: SystemTime,
         model: ModelLabel,
         ticket: QueueTicket,
     ) -> Self {
@@ -47,6 +52,7 @@ impl InFlight {
             router: Arc::clone(router),
             metrics: metrics.clone(),
             request_id,
+            deadline,
             model,
             ticket,
             done: false,
@@ -76,7 +82,11 @@ impl Drop for InFlight {
         tracing::info!(request_id = %self.request_id, reason = reason.as_str(), "request abandoned: cancelling");
         let client = self.client.clone();
         let subject = subjects::cancel_subject(self.request_id);
-        let cancel = Cancel { reason }.to_json();
+        let cancel = Cancel {
+            reason,
+            deadline_ms: Some(unix_millis(self.deadline)),
+        }
+        .to_json();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(error) = client.publish(subject, cancel.into()).await {

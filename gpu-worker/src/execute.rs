@@ -70,6 +70,7 @@ impl Executor {
             attempt,
             published,
             SystemTime::now(),
+            |id| self.cancels.is_cancelled(id),
         );
         let outcome = match fate {
             Intake::Poison(reason) => {
@@ -79,18 +80,16 @@ impl Executor {
             }
             Intake::Expired(job) => {
                 tracing::info!(request_id = %job.request.id, "deadline passed in the queue: not computed");
-                let message_text = "the request's deadline passed while it was queued".to_owned();
-                self.publish(
-                    &job,
-                    WorkerEvent::Error {
-                        attempt: job.attempt,
-                        kind: ErrorKind::Expired,
-                        message: message_text,
-                    },
-                )
-                .await;
-                ack(&message, AckKind::Ack).await;
+                let why = "the request's deadline passed while it was queued";
+                self.answer_uncomputed(&job, &message, ErrorKind::Expired, why)
+                    .await;
                 Outcome::Expired
+            }
+            Intake::Cancelled(job) => {
+                tracing::info!(request_id = %job.request.id, "cancelled before it ran: not computed");
+                self.answer_uncomputed(&job, &message, ErrorKind::Cancelled, "cancelled")
+                    .await;
+                Outcome::Cancelled
             }
             Intake::Run(job) => self.run(job, &message).await,
         };
@@ -98,6 +97,17 @@ impl Executor {
         drop(running);
         drop(slot);
         self.report_slots();
+    }
+
+    /// Answers a request it will not compute with an `error` event, then acks it.
+    async fn answer_uncomputed(&self, job: &Job, message: &Message, kind: ErrorKind, why: &str) {
+        let event = WorkerEvent::Error {
+            attempt: job.attempt,
+            kind,
+            message: why.to_owned(),
+        };
+        self.publish(job, event).await;
+        ack(message, AckKind::Ack).await;
     }
 
     /// One read of the busy count, recorded under a lock, so two requests finishing together

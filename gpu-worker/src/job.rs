@@ -24,17 +24,21 @@ pub enum Intake {
     Run(Job),
     /// Its deadline passed while it was queued: answer `error: expired`, compute nothing.
     Expired(Job),
+    /// Cancelled before it got here: answer `error: cancelled`, compute nothing.
+    Cancelled(Job),
     /// Cannot be decoded: terminate it (never redeliver), log why.
     Poison(String),
 }
 
-/// Decides a message's fate. `published` is JetStream's timestamp of the publish.
+/// Decides a message's fate. `published` is JetStream's timestamp of the publish; `cancelled`
+/// says whether a request id was cancelled.
 pub fn intake(
     headers: Option<&HeaderMap>,
     payload: &[u8],
     attempt: i64,
     published: SystemTime,
     now: SystemTime,
+    cancelled: impl Fn(uuid::Uuid) -> bool,
 ) -> Intake {
     let Some(headers) = headers.and_then(RequestHeaders::from_header_map) else {
         return Intake::Poison("missing or malformed reply/deadline headers".into());
@@ -53,6 +57,8 @@ pub fn intake(
     };
     if job.deadline <= now {
         Intake::Expired(job)
+    } else if cancelled(job.request.id) {
+        Intake::Cancelled(job)
     } else {
         Intake::Run(job)
     }
@@ -63,9 +69,17 @@ mod tests {
     use super::*;
     use coder_nats::{Prompt, SamplingParams};
 
+    fn not_cancelled(_: uuid::Uuid) -> bool {
+        false
+    }
+
     fn request_bytes() -> Vec<u8> {
+        request_bytes_for(uuid::Uuid::now_v7())
+    }
+
+    fn request_bytes_for(id: uuid::Uuid) -> Vec<u8> {
         GenerationRequest {
-            id: uuid::Uuid::now_v7(),
+            id,
             model: "m".into(),
             prompt: Prompt::Text("p".into()),
             params: SamplingParams::default(),
@@ -88,7 +102,7 @@ mod tests {
         let now = SystemTime::now();
         let published = now - Duration::from_millis(250);
         let h = headers(now + Duration::from_secs(10));
-        match intake(Some(&h), &request_bytes(), 2, published, now) {
+        match intake(Some(&h), &request_bytes(), 2, published, now, not_cancelled) {
             Intake::Run(job) => {
                 assert_eq!(job.attempt, 2);
                 assert_eq!(job.queue_wait, Duration::from_millis(250));
@@ -102,7 +116,7 @@ mod tests {
         let now = SystemTime::now();
         let h = headers(now - Duration::from_millis(1));
         assert!(matches!(
-            intake(Some(&h), &request_bytes(), 1, now, now),
+            intake(Some(&h), &request_bytes(), 1, now, now, not_cancelled),
             Intake::Expired(_)
         ));
     }
@@ -112,12 +126,42 @@ mod tests {
         let now = SystemTime::now();
         let h = headers(now + Duration::from_secs(10));
         assert!(matches!(
-            intake(Some(&h), b"{nope", 1, now, now),
+            intake(Some(&h), b"{nope", 1, now, now, not_cancelled),
             Intake::Poison(_)
         ));
         assert!(matches!(
-            intake(None, &request_bytes(), 1, now, now),
+            intake(None, &request_bytes(), 1, now, now, not_cancelled),
             Intake::Poison(_)
+        ));
+    }
+
+    #[test]
+    fn a_request_cancelled_before_it_arrived_is_cancelled() {
+        let now = SystemTime::now();
+        let h = headers(now + Duration::from_secs(10));
+        let (cancelled, other) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let is_cancelled = |id| id == cancelled;
+        assert!(matches!(
+            intake(
+                Some(&h),
+                &request_bytes_for(cancelled),
+                1,
+                now,
+                now,
+                is_cancelled
+            ),
+            Intake::Cancelled(_)
+        ));
+        assert!(matches!(
+            intake(
+                Some(&h),
+                &request_bytes_for(other),
+                1,
+                now,
+                now,
+                is_cancelled
+            ),
+            Intake::Run(_)
         ));
     }
 }

@@ -16,7 +16,8 @@
 //! - [`job`]: message → job, expired or poison (pure, unit-tested).
 //! - [`execute`]: one request's events and acks.
 //! - [`sink`]: the token channel from the generation thread.
-//! - [`cancel`]: the cancel subscription and per-request flags.
+//! - [`cancel`]: the cancel stream followed, per-request flags; [`recent_cancels`]: cancels
+//!   remembered for requests not running here.
 //! - [`heartbeat`]: announcing model, slots and device.
 //! - [`load`]: building the configured backend.
 //! - [`backend`]: the `Backend` trait; `synthetic`, and `candle` in folders by concern:
@@ -33,6 +34,7 @@ pub mod execute;
 pub mod heartbeat;
 pub mod job;
 pub mod load;
+pub mod recent_cancels;
 pub mod run;
 pub mod sink;
 pub mod slots;

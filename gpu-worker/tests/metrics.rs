@@ -202,6 +202,31 @@ async fn worker_counts_a_request_that_expired_in_the_queue_as_expired() {
 }
 
 #[tokio::test]
+async fn requests_cancelled_while_no_worker_runs_are_answered_without_compute() {
+    let nats = coder_nats::testing::NatsServer::start();
+    let queue = QueueClient::connect(&nats).await;
+    queue.provision(MODEL).await;
+    let mut abandoned = Vec::new();
+    for _ in 0..5 {
+        let request = queue.submit_in_time(MODEL, 50).await;
+        queue.cancel(request.id).await;
+        abandoned.push(request);
+    }
+
+    let worker = Worker::start(&nats, MODEL, &[]);
+
+    for request in abandoned {
+        request.assert_cancelled_uncomputed().await;
+    }
+    let scrape = outcome_reaches(&worker, "cancelled", 5.0).await;
+    let completed = [("model_name", MODEL), ("outcome", "completed")];
+    assert_eq!(
+        value(&scrape, "coder_worker_requests_total", &completed),
+        None
+    );
+}
+
+#[tokio::test]
 async fn promtool_accepts_the_worker_exposition_without_lint_findings() {
     let (_nats, queue, worker) = worker_on_queue(MODEL, &[]).await;
     queue.complete(MODEL, 3).await;

@@ -3,12 +3,20 @@
 //! The subject names the request; the body says why the gateway gave up on it, for the worker's
 //! logs. A cancel is never ignored for its body: an empty or unreadable one (an older gateway, a
 //! hand-sent `nats pub`) still stops the request, with the reason `unspecified`.
+//!
+//! Cancels are also kept for a while in the stream [`CANCEL_STREAM_NAME`](crate::subjects::CANCEL_STREAM_NAME),
+//! so a worker that starts after a request was given up on still learns of it before computing
+//! it. The body carries the request's deadline, after which the cancel need not be remembered.
 
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancel {
     pub reason: CancelReason,
+    /// The request's deadline (milliseconds since the Unix epoch), when the sender knows it: a
+    /// worker remembers the cancel until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +29,8 @@ pub enum CancelReason {
     /// The gateway failed the request (its publish went unconfirmed, its replies were lost): the
     /// client got a 5xx.
     GatewayError,
+    /// The client read its stream more slowly than the tokens came: the gateway cut it off.
+    ClientTooSlow,
     #[serde(other)]
     Unspecified,
 }
@@ -34,6 +44,7 @@ impl Cancel {
     pub fn from_payload(bytes: &[u8]) -> Self {
         serde_json::from_slice(bytes).unwrap_or(Cancel {
             reason: CancelReason::Unspecified,
+            deadline_ms: None,
         })
     }
 }
@@ -45,6 +56,7 @@ impl CancelReason {
             CancelReason::ClientDisconnected => "client_disconnected",
             CancelReason::DeadlineExceeded => "deadline_exceeded",
             CancelReason::GatewayError => "gateway_error",
+            CancelReason::ClientTooSlow => "client_too_slow",
             CancelReason::Unspecified => "unspecified",
         }
     }
@@ -58,9 +70,22 @@ mod tests {
     fn reasons_round_trip_as_snake_case() {
         let cancel = Cancel {
             reason: CancelReason::DeadlineExceeded,
+            deadline_ms: None,
         };
         assert_eq!(cancel.to_json(), br#"{"reason":"deadline_exceeded"}"#);
         assert_eq!(Cancel::from_payload(&cancel.to_json()), cancel);
+        let with_deadline = Cancel {
+            deadline_ms: Some(1_700_000_000_123),
+            ..cancel
+        };
+        assert_eq!(
+            with_deadline.to_json(),
+            br#"{"reason":"deadline_exceeded","deadline_ms":1700000000123}"#
+        );
+        assert_eq!(
+            Cancel::from_payload(&with_deadline.to_json()),
+            with_deadline
+        );
     }
 
     #[test]
@@ -70,6 +95,7 @@ mod tests {
             ClientDisconnected,
             DeadlineExceeded,
             GatewayError,
+            ClientTooSlow,
             Unspecified,
         ] {
             let wire = serde_json::to_value(reason).unwrap();

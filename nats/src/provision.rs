@@ -1,4 +1,5 @@
-//! Idempotent provisioning of the request stream and of each model's consumer.
+//! Idempotent provisioning of the request stream (with the cancel stream beside it) and of each
+//! model's consumer.
 //!
 //! Each object has one owner whose flags define it; the owner creates what is missing and updates
 //! what differs, everyone else only creates what is missing. So gateways and workers can start in
@@ -27,8 +28,11 @@ pub struct StreamSettings {
     pub max_messages_per_model: i64,
     /// Window in which a re-published request id is dropped as a duplicate.
     pub duplicate_window: Duration,
-    /// Requests older than this are removed even if never consumed (e.g. a model nobody serves).
+    /// Requests older than this are removed even if never consumed (e.g. a model nobody serves);
+    /// cancels are kept as long, since no request they could name is older.
     pub max_age: Duration,
+    /// Cancels the cancel stream keeps (the oldest go first).
+    pub max_cancels: i64,
     pub replicas: usize,
 }
 
@@ -40,6 +44,7 @@ impl Default for StreamSettings {
             max_messages_per_model: 10_000,
             duplicate_window: Duration::from_secs(120),
             max_age: Duration::from_secs(3600),
+            max_cancels: 100_000,
             replicas: 1,
         }
     }
@@ -68,22 +73,43 @@ impl Default for ConsumerSettings {
 
 pub type ProvisionError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Creates the request stream or updates its limits (the gateway's call).
+/// Creates the request and cancel streams or updates their limits (the gateway's call).
 pub async fn ensure_stream(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> Result<stream::Stream, ProvisionError> {
+    js.create_or_update_stream(cancel_stream_config(settings))
+        .await?;
     js.create_or_update_stream(stream_config(settings)).await?;
     Ok(js.get_stream(subjects::STREAM_NAME).await?)
 }
 
-/// Creates the request stream if it is missing, leaving an existing one as it is (the workers'
-/// call).
+/// Creates the request and cancel streams if they are missing, leaving existing ones as they are
+/// (the workers' call).
 pub async fn ensure_stream_exists(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> Result<stream::Stream, ProvisionError> {
+    js.get_or_create_stream(cancel_stream_config(settings))
+        .await?;
     Ok(js.get_or_create_stream(stream_config(settings)).await?)
+}
+
+/// Recent cancels, for workers that start after a request was given up on: bounded in count and
+/// age, the oldest dropped first.
+fn cancel_stream_config(settings: &StreamSettings) -> stream::Config {
+    stream::Config {
+        name: subjects::CANCEL_STREAM_NAME.to_owned(),
+        description: Some("Recent cancels of queued or running requests".to_owned()),
+        subjects: vec![subjects::CANCEL_WILDCARD.to_owned()],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        discard: stream::DiscardPolicy::Old,
+        max_messages: settings.max_cancels,
+        max_age: settings.max_age,
+        num_replicas: settings.replicas,
+        ..Default::default()
+    }
 }
 
 fn stream_config(settings: &StreamSettings) -> stream::Config {

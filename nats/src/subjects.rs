@@ -20,6 +20,9 @@ const REPLIES_PREFIX: &str = "coder.replies.";
 const CANCEL_PREFIX: &str = "coder.cancel.";
 /// Every cancel, for a worker's single subscription.
 pub const CANCEL_WILDCARD: &str = "coder.cancel.*";
+/// The JetStream stream that keeps recent cancels (subjects [`CANCEL_WILDCARD`]), so a worker
+/// that starts later still learns of them.
+pub const CANCEL_STREAM_NAME: &str = "CODER_CANCELS";
 /// Prefix of heartbeat subjects.
 const HEARTBEAT_PREFIX: &str = "coder.heartbeat.";
 /// Every heartbeat, for a gateway's single subscription.

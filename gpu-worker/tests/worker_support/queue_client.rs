@@ -7,7 +7,8 @@ use coder_nats::headers::RequestHeaders;
 use coder_nats::provision::{self, ConsumerSettings, StreamSettings};
 use coder_nats::testing::NatsServer;
 use coder_nats::{
-    subjects, Cancel, CancelReason, GenerationRequest, Prompt, SamplingParams, WorkerEvent,
+    subjects, Cancel, CancelReason, ErrorKind, GenerationRequest, Prompt, SamplingParams,
+    WorkerEvent,
 };
 use futures::StreamExt;
 use std::time::{Duration, SystemTime};
@@ -104,6 +105,7 @@ impl QueueClient {
     pub async fn cancel(&self, id: Uuid) {
         let cancel = Cancel {
             reason: CancelReason::ClientDisconnected,
+            deadline_ms: None,
         };
         let subject = subjects::cancel_subject(id);
         let published = self.client.publish(subject, cancel.to_json().into()).await;
@@ -136,6 +138,23 @@ impl Queued {
                 _ => {}
             }
         }
+    }
+
+    /// Follows the request to its last event, which must be `error: cancelled` with nothing
+    /// computed before it: no `started`, no token.
+    pub async fn assert_cancelled_uncomputed(mut self) {
+        let event = self.next_event().await;
+        let cancelled = matches!(
+            event,
+            WorkerEvent::Error {
+                kind: ErrorKind::Cancelled,
+                ..
+            }
+        );
+        assert!(
+            cancelled,
+            "the first event is not `error: cancelled`: {event:?}"
+        );
     }
 
     /// Follows the request to its last event, which must be `final`.
