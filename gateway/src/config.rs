@@ -1,5 +1,6 @@
 //! Command-line flags, each also read from `CODER_<FLAG>`.
 
+use crate::http::ClientTimeouts;
 use clap::Parser;
 use coder_nats::provision::StreamSettings;
 use coder_service::parse_seconds;
@@ -26,10 +27,43 @@ pub struct Config {
     #[arg(long, env = "CODER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 
-    /// File with one API key per line; when set, every `/v1` route requires
-    /// `Authorization: Bearer <key>`.
+    /// File of API keys, one `name:key` per line (a bare key is named `key-<line>`); when set,
+    /// every `/v1` route requires `Authorization: Bearer <key>`. Read again on SIGHUP.
     #[arg(long, env = "CODER_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
+
+    /// Serve the API without keys on a non-loopback address (refused otherwise).
+    #[arg(long, env = "CODER_ALLOW_UNAUTHENTICATED", default_value_t = false)]
+    pub allow_unauthenticated: bool,
+
+    /// Requests one key may have open at once (0: no limit); beyond, 429. Without keys, all
+    /// clients together.
+    #[arg(long, env = "CODER_MAX_CONCURRENT_PER_KEY", default_value_t = 0)]
+    pub max_concurrent_per_key: u32,
+
+    /// Requests one key may make per minute, in bursts of up to that many (0: no limit); beyond,
+    /// 429 with `Retry-After`. Without keys, all clients together.
+    #[arg(long, env = "CODER_RATE_LIMIT_PER_KEY", default_value_t = 0)]
+    pub rate_limit_per_key: u32,
+
+    /// Seconds a client has to send a request's headers (and a connection may sit idle between
+    /// requests) before it is closed.
+    #[arg(long, env = "CODER_HEADER_READ_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    pub header_read_timeout: Duration,
+
+    /// Seconds a client has to send a request's body, from its headers on.
+    #[arg(long, env = "CODER_BODY_READ_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
+    pub body_read_timeout: Duration,
+
+    /// Seconds a response may wait for a client that reads nothing before the connection is
+    /// closed (and its generation cancelled).
+    #[arg(long, env = "CODER_IDLE_WRITE_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    pub idle_write_timeout: Duration,
+
+    /// Worker events a request may have waiting for its client; a client slower than that is
+    /// cut off and its generation cancelled.
+    #[arg(long, env = "CODER_STREAM_EVENT_BUFFER", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub stream_event_buffer: u32,
 
     /// Seconds a request may take from receipt to its last token (queueing included) before it is
     /// cancelled and answered 504.
@@ -87,6 +121,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// The limits on a client's pace.
+    pub fn client_timeouts(&self) -> ClientTimeouts {
+        ClientTimeouts {
+            header_read: self.header_read_timeout,
+            body_read: self.body_read_timeout,
+            idle_write: self.idle_write_timeout,
+        }
+    }
+
     /// The request stream's limits, which the gateway owns.
     pub fn stream_settings(&self) -> StreamSettings {
         StreamSettings {

@@ -49,7 +49,12 @@ impl Dispatcher {
         metrics: GatewayMetrics,
     ) -> Result<Self, async_nats::SubscribeError> {
         Ok(Self {
-            router: ReplyRouter::subscribe(&client, &gateway_id).await?,
+            router: ReplyRouter::subscribe(
+                &client,
+                &gateway_id,
+                config.stream_event_buffer as usize,
+            )
+            .await?,
             jetstream: jetstream::new(client.clone()),
             client,
             admission,
@@ -141,7 +146,7 @@ impl Dispatcher {
             deadline,
             traceparent,
         };
-        let events = self.router.register(request.id);
+        let events = self.router.register(request.id, deadline);
         let guard = InFlight::new(
             &self.client,
             &self.router,

@@ -35,9 +35,18 @@ pub enum ApiError {
         model: String,
         retry_after: Duration,
     },
+    /// The caller's key is over one of its limits (`limit` says which).
+    #[error("this API key has too many {limit}; retry later")]
+    KeyLimited {
+        limit: &'static str,
+        retry_after: Duration,
+    },
     /// NATS or the stream cannot be reached.
     #[error("the request queue is unavailable")]
     Unavailable(String),
+    /// The client read its stream more slowly than it was produced, and was cut off.
+    #[error("the client read the stream too slowly; the request was cancelled")]
+    ClientTooSlow,
     #[error("the request did not complete within {0:?}")]
     Timeout(Duration),
     #[error("internal error")]
@@ -82,9 +91,12 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded { .. } | ApiError::KeyLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::ClientTooSlow => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -97,9 +109,10 @@ impl ApiError {
             | ApiError::RouteNotFound(_)
             | ApiError::MethodNotAllowed
             | ApiError::PayloadTooLarge(_)
-            | ApiError::UnsupportedMediaType(_) => "invalid_request_error",
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::ClientTooSlow => "invalid_request_error",
             ApiError::Unauthorized => "authentication_error",
-            ApiError::Overloaded { .. } => "rate_limit_error",
+            ApiError::Overloaded { .. } | ApiError::KeyLimited { .. } => "rate_limit_error",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "server_error",
@@ -114,7 +127,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => Some("payload_too_large"),
             ApiError::UnsupportedMediaType(_) => Some("unsupported_media_type"),
             ApiError::Overloaded { .. } => Some("queue_full"),
+            ApiError::KeyLimited { .. } => Some("rate_limit_exceeded"),
             ApiError::Timeout(_) => Some("deadline_exceeded"),
+            ApiError::ClientTooSlow => Some("client_too_slow"),
             _ => None,
         }
     }
@@ -146,7 +161,9 @@ impl IntoResponse for ApiError {
             _ => tracing::debug!(error = %self, "answering {}", self.status()),
         }
         let mut response = (self.status(), Json(self.body())).into_response();
-        if let ApiError::Overloaded { retry_after, .. } = &self {
+        if let ApiError::Overloaded { retry_after, .. } | ApiError::KeyLimited { retry_after, .. } =
+            &self
+        {
             let seconds = retry_after.as_secs().max(1).to_string();
             response.headers_mut().insert(
                 header::RETRY_AFTER,

@@ -75,8 +75,9 @@ impl Generation {
                 }
             };
             let Some(event) = event else {
-                self.submitted.guard.give_up(CancelReason::GatewayError);
-                return Err(ApiError::Internal("reply route closed".into()));
+                // The router cut the request off (its client read too slowly) and cancelled it.
+                self.submitted.guard.finished();
+                return Err(ApiError::ClientTooSlow);
             };
             if let Some(progress) = self.handle(event)? {
                 return Ok(progress);

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 /// A queued request: its events, and the guard that cancels it if it is abandoned.
 pub struct Submitted {
-    pub events: mpsc::UnboundedReceiver<WorkerEvent>,
+    pub events: mpsc::Receiver<WorkerEvent>,
     pub guard: InFlight,
 }
 

@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`config`]: flags (`CODER_*` env too).
 //! - [`server`]: wiring, graceful shutdown.
+//! - [`http`]: the HTTP server and its limits on a client's pace.
 //! - [`routes`]: the route table and its handlers: one generic handler for completions and chat,
 //!   models, health.
 //! - [`openai`]: the wire format, its validation and each endpoint's answers;
@@ -15,7 +16,7 @@
 //! - [`error`]: the one error enum → status, OpenAI body, `type`.
 //! - [`request_context`]: the request id and trace context, set before routing.
 //! - [`http_metrics`]: the HTTP request metrics, recorded when the response body is done.
-//! - [`auth`]: API keys.
+//! - [`access`]: API keys (named, reloaded on SIGHUP) and the per-key limits.
 //! - [`admission`]: the per-model backlog limit (429).
 //! - [`dispatch`]: the model checked, the deadline set, publish with ack.
 //! - [`in_flight`]: a queued request's events and its cancel-on-drop guard.
@@ -26,13 +27,14 @@
 //! - [`workers`], [`known_models`], [`queue_monitor`]: heartbeats, known models, backlog gauges.
 //! - [`trace`]: W3C `traceparent` propagation.
 
+pub mod access;
 pub mod admission;
 pub mod attempts;
-pub mod auth;
 pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod generation;
+pub mod http;
 pub mod http_metrics;
 pub mod in_flight;
 pub mod known_models;

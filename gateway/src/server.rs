@@ -1,10 +1,13 @@
 //! Wiring: connect to NATS, start the background tasks, serve the API and `/metrics`, and shut
 //! down gracefully.
 
+use crate::access::keys::ApiKeys;
+use crate::access::limits::KeyLimits;
+use crate::access::{self, Access};
 use crate::admission::Admission;
-use crate::auth::ApiKeys;
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
+use crate::http;
 use crate::known_models::KnownModels;
 use crate::queue_monitor::QueueMonitor;
 use crate::routes;
@@ -12,14 +15,12 @@ use crate::state::AppState;
 use crate::workers::WorkerRegistry;
 use anyhow::Context;
 use async_nats::jetstream;
-use axum::serve::ListenerExt;
-use axum::Router;
 use coder_nats::subjects;
 use metrics_common::{GatewayMetrics, Telemetry};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +52,15 @@ pub async fn serve(
         .as_deref()
         .map(ApiKeys::from_file)
         .transpose()?;
+    check_open_api(&config, api_keys.as_ref(), api.local_addr()?)?;
     let stopping = CancellationToken::new();
+    if let Some(keys) = &api_keys {
+        access::reload_on_sighup(keys.clone(), stopping.clone()).context("listening for SIGHUP")?;
+    }
+    let access = Access::new(
+        api_keys,
+        KeyLimits::new(config.max_concurrent_per_key, config.rate_limit_per_key),
+    );
     let signal = stopping.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -71,13 +80,14 @@ pub async fn serve(
         telemetry.clone(),
         stopping.clone().cancelled_owned(),
     ));
-    serve_with_grace(
+    http::serve(
         api,
-        routes::app(state, api_keys),
+        routes::app(state, access),
+        config.client_timeouts(),
         stopping,
         config.shutdown_grace,
     )
-    .await?;
+    .await;
     let _ = metrics_server.await;
     if let Err(error) = client.flush().await {
         tracing::debug!(%error, "final NATS flush");
@@ -146,31 +156,18 @@ async fn start_queue_side(
     })
 }
 
-/// Stops accepting when `stopping` fires and gives in-flight requests `grace` to finish.
-async fn serve_with_grace(
-    listener: TcpListener,
-    app: Router,
-    stopping: CancellationToken,
-    grace: Duration,
-) -> anyhow::Result<()> {
-    // Small SSE frames must leave at once: without TCP_NODELAY, Nagle's algorithm and delayed
-    // ACKs hold tokens back ~40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "TCP_NODELAY not set");
-        }
-    });
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
-    let deadline = async {
-        stopping.cancelled().await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = server => result.context("serving the API"),
-        _ = deadline => {
-            tracing::warn!(?grace, "shutdown grace period over: dropping the requests still open");
-            Ok(())
-        }
+/// An API without keys is served on loopback only, unless `--allow-unauthenticated` says to:
+/// a gateway exposed by mistake would give anyone (and any web page its visitors open) the
+/// compute behind it.
+fn check_open_api(config: &Config, keys: Option<&ApiKeys>, api: SocketAddr) -> anyhow::Result<()> {
+    if keys.is_some() || api.ip().is_loopback() {
+        return Ok(());
     }
+    anyhow::ensure!(
+        config.allow_unauthenticated,
+        "refusing to serve the API on {api} without API keys: give --api-keys-file, listen on \
+         a loopback address, or pass --allow-unauthenticated to serve it open"
+    );
+    tracing::warn!(%api, "serving the API WITHOUT API keys (--allow-unauthenticated): anyone who reaches this address can use it");
+    Ok(())
 }

@@ -11,7 +11,7 @@ pub mod health;
 pub mod models;
 pub mod paths;
 
-use crate::auth::{require_api_key, ApiKeys};
+use crate::access::{authorize, Access};
 use crate::error::ApiError;
 use crate::http_metrics::record_request_metrics;
 use crate::openai::chat::ChatRequest;
@@ -25,14 +25,12 @@ use axum::Router;
 use generate::generate;
 
 /// The HTTP application, for `axum::serve` or `oneshot` tests.
-pub fn app(state: AppState, api_keys: Option<ApiKeys>) -> Router {
-    let mut v1 = Router::new()
+pub fn app(state: AppState, access: Access) -> Router {
+    let v1 = Router::new()
         .route(paths::COMPLETIONS, post(generate::<CompletionRequest>))
         .route(paths::CHAT_COMPLETIONS, post(generate::<ChatRequest>))
-        .route(paths::MODELS, get(models::list_models));
-    if let Some(keys) = api_keys {
-        v1 = v1.route_layer(from_fn_with_state(keys, require_api_key));
-    }
+        .route(paths::MODELS, get(models::list_models))
+        .route_layer(from_fn_with_state(access, authorize));
     let max_body_bytes = state.config.max_body_bytes;
     Router::new()
         .merge(v1)
