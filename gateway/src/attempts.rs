@@ -10,8 +10,9 @@ use coder_nats::WorkerEvent;
 #[derive(Debug, Default)]
 pub struct AttemptFilter {
     current: u32,
-    /// Tokens already passed on (across attempts).
-    forwarded: u32,
+    /// Tokens already passed on (across attempts). Wider than an index, so a forged
+    /// `u32::MAX` index cannot overflow it.
+    forwarded: u64,
 }
 
 /// What a raw worker event means for the client.
@@ -47,10 +48,10 @@ impl AttemptFilter {
             WorkerEvent::Started { .. } => Filtered::Skip,
             _ if attempt > self.current => Filtered::Skip, // events before their `started`
             WorkerEvent::Token { index, text, .. } => {
-                if index < self.forwarded {
+                if u64::from(index) < self.forwarded {
                     Filtered::Skip
                 } else {
-                    self.forwarded = index + 1;
+                    self.forwarded = u64::from(index) + 1;
                     Filtered::Token(text)
                 }
             }
@@ -115,6 +116,21 @@ mod tests {
         assert_eq!(filter.accept(token(1, 2)), Filtered::Skip);
         assert_eq!(filter.accept(done(1)), Filtered::Skip);
         assert_eq!(filter.accept(done(2)), Filtered::Terminal(done(2)));
+    }
+
+    #[test]
+    fn forged_extreme_indexes_and_attempts_do_not_overflow() {
+        let mut filter = AttemptFilter::default();
+        filter.accept(started(u32::MAX));
+        assert_eq!(
+            filter.accept(token(u32::MAX, u32::MAX)),
+            Filtered::Token(format!("t{}", u32::MAX))
+        );
+        assert_eq!(filter.accept(token(u32::MAX, u32::MAX)), Filtered::Skip);
+        assert_eq!(
+            filter.accept(done(u32::MAX)),
+            Filtered::Terminal(done(u32::MAX))
+        );
     }
 
     #[test]

@@ -23,6 +23,12 @@ const HEADER_ALLOWANCE: usize = 1024;
 /// How long a 429 asks the client to wait.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// Bytes of request a NATS message holds once the headers have their room; none on a server
+/// whose `max_payload` is smaller than that room.
+fn payload_room(max_payload: usize) -> usize {
+    max_payload.saturating_sub(HEADER_ALLOWANCE)
+}
+
 /// Everything a request needs to be queued and followed; one per gateway.
 pub struct Dispatcher {
     client: async_nats::Client,
@@ -125,12 +131,12 @@ impl Dispatcher {
             return Err(ApiError::Unavailable("not connected to NATS".into()));
         }
         let payload = request.to_json();
-        if payload.len() + HEADER_ALLOWANCE > self.client.server_info().max_payload {
+        let room = payload_room(self.client.server_info().max_payload);
+        if payload.len() > room {
             reject(RejectReason::TooLarge);
             return Err(ApiError::PayloadTooLarge(format!(
-                "the request is {} bytes, more than one queue message holds ({} bytes)",
+                "the request is {} bytes, more than one queue message holds ({room} bytes)",
                 payload.len(),
-                self.client.server_info().max_payload - HEADER_ALLOWANCE
             )));
         }
         let Some(ticket) = self.admission.try_admit(model) else {
@@ -195,5 +201,17 @@ impl Dispatcher {
             });
         }
         Ok(Submitted { events, guard })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_with_a_tiny_max_payload_leaves_no_room_rather_than_underflowing() {
+        assert_eq!(payload_room(1024 * 1024), 1024 * 1024 - HEADER_ALLOWANCE);
+        assert_eq!(payload_room(HEADER_ALLOWANCE), 0);
+        assert_eq!(payload_room(100), 0);
     }
 }

@@ -109,7 +109,7 @@ impl Generation {
                         .record_time_to_first_token(self.model(), now - self.received_at);
                 }
                 self.last_token_at = Some(now);
-                self.tokens += 1;
+                self.tokens = self.tokens.saturating_add(1);
                 Ok(Some(Progress::Token(text)))
             }
             Filtered::Terminal(WorkerEvent::Final {

@@ -153,7 +153,7 @@ async fn read_state(
         oldest_pending_age(
             stream,
             &info.config.filter_subject,
-            info.delivered.stream_sequence + 1,
+            info.delivered.stream_sequence.saturating_add(1),
         )
         .await
         .unwrap_or_default()

@@ -6,6 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The longest a heartbeat counts for, whatever its `ttl_ms` says: a forged one can neither
+/// overflow the clock nor list a worker for ever.
+pub const MAX_HEARTBEAT_TTL: Duration = Duration::from_secs(300);
+
 #[derive(Default)]
 pub struct WorkerRegistry {
     workers: Mutex<HashMap<String, (Heartbeat, Instant)>>,
@@ -24,7 +28,8 @@ impl WorkerRegistry {
     pub fn observe(&self, heartbeat: Heartbeat) {
         let mut workers = self.workers.lock().expect("workers lock");
         if heartbeat.accepting {
-            let expires = Instant::now() + Duration::from_millis(heartbeat.ttl_ms);
+            let ttl = Duration::from_millis(heartbeat.ttl_ms).min(MAX_HEARTBEAT_TTL);
+            let expires = Instant::now() + ttl;
             workers.insert(heartbeat.worker_id.clone(), (heartbeat, expires));
         } else {
             workers.remove(&heartbeat.worker_id);
@@ -100,6 +105,14 @@ mod tests {
         assert_eq!(models["m"].workers, 2);
         assert_eq!(models["m"].slots_total, 8);
         assert!(!models.contains_key("gone"));
+    }
+
+    #[test]
+    fn a_forged_endless_ttl_is_capped() {
+        let registry = WorkerRegistry::default();
+        registry.observe(heartbeat("a", "m", u64::MAX, true));
+        let expires = registry.workers.lock().unwrap()["a"].1;
+        assert!(expires <= Instant::now() + MAX_HEARTBEAT_TTL);
     }
 
     #[test]

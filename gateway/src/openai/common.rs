@@ -196,7 +196,8 @@ impl From<coder_nats::Usage> for UsageBody {
         Self {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
-            total_tokens: usage.prompt_tokens + usage.completion_tokens,
+            // The counts come from the network: a forged `final` must not overflow.
+            total_tokens: usage.prompt_tokens.saturating_add(usage.completion_tokens),
         }
     }
 }
@@ -204,6 +205,15 @@ impl From<coder_nats::Usage> for UsageBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_totals_saturate_on_forged_counts() {
+        let usage = coder_nats::Usage {
+            prompt_tokens: u32::MAX,
+            completion_tokens: 2,
+        };
+        assert_eq!(UsageBody::from(usage).total_tokens, u32::MAX);
+    }
 
     fn params(json: &str) -> Result<SamplingParams, ApiError> {
         let fields: SamplingFields = serde_json::from_str(json).unwrap();
