@@ -9,6 +9,7 @@ use crate::in_flight::{InFlight, Submitted};
 use crate::known_models::KnownModels;
 use crate::replies::ReplyRouter;
 use crate::request_context::RequestContext;
+use crate::supervisor::Supervisor;
 use async_nats::jetstream;
 use coder_nats::headers::RequestHeaders;
 use coder_nats::publish_error::{classify, PublishFailure};
@@ -53,12 +54,14 @@ impl Dispatcher {
         admission: Arc<Admission>,
         models: Arc<KnownModels>,
         metrics: GatewayMetrics,
+        supervisor: &Supervisor,
     ) -> Result<Self, async_nats::SubscribeError> {
         Ok(Self {
             router: ReplyRouter::subscribe(
                 &client,
                 &gateway_id,
                 config.stream_event_buffer as usize,
+                supervisor,
             )
             .await?,
             jetstream: jetstream::new(client.clone()),

@@ -25,6 +25,7 @@
 //! - [`generation`]: one request's events → client progress, deadline and metrics.
 //! - [`sse`]: streaming as OpenAI server-sent events.
 //! - [`workers`], [`known_models`], [`queue_monitor`]: heartbeats, known models, backlog gauges.
+//! - [`supervisor`]: the background tasks watched; one that ends turns `/readyz` red.
 //! - [`trace`]: W3C `traceparent` propagation.
 
 pub mod access;
@@ -46,6 +47,7 @@ pub mod routes;
 pub mod server;
 pub mod sse;
 pub mod state;
+pub mod supervisor;
 pub mod trace;
 pub mod workers;
 

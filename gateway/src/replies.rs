@@ -9,6 +9,7 @@
 //! drops its route and cancels it, so the worker stops, and the client's stream ends in an error
 //! when it next reads.
 
+use crate::supervisor::Supervisor;
 use coder_nats::headers::unix_millis;
 use coder_nats::{subjects, Cancel, CancelReason, WorkerEvent};
 use futures::StreamExt;
@@ -101,17 +102,19 @@ impl ReplyRouter {
         }
     }
 
-    /// A router fed by this gateway's wildcard reply subscription, on a task of its own.
+    /// A router fed by this gateway's wildcard reply subscription, on a supervised task.
     pub async fn subscribe(
         client: &async_nats::Client,
         gateway_id: &str,
         buffer: usize,
+        supervisor: &Supervisor,
     ) -> Result<Arc<Self>, async_nats::SubscribeError> {
         let replies = client
             .subscribe(subjects::replies_wildcard(gateway_id))
             .await?;
         let router = Arc::new(Self::new(buffer));
-        tokio::spawn(Arc::clone(&router).run(replies, client.clone()));
+        let routing = Arc::clone(&router).run(replies, client.clone());
+        supervisor.spawn("reply subscription", routing);
         Ok(router)
     }
 

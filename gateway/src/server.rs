@@ -12,6 +12,7 @@ use crate::known_models::KnownModels;
 use crate::queue_monitor::QueueMonitor;
 use crate::routes;
 use crate::state::AppState;
+use crate::supervisor::Supervisor;
 use crate::workers::WorkerRegistry;
 use anyhow::Context;
 use async_nats::jetstream;
@@ -108,7 +109,7 @@ fn telemetry(config: &Config) -> anyhow::Result<Telemetry> {
 }
 
 /// Starts everything that follows the queue (worker heartbeats, provisioning and the queue
-/// monitor, the reply subscription) and returns the handlers' state.
+/// monitor, the reply subscription), each supervised, and returns the handlers' state.
 async fn start_queue_side(
     config: &Arc<Config>,
     client: &async_nats::Client,
@@ -117,7 +118,8 @@ async fn start_queue_side(
     stopping: &CancellationToken,
 ) -> anyhow::Result<AppState> {
     let jetstream = jetstream::new(client.clone());
-    let workers = WorkerRegistry::subscribe(client).await?;
+    let supervisor = Supervisor::new(stopping.clone());
+    let workers = WorkerRegistry::subscribe(client, &supervisor).await?;
     let models = Arc::new(KnownModels::new(Arc::clone(&workers), jetstream.clone()));
     // Known from the first request on; their consumers are created before /readyz says ready.
     models.set_provisioned(config.models.iter().cloned().collect());
@@ -136,7 +138,7 @@ async fn start_queue_side(
         Arc::clone(&queue_ready),
         stopping.clone(),
     );
-    tokio::spawn(provisioning);
+    supervisor.spawn("queue monitor", provisioning);
     let dispatcher = Dispatcher::start(
         config,
         client.clone(),
@@ -144,6 +146,7 @@ async fn start_queue_side(
         admission,
         models,
         metrics.clone(),
+        &supervisor,
     )
     .await?;
     Ok(AppState {
@@ -153,6 +156,7 @@ async fn start_queue_side(
         metrics,
         queue_ready,
         stream_check: Arc::default(),
+        supervisor,
     })
 }
 

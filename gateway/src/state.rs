@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::routes::health::StreamCheck;
+use crate::supervisor::Supervisor;
 use crate::workers::WorkerRegistry;
 use metrics_common::GatewayMetrics;
 use std::sync::atomic::AtomicBool;
@@ -18,4 +19,6 @@ pub struct AppState {
     pub queue_ready: Arc<AtomicBool>,
     /// `/readyz`'s stream look-up, shared by every probe.
     pub stream_check: Arc<StreamCheck>,
+    /// The background tasks: `/readyz` is red once one has ended.
+    pub supervisor: Supervisor,
 }

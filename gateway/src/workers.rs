@@ -1,5 +1,6 @@
 //! Live workers, from their heartbeats.
 
+use crate::supervisor::Supervisor;
 use coder_nats::{subjects, Heartbeat};
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -56,13 +57,17 @@ impl WorkerRegistry {
         self.by_model().contains_key(model)
     }
 
-    /// A registry fed by every worker's heartbeats, on a task of its own.
+    /// A registry fed by every worker's heartbeats, on a supervised task.
     pub async fn subscribe(
         client: &async_nats::Client,
+        supervisor: &Supervisor,
     ) -> Result<Arc<Self>, async_nats::SubscribeError> {
         let heartbeats = client.subscribe(subjects::HEARTBEAT_WILDCARD).await?;
         let registry = Arc::new(Self::default());
-        tokio::spawn(Arc::clone(&registry).run(heartbeats));
+        supervisor.spawn(
+            "heartbeat subscription",
+            Arc::clone(&registry).run(heartbeats),
+        );
         Ok(registry)
     }
 

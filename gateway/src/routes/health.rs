@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process is alive) and `GET /readyz` (NATS and the stream are reachable).
+//! `GET /healthz` (the process is alive) and `GET /readyz` (NATS and the stream are reachable,
+//! and every supervised background task still runs).
 //!
 //! The stream look-up behind `/readyz` is shared: its outcome is reused for [`READY_CACHE_FOR`],
 //! so however often probes and clients ask, JetStream sees at most one look-up per window. The
@@ -53,6 +54,13 @@ pub async fn healthz() -> Json<Value> {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let ended = state.supervisor.ended();
+    if !ended.is_empty() {
+        return Err(ApiError::Unavailable(format!(
+            "background tasks ended: {}",
+            ended.join(", ")
+        )));
+    }
     if !state.queue_ready.load(Ordering::Relaxed) {
         return Err(ApiError::Unavailable(
             "the queue is not provisioned yet".into(),
