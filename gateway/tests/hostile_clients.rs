@@ -1,9 +1,9 @@
 //! Hostile and careless clients: input refused before it can reach a NATS subject or header, and
-//! floods of requests that must not become floods of JetStream calls.
+//! floods of requests that must not become floods of JetStream calls, and forged worker events.
 
 mod support;
 
-use coder_nats::{subjects, testing::NatsServer};
+use coder_nats::{subjects, testing::NatsServer, FinishReason, Usage, WorkerEvent};
 use futures::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -163,4 +163,48 @@ async fn a_stop_sequence_longer_than_the_bound_is_400_naming_stop() {
     }
     let body = json!({"model": MODEL, "prompt": "x", "max_tokens": 1, "stop": ["\n\n", "```"]});
     assert_eq!(post(&gateway, "/v1/completions", &body).await.status(), 200);
+}
+
+#[tokio::test]
+async fn forged_worker_events_with_extreme_numbers_leave_the_gateway_answering() {
+    let slow = ["--synthetic-ms-per-token", "50"];
+    let (nats, gateway, _worker) = stack(MODEL, &[], &slow).await;
+    let (forger, mut replies) = watch(&nats, "coder.replies.>".to_owned()).await;
+    let request = spawn_completion(&gateway, MODEL, 200);
+    let first = tokio::time::timeout(Duration::from_secs(20), replies.next())
+        .await
+        .expect("the worker replies")
+        .expect("a reply");
+
+    // Anyone on NATS can publish on a reply subject: numbers at their extremes.
+    let forged = [
+        WorkerEvent::Token {
+            attempt: 1,
+            index: u32::MAX,
+            text: "forged".into(),
+        },
+        WorkerEvent::Final {
+            attempt: 1,
+            finish_reason: FinishReason::Length,
+            usage: Usage {
+                prompt_tokens: u32::MAX,
+                completion_tokens: u32::MAX,
+            },
+        },
+    ];
+    for event in forged {
+        let subject = first.subject.to_string();
+        forger
+            .publish(subject, event.to_json().into())
+            .await
+            .unwrap();
+    }
+    forger.flush().await.unwrap();
+
+    assert_eq!(
+        request.await.expect("an answer, not a dropped connection"),
+        200
+    );
+    assert_eq!(get_status(&gateway, "/readyz").await, 200);
+    complete(&gateway, MODEL, 2).await;
 }
