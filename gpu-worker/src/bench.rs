@@ -98,6 +98,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     options.device = args.device.clone();
     options.max_sequences = args.concurrency as usize;
     options.max_batch_tokens = args.max_batch_tokens;
+    // Every run feeds the same prompts: measured from a cold start each time.
+    options.prefix_cache_bytes = 0;
     if args.keep_prompt_tiles {
         options.prompt_tiles = PromptTiles::Kept;
     }

@@ -90,6 +90,12 @@ pub struct WorkerConfig {
     #[arg(long, env = "CODER_KV_CACHE_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     pub kv_cache_bytes: Option<u64>,
 
+    /// Candle (qwen2, gemma3): bytes of KV that finished requests leave for later prompts that
+    /// start with the same tokens, which then feed only the rest; least recently used first out.
+    /// 0 turns the prefix cache off.
+    #[arg(long, env = "CODER_PREFIX_CACHE_BYTES", default_value_t = 1 << 30)]
+    pub prefix_cache_bytes: u64,
+
     /// Synthetic backend: milliseconds per generated token.
     #[arg(long, env = "CODER_SYNTHETIC_MS_PER_TOKEN", default_value_t = 0.0)]
     pub synthetic_ms_per_token: f64,
@@ -153,6 +159,7 @@ mod tests {
         assert_eq!(cli.serve.concurrency, 1);
         assert_eq!(cli.serve.max_batch_tokens, 256);
         assert_eq!(cli.serve.kv_cache_bytes, None);
+        assert_eq!(cli.serve.prefix_cache_bytes, 1 << 30);
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub async fn load_backend(config: &WorkerConfig) -> anyhow::Result<(Arc<dyn Back
             options.max_batch_tokens = config.max_batch_tokens as usize;
             options.max_sequences = config.concurrency as usize;
             options.kv_cache_bytes = config.kv_cache_bytes;
+            options.prefix_cache_bytes = config.prefix_cache_bytes;
             let backend = tokio::task::spawn_blocking(move || CandleBackend::load(&options))
                 .await
                 .context("the model loading thread panicked")?

@@ -1,5 +1,6 @@
 //! The engine's step figures into the worker's metrics (`coder_worker_batch_size`,
-//! `coder_worker_step_tokens`, the prefill and decode token counters and the KV usage gauge).
+//! `coder_worker_step_tokens`, the prefill and decode token counters, the KV usage gauge, and
+//! the prefix cache's counters and size).
 
 use metrics_common::{EngineStep, WorkerMetrics};
 
@@ -15,6 +16,10 @@ impl StepObserver for StepMetrics {
             prefill_tokens: stats.prefill_tokens as u64,
             decode_tokens: stats.decode_tokens as u64,
             kv_usage_ratio: stats.kv_usage_ratio,
+            prefix_queried_tokens: stats.prefix_queried_tokens,
+            prefix_hit_tokens: stats.prefix_hit_tokens,
+            prefix_evictions: stats.prefix_evictions,
+            prefix_cache_bytes: stats.prefix_cache_bytes,
         });
     }
 }

@@ -2,15 +2,18 @@
 //! fetched by `scripts/fetch-model.sh`; without it these tests print a notice and pass): a
 //! seeded request gives the same tokens alone and beside 1, 3 and 7 other requests with other
 //! prompts, lengths, parameters and arrival times, greedy and sampled, and under a step budget
-//! that cuts its prompt into small chunks. Redelivery after a worker crash regenerates a
-//! request's tokens and relies on exactly this.
+//! that cuts its prompt into small chunks; and the same tokens with a cold, a warm and a partly
+//! evicted prefix cache. Redelivery after a worker crash regenerates a request's tokens and
+//! relies on exactly this.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use coder_nats::{ChatMessage, GenerationRequest, Prompt, SamplingParams};
 use gpu_worker::backend::candle::{CandleBackend, CandleOptions};
-use gpu_worker::backend::{Backend, Finished, Flow, TokenSink};
+use gpu_worker::backend::{Backend, Finished, Flow, StepObserver, StepStats, TokenSink};
 
 const MODEL_FILE: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
 const MODEL: &str = "qwen2.5-coder-1.5b-instruct";
@@ -18,6 +21,10 @@ const MODEL: &str = "qwen2.5-coder-1.5b-instruct";
 /// The default model with room for 8 sequences and `max_batch_tokens` per step, or `None`
 /// (with a notice) when the model was not fetched.
 fn load(max_batch_tokens: usize) -> Option<CandleBackend> {
+    load_with(max_batch_tokens, CandleOptions::DEFAULT_PREFIX_CACHE_BYTES)
+}
+
+fn load_with(max_batch_tokens: usize, prefix_cache_bytes: u64) -> Option<CandleBackend> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../models")
         .join(MODEL_FILE);
@@ -31,6 +38,7 @@ fn load(max_batch_tokens: usize) -> Option<CandleBackend> {
     let mut options = CandleOptions::new(path, MODEL);
     options.max_sequences = 8;
     options.max_batch_tokens = max_batch_tokens;
+    options.prefix_cache_bytes = prefix_cache_bytes;
     Some(CandleBackend::load(&options).expect("the default model loads"))
 }
 
@@ -180,4 +188,78 @@ fn a_small_step_budget_cuts_prompts_into_chunks_without_changing_tokens() {
     let cut = run_together(&chunked, &arrivals(2)).remove(0);
 
     assert_eq!(cut.1, reference.1);
+}
+
+/// Counts the prompt tokens the prefix cache served.
+#[derive(Default)]
+struct Hits(AtomicU64);
+
+impl StepObserver for Hits {
+    fn step(&self, stats: &StepStats) {
+        self.0.fetch_add(stats.prefix_hit_tokens, Ordering::Relaxed);
+    }
+}
+
+/// A conversation's second turn: the first turn's prompt, its answer and a new question.
+fn second_turn(params: SamplingParams) -> GenerationRequest {
+    let turn = |role: &str, content: &str| ChatMessage {
+        role: role.into(),
+        content: content.into(),
+        name: None,
+    };
+    GenerationRequest {
+        id: uuid::Uuid::now_v7(),
+        model: MODEL.into(),
+        prompt: Prompt::Chat(vec![
+            turn(
+                "system",
+                "You are a careful Python reviewer. Answer briefly, with code.",
+            ),
+            turn(
+                "user",
+                "Write a Python function that returns the reverse of a string.",
+            ),
+            turn(
+                "assistant",
+                "def reverse(s: str) -> str:\n    return s[::-1]",
+            ),
+            turn(
+                "user",
+                "Now make it reverse the words instead of the characters.",
+            ),
+        ]),
+        params,
+    }
+}
+
+fn alone(backend: &CandleBackend, request: GenerationRequest) -> Vec<String> {
+    let arrival = Arrival {
+        request,
+        after: Duration::ZERO,
+    };
+    run_together(backend, &[arrival]).remove(0).1
+}
+
+#[test]
+fn a_seeded_request_gives_the_same_tokens_with_a_cold_warm_or_evicted_prefix_cache() {
+    let Some(backend) = load(256) else { return };
+    // Room for about one conversation's prefix (57,344 bytes a position): the other one's
+    // entry evicts it.
+    let Some(small) = load_with(256, 100 * 57_344) else {
+        return;
+    };
+    let hits = Arc::new(Hits::default());
+    backend.observe_steps(hits.clone());
+    for params in [params(10, 0.0, 3), params(10, 0.9, 3)] {
+        let cold = alone(&backend, second_turn(params.clone()));
+        let warm = alone(&backend, second_turn(params.clone()));
+        assert_eq!(warm, cold, "temperature {}", params.temperature);
+
+        // The first turn shares the system prompt and the question, not the answer.
+        alone(&small, second_turn(params.clone()));
+        alone(&small, target(params.clone()));
+        let evicted = alone(&small, second_turn(params.clone()));
+        assert_eq!(evicted, cold, "temperature {}", params.temperature);
+    }
+    assert!(hits.0.load(Ordering::Relaxed) >= 32, "the warm runs hit");
 }

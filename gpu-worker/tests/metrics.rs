@@ -74,8 +74,10 @@ async fn a_candle_worker_exposes_its_engine_steps() {
     }
 
     let by_model = [("model_name", MODEL)];
+    // The step that retires the last sequence is recorded just after its last event goes out.
     let scrape = scrape_when(&worker.metrics_url(), |s| {
         value(s, "coder_worker_requests_total", &[]).is_some()
+            && value(s, "coder_worker_kv_cache_usage_ratio", &by_model) == Some(0.0)
     })
     .await;
     let catalogue: Vec<&Family> = WORKER_CATALOGUE.iter().chain(ENGINE_CATALOGUE).collect();
@@ -91,8 +93,15 @@ async fn a_candle_worker_exposes_its_engine_steps() {
         "{decode:?}"
     );
     assert!(steps.is_some_and(|n| n >= 2.0), "{steps:?}");
-    let ratio = value(&scrape, "coder_worker_kv_cache_usage_ratio", &by_model);
-    assert_eq!(ratio, Some(0.0), "nothing reserved once both are done");
+    let queried = value(
+        &scrape,
+        "coder_worker_prefix_cache_queried_tokens_total",
+        &by_model,
+    );
+    assert_eq!(
+        queried, prefill,
+        "every prompt token was looked up, none found"
+    );
 }
 
 #[tokio::test]

@@ -18,6 +18,9 @@ COUNTERS = [
     "coder_worker_requests_total",
     "coder_worker_prefill_tokens_total",
     "coder_worker_decode_tokens_total",
+    "coder_worker_prefix_cache_queried_tokens_total",
+    "coder_worker_prefix_cache_hit_tokens_total",
+    "coder_worker_prefix_cache_evictions_total",
 ]
 GAUGES = [
     "coder_model_active_requests",
@@ -29,6 +32,7 @@ GAUGES = [
     "coder_worker_info",
     "coder_worker_model_load_seconds",
     "coder_worker_kv_cache_usage_ratio",
+    "coder_worker_prefix_cache_bytes",
     "nvidia_gpu_memory_used_bytes",
     "nvidia_gpu_memory_total_bytes",
     "nvidia_gpu_utilization_ratio",

@@ -169,6 +169,27 @@ pub const WORKER_KV_CACHE_USAGE: InstrumentSpec = gauge(
     Some(Unit::Ratio),
     "Share of the KV cache budget reserved by running sequences (0..1)",
 );
+pub const WORKER_PREFIX_QUERIED: InstrumentSpec = counter(
+    "coder_worker_prefix_cache_queried_tokens",
+    "coder_worker_prefix_cache_queried_tokens_total",
+    "Prompt tokens looked up in the prefix cache",
+);
+pub const WORKER_PREFIX_HITS: InstrumentSpec = counter(
+    "coder_worker_prefix_cache_hit_tokens",
+    "coder_worker_prefix_cache_hit_tokens_total",
+    "Prompt tokens found in the prefix cache (not computed again)",
+);
+pub const WORKER_PREFIX_BYTES: InstrumentSpec = gauge(
+    "coder_worker_prefix_cache",
+    "coder_worker_prefix_cache_bytes",
+    Some(Unit::Bytes),
+    "KV memory the prefix cache holds",
+);
+pub const WORKER_PREFIX_EVICTIONS: InstrumentSpec = counter(
+    "coder_worker_prefix_cache_evictions",
+    "coder_worker_prefix_cache_evictions_total",
+    "Prefix cache entries evicted to make room",
+);
 
 // GPU (NVML), only where a GPU is present.
 pub const GPU_MEMORY_USED: InstrumentSpec = gauge(
@@ -227,6 +248,10 @@ pub const ALL: &[InstrumentSpec] = &[
     WORKER_PREFILL_TOKENS,
     WORKER_DECODE_TOKENS,
     WORKER_KV_CACHE_USAGE,
+    WORKER_PREFIX_QUERIED,
+    WORKER_PREFIX_HITS,
+    WORKER_PREFIX_BYTES,
+    WORKER_PREFIX_EVICTIONS,
     GPU_MEMORY_USED,
     GPU_MEMORY_TOTAL,
     GPU_UTILIZATION,

@@ -19,6 +19,10 @@ pub struct WorkerMetrics {
     prefill_tokens: Counter<u64>,
     decode_tokens: Counter<u64>,
     kv_cache_usage: Gauge<f64>,
+    prefix_queried: Counter<u64>,
+    prefix_hits: Counter<u64>,
+    prefix_bytes: Gauge<u64>,
+    prefix_evictions: Counter<u64>,
 }
 
 /// One forward step of a worker's engine, as its metrics record it.
@@ -29,6 +33,12 @@ pub struct EngineStep {
     pub decode_tokens: u64,
     /// Share of the KV budget reserved, 0 to 1.
     pub kv_usage_ratio: f64,
+    /// Prefix cache: prompt tokens looked up and found since the last step, entries evicted,
+    /// and bytes held.
+    pub prefix_queried_tokens: u64,
+    pub prefix_hit_tokens: u64,
+    pub prefix_evictions: u64,
+    pub prefix_cache_bytes: u64,
 }
 
 impl WorkerMetrics {
@@ -44,6 +54,10 @@ impl WorkerMetrics {
             prefill_tokens: instrument::counter(meter, &names::WORKER_PREFILL_TOKENS),
             decode_tokens: instrument::counter(meter, &names::WORKER_DECODE_TOKENS),
             kv_cache_usage: instrument::f64_gauge(meter, &names::WORKER_KV_CACHE_USAGE),
+            prefix_queried: instrument::counter(meter, &names::WORKER_PREFIX_QUERIED),
+            prefix_hits: instrument::counter(meter, &names::WORKER_PREFIX_HITS),
+            prefix_bytes: instrument::u64_gauge(meter, &names::WORKER_PREFIX_BYTES),
+            prefix_evictions: instrument::counter(meter, &names::WORKER_PREFIX_EVICTIONS),
         }
     }
 
@@ -100,5 +114,9 @@ impl WorkerMetrics {
         self.prefill_tokens.add(step.prefill_tokens, &model);
         self.decode_tokens.add(step.decode_tokens, &model);
         self.kv_cache_usage.record(step.kv_usage_ratio, &model);
+        self.prefix_queried.add(step.prefix_queried_tokens, &model);
+        self.prefix_hits.add(step.prefix_hit_tokens, &model);
+        self.prefix_evictions.add(step.prefix_evictions, &model);
+        self.prefix_bytes.record(step.prefix_cache_bytes, &model);
     }
 }

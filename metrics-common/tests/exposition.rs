@@ -41,6 +41,10 @@ fn everything_recorded_once() -> String {
         prefill_tokens: 7,
         decode_tokens: 1,
         kv_usage_ratio: 0.25,
+        prefix_queried_tokens: 40,
+        prefix_hit_tokens: 32,
+        prefix_evictions: 1,
+        prefix_cache_bytes: 4096,
     });
     let reading = GpuReading {
         index: 0,

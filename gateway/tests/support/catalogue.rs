@@ -90,6 +90,10 @@ pub const ENGINE_CATALOGUE: &[Family] = &[
     family("coder_worker_prefill_tokens_total", Counter, BY_MODEL),
     family("coder_worker_decode_tokens_total", Counter, BY_MODEL),
     family("coder_worker_kv_cache_usage_ratio", Gauge, BY_MODEL),
+    family("coder_worker_prefix_cache_queried_tokens_total", Counter, BY_MODEL),
+    family("coder_worker_prefix_cache_hit_tokens_total", Counter, BY_MODEL),
+    family("coder_worker_prefix_cache_bytes", Gauge, BY_MODEL),
+    family("coder_worker_prefix_cache_evictions_total", Counter, BY_MODEL),
 ];
 
 /// NVML families: only where a GPU is present, so optional here.

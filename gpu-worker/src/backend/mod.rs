@@ -109,6 +109,14 @@ pub struct StepStats {
     pub decode_tokens: usize,
     /// Share of the KV budget reserved after the step, 0 to 1.
     pub kv_usage_ratio: f64,
+    /// Prompt tokens looked up in the prefix cache since the last step.
+    pub prefix_queried_tokens: u64,
+    /// Of those, tokens found cached.
+    pub prefix_hit_tokens: u64,
+    /// Prefix cache entries evicted since the last step.
+    pub prefix_evictions: u64,
+    /// Bytes of KV the prefix cache holds.
+    pub prefix_cache_bytes: u64,
 }
 
 /// Receives [`StepStats`] from a backend's engine thread; must be quick.

@@ -79,6 +79,7 @@ impl CandleBackend {
                 let per_sequence = (context_length as u64).saturating_mul(kv_per_position as u64);
                 per_sequence.saturating_mul(options.max_sequences.max(1) as u64)
             }),
+            prefix_cache_bytes: options.prefix_cache_bytes,
         };
         let vocab = Arc::new(loaded.vocab);
         let engine = Engine::start(SessionPool::new(loaded.model), Arc::clone(&vocab), config)?;
@@ -107,6 +108,7 @@ impl CandleBackend {
             batches,
             max_batch_tokens = config.max_batch_tokens,
             kv_cache_bytes = config.kv_cache_bytes,
+            prefix_cache_bytes = config.prefix_cache_bytes,
             eos = ?backend.vocab.eos_ids().collect::<Vec<_>>(),
             seconds = backend.load_duration.as_secs_f64(),
             "model loaded"

@@ -7,13 +7,15 @@
 //! sends its text (`sequence.rs`). A request is admitted when its prompt and `max_tokens` fit
 //! in the KV budget (`kv_budget.rs`), else it waits, in arrival order; one that could never fit
 //! is refused. A cancelled request (its flag is raised by the thread waiting on it: a cancel, a
-//! deadline, a client gone) leaves at the next step.
+//! deadline, a client gone) leaves at the next step. A finished sequence's KV goes to the
+//! prefix cache (`prefix_cache.rs`), and a new one starts from its longest cached prefix.
 //!
 //! A sequence's tokens do not depend on what else runs: the models that batch give each row
 //! the same bits whatever shares its step (`models/step_rows.rs`), the models that do not run
 //! their sequences one after another, and sampling is per sequence with its own seeded RNG.
 
 mod kv_budget;
+mod prefix_cache;
 mod schedule;
 mod sequence;
 
@@ -28,10 +30,11 @@ use anyhow::Context;
 use coder_nats::SamplingParams;
 
 use self::kv_budget::KvBudget;
+use self::prefix_cache::PrefixCache;
 use self::schedule::{Feed, Pending};
 pub use self::sequence::Event;
 use self::sequence::{Sequence, Submission};
-use super::models::{SessionPool, StepInput};
+use super::models::{Session, SessionPool, StepInput};
 use super::text::vocab::Vocab;
 use crate::backend::{BackendError, Finished, StepObserver, StepStats, TokenSink};
 
@@ -45,6 +48,8 @@ pub struct EngineConfig {
     pub max_batch_tokens: usize,
     /// KV memory the running sequences may reserve.
     pub kv_cache_bytes: u64,
+    /// KV memory finished sequences' prefixes may keep (0: no prefix cache).
+    pub prefix_cache_bytes: u64,
 }
 
 /// The handle the backend keeps: submits requests to the engine thread.
@@ -148,10 +153,16 @@ fn run(
     submissions: &Receiver<Submission>,
     shared: &Shared,
 ) {
-    let mut budget = KvBudget::new(
-        config.kv_cache_bytes,
-        sessions.model().kv_bytes_per_position(),
-    );
+    let model = sessions.model();
+    let mut budget = KvBudget::new(config.kv_cache_bytes, model.kv_bytes_per_position());
+    let prefix_bytes = match model.copies_prefixes() {
+        true => config.prefix_cache_bytes,
+        false => 0,
+    };
+    let mut kept = Kept {
+        sessions,
+        prefixes: PrefixCache::new(prefix_bytes, model.kv_bytes_per_position()),
+    };
     let mut queue: VecDeque<Submission> = VecDeque::new();
     let mut running: Vec<Sequence<'_>> = Vec::new();
     loop {
@@ -162,19 +173,69 @@ fn run(
             }
         }
         queue.extend(submissions.try_iter());
-        admit(&mut queue, &mut running, &mut budget, sessions, vocab);
+        admit(&mut queue, &mut running, &mut budget, &mut kept, vocab);
         shared.waiting.store(queue.len(), Ordering::Relaxed);
-        retire_cancelled(&mut running, &mut budget, sessions);
+        retire_cancelled(&mut running, &mut budget, &mut kept);
         if running.is_empty() {
             continue;
         }
-        let stats = step(&mut running, &mut budget, sessions, config.max_batch_tokens);
+        let stats = step(
+            &mut running,
+            &mut budget,
+            &mut kept,
+            config.max_batch_tokens,
+        );
+        let prefix = kept.prefixes.take_counts();
         let observer = shared.observer.read().unwrap_or_else(|e| e.into_inner());
         if let Some(observer) = observer.as_ref() {
             observer.step(&StepStats {
                 kv_usage_ratio: budget.usage_ratio(),
+                prefix_queried_tokens: prefix.queried,
+                prefix_hit_tokens: prefix.hits,
+                prefix_evictions: prefix.evictions,
+                prefix_cache_bytes: kept.prefixes.bytes(),
                 ..stats
             });
+        }
+    }
+}
+
+/// Where sessions go between sequences: the pool of empty ones, and the prefix cache.
+struct Kept<'s> {
+    sessions: &'s SessionPool,
+    prefixes: PrefixCache,
+}
+
+impl Kept<'_> {
+    /// A session for `prompt`, holding its longest cached prefix, and that prefix's length.
+    fn session_for(
+        &mut self,
+        prompt: &[u32],
+        positions: usize,
+    ) -> anyhow::Result<(Box<dyn Session>, usize)> {
+        let mut session = self.sessions.take(positions)?;
+        let Some((entry, cached)) = self.prefixes.lookup(prompt) else {
+            return Ok((session, 0));
+        };
+        let copied = match self.prefixes.session(entry) {
+            Some(from) => self
+                .sessions
+                .model()
+                .copy_prefix(from, session.as_mut(), cached)
+                .context("copying a cached prefix")?,
+            None => false,
+        };
+        if copied {
+            return Ok((session, cached));
+        }
+        self.prefixes.unhit(cached);
+        Ok((session, 0))
+    }
+
+    /// Keeps a finished sequence's session for its prefix, or for reuse.
+    fn keep(&mut self, fed: &[u32], session: Box<dyn Session>) {
+        if let Some(session) = self.prefixes.insert(fed, session) {
+            self.sessions.put_back(session);
         }
     }
 }
@@ -185,7 +246,7 @@ fn admit<'v>(
     queue: &mut VecDeque<Submission>,
     running: &mut Vec<Sequence<'v>>,
     budget: &mut KvBudget,
-    sessions: &SessionPool,
+    kept: &mut Kept<'_>,
     vocab: &'v Vocab,
 ) {
     queue.retain(|submission| !submission.is_cancelled());
@@ -205,8 +266,10 @@ fn admit<'v>(
             return;
         }
         let submission = queue.pop_front().expect("a front");
-        match sessions.take(positions) {
-            Ok(session) => running.push(Sequence::new(submission, session, vocab)),
+        match kept.session_for(&submission.prompt, positions) {
+            Ok((session, cached)) => {
+                running.push(Sequence::new(submission, session, cached, vocab));
+            }
             Err(error) => {
                 budget.release(positions);
                 submission.fail(BackendError::Internal(error.context("making a session")));
@@ -216,32 +279,34 @@ fn admit<'v>(
 }
 
 /// Ends the running sequences whose requests were cancelled.
-fn retire_cancelled(
-    running: &mut Vec<Sequence<'_>>,
-    budget: &mut KvBudget,
-    sessions: &SessionPool,
-) {
+fn retire_cancelled(running: &mut Vec<Sequence<'_>>, budget: &mut KvBudget, kept: &mut Kept<'_>) {
     let mut index = 0;
     while index < running.len() {
         match running[index].is_cancelled() {
             true => {
                 let sequence = running.remove(index);
-                retire(sequence, Err(BackendError::Cancelled), budget, sessions);
+                retire(sequence, Err(BackendError::Cancelled), budget, kept);
             }
             false => index += 1,
         }
     }
 }
 
-/// Frees a sequence's KV and session and sends its end.
+/// Frees a sequence's KV reservation, sends its end, and keeps its session: for its prefix
+/// unless a failed step may have left its caches half written.
 fn retire(
     sequence: Sequence<'_>,
     result: Result<Finished, BackendError>,
     budget: &mut KvBudget,
-    sessions: &SessionPool,
+    kept: &mut Kept<'_>,
 ) {
     budget.release(sequence.positions());
-    sessions.put_back(sequence.end(result));
+    let whole = !matches!(result, Err(BackendError::Internal(_)));
+    let (fed, session) = sequence.end(result);
+    match whole {
+        true => kept.keep(&fed, session),
+        false => kept.sessions.put_back(session),
+    }
 }
 
 /// One forward pass over the planned tokens of `running`, then sampling; finished sequences
@@ -249,7 +314,7 @@ fn retire(
 fn step(
     running: &mut Vec<Sequence<'_>>,
     budget: &mut KvBudget,
-    sessions: &SessionPool,
+    kept: &mut Kept<'_>,
     max_batch_tokens: usize,
 ) -> StepStats {
     let pending: Vec<Pending> = running
@@ -270,7 +335,7 @@ fn step(
             false => stats.decode_tokens += feed.tokens,
         }
     }
-    let outcome = forward(running, &plan, sessions);
+    let outcome = forward(running, &plan, kept.sessions);
     let mut ended: Vec<(usize, Result<Finished, BackendError>)> = Vec::new();
     match outcome {
         Ok(logits) => {
@@ -296,7 +361,7 @@ fn step(
     // Highest index first, so the indices left stay valid.
     for (index, result) in ended.into_iter().rev() {
         let sequence = running.remove(index);
-        retire(sequence, result, budget, sessions);
+        retire(sequence, result, budget, kept);
     }
     stats
 }

@@ -70,13 +70,20 @@ pub struct Sequence<'v> {
 }
 
 impl<'v> Sequence<'v> {
-    pub fn new(submission: Submission, session: Box<dyn Session>, vocab: &'v Vocab) -> Self {
+    /// A sequence whose `session` already holds the first `cached` prompt tokens (a prefix
+    /// cache's hit; 0 for none).
+    pub fn new(
+        submission: Submission,
+        session: Box<dyn Session>,
+        cached: usize,
+        vocab: &'v Vocab,
+    ) -> Self {
         let stops = StopMatcher::new(&submission.params.stop);
         let sampler = Sampler::new(&submission.params);
         Self {
             history: submission.prompt.clone(),
             prompt_len: submission.prompt.len(),
-            fed: 0,
+            fed: cached,
             session,
             sampler,
             decoder: IncrementalDecoder::new(vocab.tokenizer()),
@@ -146,10 +153,12 @@ impl<'v> Sequence<'v> {
         })
     }
 
-    /// Ends it with `result`, giving back its session.
-    pub fn end(self, result: Result<Finished, BackendError>) -> Box<dyn Session> {
+    /// Ends it with `result`, giving back its session and the tokens it was fed.
+    pub fn end(self, result: Result<Finished, BackendError>) -> (Vec<u32>, Box<dyn Session>) {
         self.send(Event::Done(result));
-        self.session
+        let mut fed = self.history;
+        fed.truncate(self.fed);
+        (fed, self.session)
     }
 
     fn finished(&self, finish_reason: FinishReason) -> Finished {

@@ -24,6 +24,8 @@ pub struct CandleOptions {
     pub max_sequences: usize,
     /// KV memory the running sequences may reserve; by default every sequence's full context.
     pub kv_cache_bytes: Option<u64>,
+    /// KV memory finished sequences' prefixes may keep for later prompts (0: none).
+    pub prefix_cache_bytes: u64,
     /// CPU, GGUF qwen2 and gemma3: keep the tiles candle builds for prompt products of matrices
     /// without a kernel of this crate's (faster prompts for those, twice their memory) rather
     /// than rebuilding them per prompt chunk.
@@ -31,6 +33,9 @@ pub struct CandleOptions {
 }
 
 impl CandleOptions {
+    /// The prefix cache's budget unless told otherwise: 1 GiB.
+    pub const DEFAULT_PREFIX_CACHE_BYTES: u64 = 1 << 30;
+
     /// Tokens per forward step unless told otherwise.
     pub const DEFAULT_MAX_BATCH_TOKENS: usize = 256;
 
@@ -43,6 +48,7 @@ impl CandleOptions {
             max_batch_tokens: Self::DEFAULT_MAX_BATCH_TOKENS,
             max_sequences: 1,
             kv_cache_bytes: None,
+            prefix_cache_bytes: Self::DEFAULT_PREFIX_CACHE_BYTES,
             prompt_tiles: PromptTiles::default(),
         }
     }

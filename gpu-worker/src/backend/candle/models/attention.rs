@@ -84,6 +84,27 @@ impl KvCache {
         }
     }
 
+    /// Takes positions `0..positions` of `other`'s K and V, this cache holding nothing yet:
+    /// the same values feeding those positions here would give. False where `other` no longer
+    /// holds all of them (a window dropped some) or is of another kind.
+    pub fn copy_prefix(&mut self, other: &KvCache, positions: usize) -> candle_core::Result<bool> {
+        if self.window != other.window {
+            return Ok(false);
+        }
+        match (&mut self.store, &other.store) {
+            (Store::Cpu(mine), Store::Cpu(theirs)) => Ok(mine.copy_prefix(theirs, positions)),
+            (Store::Tensors(mine @ None), Store::Tensors(Some((k, v)))) => {
+                if k.dim(2)? < positions {
+                    return Ok(false);
+                }
+                let prefix = |t: &Tensor| t.narrow(2, 0, positions)?.copy();
+                *mine = Some((prefix(k)?, prefix(v)?));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Forgets every position, keeping the buffer.
     pub fn reset(&mut self) {
         match &mut self.store {

@@ -124,6 +124,9 @@ impl<M: CandleQuantized> Session for QuantizedSession<M> {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// candle's safetensors llama (IQuest-Coder-V1 and other llama-shaped checkpoints), whose
@@ -194,6 +197,9 @@ impl Session for LlamaSession {
         self.cache = self.fresh.clone();
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
         self
     }
 }

@@ -96,6 +96,23 @@ impl KvBuffer {
         Ok(&self.buf[(from - self.start) * self.stride..self.len * self.stride])
     }
 
+    /// Takes positions `0..positions` of `other`, this buffer holding nothing yet; false (and
+    /// nothing taken) where `other` no longer holds all of them (a window dropped some) or is
+    /// laid out otherwise.
+    pub fn copy_prefix(&mut self, other: &KvBuffer, positions: usize) -> bool {
+        let fits = self.stride == other.stride && self.window == other.window;
+        if !fits || self.end() != 0 || other.start != 0 || other.len < positions {
+            return false;
+        }
+        let floats = positions * self.stride;
+        if self.buf.len() < floats {
+            self.buf.resize(floats, 0.0);
+        }
+        self.buf[..floats].copy_from_slice(&other.buf[..floats]);
+        self.len = positions;
+        true
+    }
+
     /// Positions the buffer has room for.
     #[cfg(test)]
     pub fn capacity(&self) -> usize {
@@ -197,5 +214,29 @@ mod tests {
         assert_eq!(buffer.end(), 1);
         assert_eq!(buffer.since(0).unwrap(), interleaved(0));
         assert_eq!(buffer.capacity(), room);
+    }
+
+    #[test]
+    fn a_prefix_copied_from_another_buffer_continues_as_if_fed_here() {
+        let mut source = KvBuffer::new(2, 2, 4, None);
+        feed(&mut source, &[3, 2]);
+        let mut fed = KvBuffer::new(2, 2, 4, None);
+        feed(&mut fed, &[3, 1]);
+
+        let mut copied = KvBuffer::new(2, 2, 1, None);
+        assert!(copied.copy_prefix(&source, 3));
+        feed(&mut copied, &[1]);
+
+        assert_eq!(copied.since(0).unwrap(), fed.since(0).unwrap());
+        assert!(!copied.copy_prefix(&source, 2), "only into an empty buffer");
+    }
+
+    #[test]
+    fn a_prefix_a_window_dropped_is_not_copied() {
+        let mut source = KvBuffer::new(2, 2, 2, Some(2));
+        feed(&mut source, &[2, 1, 1]);
+        let mut copied = KvBuffer::new(2, 2, 4, Some(2));
+        assert!(!copied.copy_prefix(&source, 2));
+        assert_eq!(copied.end(), 0);
     }
 }

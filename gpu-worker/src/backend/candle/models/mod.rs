@@ -66,6 +66,21 @@ pub trait Model: Send + Sync {
     fn batches(&self) -> bool {
         false
     }
+    /// Whether [`Model::copy_prefix`] can copy (else a prefix cache is pointless).
+    fn copies_prefixes(&self) -> bool {
+        false
+    }
+    /// Gives `to` (a fresh session of this model) the KV of positions `0..positions` that
+    /// `from` holds, as feeding those tokens to `to` would: a prefix cache's hit. False where
+    /// the model cannot (the default) or `from` no longer holds them all.
+    fn copy_prefix(
+        &self,
+        _from: &dyn Session,
+        _to: &mut dyn Session,
+        _positions: usize,
+    ) -> candle_core::Result<bool> {
+        Ok(false)
+    }
     /// Feeds each input's tokens into its session and returns, for each input that asked, the
     /// logits after its last token (rank 1, f32), `None` for the others. A sequence's logits
     /// are the same bits whatever else is in the batch. This default runs the sessions one
@@ -103,4 +118,6 @@ pub trait Session: Send + Any {
     fn reset(&mut self);
     /// For a model's [`Model::forward_batch`] to reach its own sessions' state.
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// For a model's [`Model::copy_prefix`] to read another session's state.
+    fn as_any(&self) -> &dyn Any;
 }

@@ -425,4 +425,25 @@ mod tests {
             assert_eq!(max_diff(want, &have), 0.0);
         }
     }
+
+    #[test]
+    fn a_copied_prefix_gives_the_same_logits_as_feeding_it() {
+        let bytes = tiny_gguf(false);
+        let (content, mut reader) = read(&bytes);
+        let qwen2 = Qwen2::from_gguf(&content, &mut reader, &Device::Cpu, PromptTiles::Never);
+        let model = TransformerModel::new(qwen2.unwrap());
+        let prompt: Vec<u32> = (0..24).map(|i| (i * 37 + 11) % VOCAB as u32).collect();
+
+        let mut fed = model.new_session(32).unwrap();
+        let expected = fed.forward(&prompt, 0).unwrap();
+        let mut copied = model.new_session(32).unwrap();
+        assert!(model
+            .copy_prefix(fed.as_ref(), copied.as_mut(), 16)
+            .unwrap());
+        let got = copied.forward(&prompt[16..], 16).unwrap();
+
+        assert_eq!(max_diff(&expected, &got), 0.0);
+        let mut short = model.new_session(32).unwrap();
+        assert!(!model.copy_prefix(fed.as_ref(), short.as_mut(), 25).unwrap());
+    }
 }

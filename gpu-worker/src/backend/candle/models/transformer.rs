@@ -87,6 +87,30 @@ impl<N: Transformer> Model for TransformerModel<N> {
         true
     }
 
+    fn copies_prefixes(&self) -> bool {
+        true
+    }
+
+    fn copy_prefix(
+        &self,
+        from: &dyn Session,
+        to: &mut dyn Session,
+        positions: usize,
+    ) -> candle_core::Result<bool> {
+        let from = from.as_any().downcast_ref::<TransformerSession<N>>();
+        let to = to.as_any_mut().downcast_mut::<TransformerSession<N>>();
+        let (Some(from), Some(to)) = (from, to) else {
+            return Ok(false);
+        };
+        for (mine, theirs) in to.caches.iter_mut().zip(&from.caches) {
+            if !mine.copy_prefix(theirs, positions)? {
+                to.caches.iter_mut().for_each(KvCache::reset);
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     fn forward_batch(
         &self,
         inputs: &mut [StepInput<'_>],
@@ -153,6 +177,10 @@ impl<N: Transformer> Session for TransformerSession<N> {
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn as_any(&self) -> &dyn Any {
         self
     }
 }
