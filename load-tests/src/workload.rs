@@ -4,11 +4,16 @@
 //! would make the generator, not the gateway, the thing measured. With one `--max-tokens` value
 //! a request's body is a shared buffer; with a range, each body is kept split around its
 //! `max_tokens` value, so a request's own draw is only written between the two halves.
+//!
+//! With distinct prompts ([`RequestShape::distinct_prompts`]) every request's prompt starts with
+//! a tag of its own ([`PromptTag`]), so no two requests of a run, warm-ups included, share a
+//! prefix a server could take from its prompt cache; those bodies are serialised per request,
+//! which costs microseconds, fine for the model benchmarks it is meant for.
 
 use crate::max_tokens::MaxTokens;
 use anyhow::{bail, Context};
 use bytes::{BufMut, Bytes, BytesMut};
-use serde_json::json;
+use serde_json::{json, Map, Value};
 use std::path::Path;
 
 /// The two generation routes of the OpenAI API.
@@ -47,6 +52,54 @@ pub struct RequestShape {
     pub stream: bool,
     pub temperature: f32,
     pub seed: Option<u64>,
+    /// Fields added to every body after the ones above (replacing one of the same name): a
+    /// server's own options, such as llama-server's `cache_prompt`.
+    pub extra_fields: Map<String, Value>,
+    /// Start every request's prompt with a tag of its own ([`PromptTag`]).
+    pub distinct_prompts: bool,
+}
+
+/// Which request a body is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// The `n`-th warm-up request (from 0).
+    WarmUp(u64),
+    /// The measured run's request with this sequence number.
+    Run(u64),
+}
+
+impl Turn {
+    /// The number that picks the prompt and the `max_tokens` draw.
+    fn seq(self) -> u64 {
+        match self {
+            Self::WarmUp(n) | Self::Run(n) => n,
+        }
+    }
+}
+
+/// The tag that opens every prompt of a run with distinct prompts: the run's random nonce and
+/// the request's turn, `[request 1a2b3c4d-17]` or `[request 1a2b3c4d-w0]` for a warm-up, on a
+/// line of its own. Placed first, it makes prompts differ from their first user token on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptTag {
+    pub nonce: u32,
+}
+
+impl PromptTag {
+    pub fn random() -> Self {
+        Self {
+            nonce: rand::random(),
+        }
+    }
+
+    /// `prompt` with the tag of `turn` in front.
+    pub fn apply(self, turn: Turn, prompt: &str) -> String {
+        let nonce = self.nonce;
+        match turn {
+            Turn::WarmUp(n) => format!("[request {nonce:08x}-w{n}]\n{prompt}"),
+            Turn::Run(n) => format!("[request {nonce:08x}-{n}]\n{prompt}"),
+        }
+    }
 }
 
 /// Pre-serialised request bodies, one per prompt.
@@ -63,6 +116,12 @@ enum Bodies {
     Fixed(Vec<Bytes>),
     /// A `max_tokens` range: bodies to write each request's draw into.
     Drawn(Vec<BodyTemplate>),
+    /// Distinct prompts: each body serialised when its request is sent.
+    Tagged {
+        shape: Box<RequestShape>,
+        prompts: Vec<String>,
+        tag: PromptTag,
+    },
 }
 
 impl Workload {
@@ -70,7 +129,13 @@ impl Workload {
         if prompts.is_empty() {
             bail!("no prompts to send");
         }
-        let bodies = if shape.max_tokens.is_fixed() {
+        let bodies = if shape.distinct_prompts {
+            Bodies::Tagged {
+                shape: Box::new(shape.clone()),
+                prompts: prompts.to_vec(),
+                tag: PromptTag::random(),
+            }
+        } else if shape.max_tokens.is_fixed() {
             let whole = |prompt: &String| {
                 serde_json::to_vec(&body(shape, prompt, shape.max_tokens.min)).map(Bytes::from)
             };
@@ -89,14 +154,31 @@ impl Workload {
         })
     }
 
-    /// The body of the `seq`-th request (prompts are used in turn) and the `max_tokens` it asks
-    /// for.
+    /// The body of the measured run's `seq`-th request (prompts are used in turn) and the
+    /// `max_tokens` it asks for.
     pub fn body(&self, seq: u64) -> (Bytes, u32) {
+        self.body_for(Turn::Run(seq))
+    }
+
+    /// The body of `turn`'s request and the `max_tokens` it asks for; a warm-up request takes
+    /// the prompt and draw of the run's request with its number, but a tag of its own.
+    pub fn body_for(&self, turn: Turn) -> (Bytes, u32) {
+        let seq = turn.seq();
         let max_tokens = self.max_tokens.draw(self.length_seed, seq);
-        let turn = |count: usize| (seq % count as u64) as usize;
+        let pick = |count: usize| (seq % count as u64) as usize;
         let body = match &self.bodies {
-            Bodies::Fixed(bodies) => bodies[turn(bodies.len())].clone(),
-            Bodies::Drawn(templates) => templates[turn(templates.len())].render(max_tokens),
+            Bodies::Fixed(bodies) => bodies[pick(bodies.len())].clone(),
+            Bodies::Drawn(templates) => templates[pick(templates.len())].render(max_tokens),
+            Bodies::Tagged {
+                shape,
+                prompts,
+                tag,
+            } => {
+                let prompt = tag.apply(turn, &prompts[pick(prompts.len())]);
+                // A body of strings, numbers and maps serialises; nothing here can fail.
+                let json = serde_json::to_vec(&body(shape, &prompt, max_tokens));
+                Bytes::from(json.unwrap_or_default())
+            }
         };
         (body, max_tokens)
     }
@@ -158,7 +240,18 @@ pub fn body(shape: &RequestShape, prompt: &str, max_tokens: u32) -> serde_json::
     if let Some(seed) = shape.seed {
         body["seed"] = json!(seed);
     }
+    for (name, value) in &shape.extra_fields {
+        body[name] = value.clone();
+    }
     body
+}
+
+/// `--extra-fields`: a JSON object, its fields added to every body.
+pub fn parse_extra_fields(text: &str) -> anyhow::Result<Map<String, Value>> {
+    match serde_json::from_str(text).context("--extra-fields is not JSON")? {
+        Value::Object(fields) => Ok(fields),
+        other => bail!("--extra-fields must be a JSON object, not {other}"),
+    }
 }
 
 /// Prompts from a file, or the built-in set.
@@ -216,6 +309,8 @@ mod tests {
             stream,
             temperature: 0.0,
             seed: Some(7),
+            extra_fields: Map::new(),
+            distinct_prompts: false,
         }
     }
 
@@ -274,5 +369,50 @@ mod tests {
             asked.insert(max_tokens);
         }
         assert!(asked.len() > 10, "draws vary: {asked:?}");
+    }
+
+    #[test]
+    fn extra_fields_join_every_body_and_win_over_the_shape() {
+        let mut shape = shape(Endpoint::ChatCompletions, true);
+        shape.extra_fields =
+            parse_extra_fields(r#"{"cache_prompt": false, "temperature": 0.5}"#).unwrap();
+        let body = body(&shape, "hi", 4);
+        assert_eq!(body["cache_prompt"], false);
+        assert_eq!(body["temperature"], 0.5);
+        assert_eq!(body["messages"][0]["content"], "hi");
+        assert!(parse_extra_fields("[1]").is_err());
+        assert!(parse_extra_fields("{nope").is_err());
+    }
+
+    #[test]
+    fn distinct_prompts_differ_per_request_and_from_the_warm_ups() {
+        let mut shape = shape(Endpoint::ChatCompletions, true);
+        shape.distinct_prompts = true;
+        shape.extra_fields = parse_extra_fields(r#"{"cache_prompt": false}"#).unwrap();
+        let prompts = vec!["a".to_owned(), "b".to_owned()];
+        let workload = Workload::new(&shape, &prompts).unwrap();
+        let content = |turn| {
+            let (bytes, max_tokens) = workload.body_for(turn);
+            assert_eq!(max_tokens, 4);
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(json["cache_prompt"], false);
+            json["messages"][0]["content"].as_str().unwrap().to_owned()
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for turn in (0..4).map(Turn::Run).chain((0..2).map(Turn::WarmUp)) {
+            assert!(seen.insert(content(turn)), "{turn:?} repeats a prompt");
+        }
+        // The same request gets the same prompt; prompts still take turns after the tag.
+        assert_eq!(content(Turn::Run(2)), content(Turn::Run(2)));
+        assert!(content(Turn::Run(2)).ends_with("]\na"));
+        assert!(content(Turn::Run(3)).ends_with("]\nb"));
+        assert_eq!(workload.body(3), workload.body_for(Turn::Run(3)));
+    }
+
+    #[test]
+    fn a_prompt_tag_names_the_run_and_the_request() {
+        let tag = PromptTag { nonce: 0x1a2b };
+        assert_eq!(tag.apply(Turn::Run(17), "p"), "[request 00001a2b-17]\np");
+        assert_eq!(tag.apply(Turn::WarmUp(0), "p"), "[request 00001a2b-w0]\np");
     }
 }
