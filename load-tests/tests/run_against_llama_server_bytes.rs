@@ -1,6 +1,6 @@
 //! `coder-load run` against a stand-in for llama.cpp's llama-server that answers every request
-//! with the bytes llama-server writes for a streamed chat (tests/fixtures/), framed as its
-//! cpp-httplib does: `Keep-Alive` in the headers, a chunked body, and then the connection
+//! with the bytes llama-server wrote for a streamed chat (tests/fixtures/, recorded), framed as
+//! its cpp-httplib does: `Keep-Alive` in the headers, a chunked body, and then the connection
 //! closed all the same (its chunked content provider returns false after the last chunk, which
 //! ends cpp-httplib's keep-alive loop). A request sent on such a connection, reused, fails as
 //! `transport`: the errors the issue saw on 2 of 5 requests. `--fresh-connections` avoids them.
@@ -53,10 +53,11 @@ async fn answer_once(
         .lock()
         .unwrap()
         .push(serde_json::from_slice(&body).expect("a JSON body"));
+    // llama-server's headers, as recorded.
     let mut answer = String::from(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nKeep-Alive: timeout=5, \
-         max=100\r\nServer: llama.cpp\r\nTransfer-Encoding: chunked\r\nX-Accel-Buffering: \
-         no\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nServer: llama.cpp\r\nAccess-Control-Allow-Origin: \r\n\
+         X-Accel-Buffering: no\r\nContent-Type: text/event-stream\r\n\
+         Transfer-Encoding: chunked\r\nKeep-Alive: timeout=5, max=100\r\n\r\n",
     );
     socket.write_all(answer.as_bytes()).await.expect("headers");
     for event in STREAM.split_inclusive("\n\n") {
@@ -145,7 +146,7 @@ async fn fresh_connections_drive_llama_server_without_errors_and_count_its_token
     assert_eq!(result.errors, 0, "{:?}", result.errors_by_status);
     assert_eq!(result.output_tokens.p50, Some(4.0));
     assert_eq!(result.output_tokens.min, Some(4.0));
-    assert_eq!(result.prompt_tokens.p50, Some(31.0));
+    assert_eq!(result.prompt_tokens.p50, Some(35.0));
     assert_eq!(result.ttft_ms.count, 12);
     let bodies = server.bodies.lock().unwrap();
     assert_eq!(bodies.len(), 13, "the warm-up and the run");
