@@ -97,6 +97,71 @@ fn llama_cpp_refuses_a_level_it_has_no_build_for() {
     assert!(output.stdout.is_empty());
 }
 
+#[test]
+fn batching_prints_a_row_per_engine_and_level_and_the_targets() {
+    let out = tempfile::tempdir().unwrap();
+    let run = |name: &str, aggregate: f64, ttft_ms: f64, rss_kib: &str| {
+        let dir = out.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let result = format!(
+            r#"{{"output_tokens_per_s": {aggregate}, "ttft_ms": {{"p50": {ttft_ms}, "p99": {ttft_ms}}},
+                "tokens_per_s": {{"p50": 9.5}}, "errors": 0, "requests": 4}}"#
+        );
+        std::fs::write(dir.join("result.json"), result).unwrap();
+        std::fs::write(dir.join("peak_rss_kib"), rss_kib).unwrap();
+    };
+    run("worker-c1", 16.0, 500.0, "1258291\n");
+    run("llama-server-c1", 16.4, 400.0, "1782580\n");
+    run("worker-c4", 36.0, 900.0, "1300000\n");
+    // llama-server's c4 run left nothing: its figures are missing, its targets missed.
+
+    let dir = out.path().to_str().unwrap();
+    let output = coder_load(&[
+        "verdict",
+        "batching",
+        "--dir",
+        dir,
+        "--levels",
+        "1,4",
+        "--cpu",
+        "AMD EPYC",
+        "--commit",
+        "abc1234",
+        "--model-file",
+        "m.gguf",
+        "--threads",
+        "2",
+        "--max-tokens",
+        "64",
+        "--requests-per-connection",
+        "4",
+    ]);
+
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(
+            "| 1 | worker (--concurrency 1) | 16.0 | 9.5 | 0.50 | 0.50 | - | - | 4 | 0 | 1.20 |\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| 4 | llama-server (--parallel 4) | - |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with(
+            "- PASS: worker: aggregate output tok/s at c4 2.25× its c1 (target >= 2.0×)\n\
+         - MISS: worker: aggregate output tok/s at c4 - llama-server's (target >= 1.0×)\n\
+         - MISS: worker: aggregate output tok/s at c8 - llama-server's (target >= 1.0×)\n\
+         - PASS: worker: TTFT p50 at c4 1.80× its c1 (target <= 2.0×)\n\
+         - PASS: worker: 0 errors in 8 requests (target 0)\n\
+         - MISS: llama-server: 0 errors in 4 requests (target 0); no result at c4\n"
+        ),
+        "{stdout}"
+    );
+}
+
 /// `verdict llama-cpp` over `dir` at `levels` on an AVX2 CPU (detected `avx2`), one round of a
 /// 128-token prompt and 64 generated on 2 threads, with `extra` flags.
 fn llama_cpp_args<'a>(
