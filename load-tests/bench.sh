@@ -721,8 +721,9 @@ bench_batching() {
         shape=(--concurrency "$c" --requests $((c * per_connection)) --stream --chat
             --max-tokens "$tokens" --warmup-requests 1 --timeout 900 --prompt-file "$prompts"
             --distinct-prompts --fresh-connections)
+        # The worker's prefix cache off too, as llama-server's is: batching alone is measured.
         start_stack "$dir/stack-worker-c$c" 1 "$name" 300 --backend candle --model "$name" \
-            --model-path "$path" --concurrency "$c"
+            --model-path "$path" --concurrency "$c" --prefix-cache-bytes 0
         load "worker-c$c" "$dir" "$name" "${shape[@]}" --settle-timeout 10
         peak_rss "${WORKER_PIDS[0]}" "$dir/worker-c$c/peak_rss_kib"
         stop_stack
