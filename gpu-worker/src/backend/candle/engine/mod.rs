@@ -33,7 +33,7 @@ use self::kv_budget::KvBudget;
 use self::prefix_cache::PrefixCache;
 use self::schedule::{Feed, Pending};
 pub use self::sequence::Event;
-use self::sequence::{Sequence, Submission};
+use self::sequence::{Ending, Sequence, Submission};
 use super::models::{Session, SessionPool, StepInput};
 use super::text::vocab::Vocab;
 use crate::backend::{BackendError, Finished, StepObserver, StepStats, TokenSink};
@@ -179,7 +179,7 @@ fn run(
         if running.is_empty() {
             continue;
         }
-        let stats = step(
+        let (stats, endings) = step(
             &mut running,
             &mut budget,
             &mut kept,
@@ -197,6 +197,8 @@ fn run(
                 ..stats
             });
         }
+        drop(observer);
+        endings.into_iter().for_each(Ending::send);
     }
 }
 
@@ -285,38 +287,40 @@ fn retire_cancelled(running: &mut Vec<Sequence<'_>>, budget: &mut KvBudget, kept
         match running[index].is_cancelled() {
             true => {
                 let sequence = running.remove(index);
-                retire(sequence, Err(BackendError::Cancelled), budget, kept);
+                retire(sequence, Err(BackendError::Cancelled), budget, kept).send();
             }
             false => index += 1,
         }
     }
 }
 
-/// Frees a sequence's KV reservation, sends its end, and keeps its session: for its prefix
-/// unless a failed step may have left its caches half written.
+/// Frees a sequence's KV reservation and keeps its session (for its prefix, unless a failed
+/// step may have left its caches half written); returns its last event, to send.
 fn retire(
     sequence: Sequence<'_>,
     result: Result<Finished, BackendError>,
     budget: &mut KvBudget,
     kept: &mut Kept<'_>,
-) {
+) -> Ending {
     budget.release(sequence.positions());
     let whole = !matches!(result, Err(BackendError::Internal(_)));
-    let (fed, session) = sequence.end(result);
+    let (fed, session, ending) = sequence.end(result);
     match whole {
         true => kept.keep(&fed, session),
         false => kept.sessions.put_back(session),
     }
+    ending
 }
 
 /// One forward pass over the planned tokens of `running`, then sampling; finished sequences
-/// leave. Returns the step's figures (KV usage left for the caller).
+/// leave. Returns the step's figures (KV usage left for the caller) and the last events of
+/// the sequences that ended, to send once the figures are recorded.
 fn step(
     running: &mut Vec<Sequence<'_>>,
     budget: &mut KvBudget,
     kept: &mut Kept<'_>,
     max_batch_tokens: usize,
-) -> StepStats {
+) -> (StepStats, Vec<Ending>) {
     let pending: Vec<Pending> = running
         .iter()
         .map(|s| Pending {
@@ -359,11 +363,12 @@ fn step(
         }
     }
     // Highest index first, so the indices left stay valid.
-    for (index, result) in ended.into_iter().rev() {
-        let sequence = running.remove(index);
-        retire(sequence, result, budget, kept);
-    }
-    stats
+    let endings = ended
+        .into_iter()
+        .rev()
+        .map(|(index, result)| retire(running.remove(index), result, budget, kept))
+        .collect();
+    (stats, endings)
 }
 
 /// The model's forward pass over `plan`; a panic inside it fails the step, not the engine.

@@ -53,6 +53,19 @@ impl Submission {
     }
 }
 
+/// A request's last event, held back until the step that ended it has been recorded (a waiting
+/// caller that hears of its end sees that step in the metrics).
+pub struct Ending {
+    events: Sender<Event>,
+    result: Result<Finished, BackendError>,
+}
+
+impl Ending {
+    pub fn send(self) {
+        let _ = self.events.send(Event::Done(self.result));
+    }
+}
+
 /// A running request.
 pub struct Sequence<'v> {
     submission: Submission,
@@ -153,12 +166,19 @@ impl<'v> Sequence<'v> {
         })
     }
 
-    /// Ends it with `result`, giving back its session and the tokens it was fed.
-    pub fn end(self, result: Result<Finished, BackendError>) -> (Vec<u32>, Box<dyn Session>) {
-        self.send(Event::Done(result));
+    /// Ends it with `result`: gives back its session and the tokens it was fed, and the last
+    /// event to send once the step that ended it is recorded.
+    pub fn end(
+        self,
+        result: Result<Finished, BackendError>,
+    ) -> (Vec<u32>, Box<dyn Session>, Ending) {
+        let ending = Ending {
+            events: self.submission.events,
+            result,
+        };
         let mut fed = self.history;
         fed.truncate(self.fed);
-        (fed, self.session)
+        (fed, self.session, ending)
     }
 
     fn finished(&self, finish_reason: FinishReason) -> Finished {
