@@ -60,9 +60,11 @@ fn every_level_this_cpu_has_runs_and_is_reported() {
         "avx512vl",
         "avx512_vnni",
     ];
+    let avx_vnni = ["avx2", "fma", "f16c", "avx_vnni"];
     let levels = [
         ("generic", true),
         ("avx2", cpu_has(&avx2)),
+        ("avxvnni", cpu_has(&avx_vnni)),
         ("avx512vnni", cpu_has(&avx512)),
     ];
     for (level, available) in levels {
@@ -91,7 +93,8 @@ fn a_name_that_is_no_level_is_refused_with_the_names() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        stderr.contains("CODER_CPU_KERNELS=sse9") && stderr.contains("generic, avx2, avx512vnni"),
+        stderr.contains("CODER_CPU_KERNELS=sse9")
+            && stderr.contains("generic, avx2, avxvnni, avx512vnni"),
         "{stderr}"
     );
 }

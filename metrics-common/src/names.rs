@@ -279,8 +279,8 @@ pub mod label {
     pub const BACKEND: &str = "backend";
     /// `coder_worker_info`: the device (`cpu`, `cuda:0`, ...).
     pub const DEVICE: &str = "device";
-    /// `coder_worker_info`: the CPU kernels' instruction-set level (`avx512vnni`, `avx2`,
-    /// `generic`), `none` where no CPU kernel runs.
+    /// `coder_worker_info`: the CPU kernels' instruction-set level (`avx512vnni`, `avxvnni`,
+    /// `avx2`, `generic`), `none` where no CPU kernel runs.
     pub const CPU_KERNELS: &str = "cpu_kernels";
 }
 

@@ -20,7 +20,7 @@ pub struct BackendInfo {
     pub device: String,
     /// Longest prompt + completion the model takes, in tokens.
     pub context_length: u32,
-    /// The instruction-set level of the CPU kernels (`avx512vnni`, `avx2`, `generic`), or
+    /// The instruction-set level of the CPU kernels (`avx512vnni`, `avxvnni`, `avx2`, `generic`), or
     /// `none` where no CPU kernel runs (a GPU, the synthetic backend).
     pub cpu_kernels: &'static str,
 }

@@ -1,4 +1,4 @@
-//! Q5_0 and Q8_0 products with AVX-512 VNNI or AVX2, on the GGUF blocks as they are.
+//! Q5_0 and Q8_0 products with AVX-512 VNNI, AVX-VNNI or AVX2, on the GGUF blocks as they are.
 //!
 //! Both hold 32 weights per block with one f16 scale. llama.cpp quantizes to Q5_0 the matrices
 //! whose rows are not a multiple of 256 (Gemma 3 270M's Q/K/V and feed-forward, rows of 640),
@@ -63,6 +63,12 @@ pub trait Block32: Sync {
     /// The CPU must have AVX-512 F/BW/VL.
     #[cfg(target_arch = "x86_64")]
     unsafe fn unpack(&self) -> std::arch::x86_64::__m256i;
+    /// As [`Block32::unpack`], with AVX2 alone.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn unpack_avx2(&self) -> std::arch::x86_64::__m256i;
     /// The block's weights as signed bytes, in order.
     ///
     /// # Safety
@@ -89,9 +95,18 @@ impl Block32 for RawQ5_0 {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     #[inline]
-    unsafe fn signed_avx2(&self) -> std::arch::x86_64::__m256i {
+    unsafe fn unpack_avx2(&self) -> std::arch::x86_64::__m256i {
         // SAFETY: the caller has AVX2; the loads read the block's own 16 bytes.
-        unsafe { avx2::signed_q5_0(self) }
+        unsafe { avx2::unpack_q5_0(self) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn signed_avx2(&self) -> std::arch::x86_64::__m256i {
+        use std::arch::x86_64::*;
+        // SAFETY: as for `unpack_avx2`.
+        unsafe { _mm256_sub_epi8(self.unpack_avx2(), _mm256_set1_epi8(Self::OFFSET as i8)) }
     }
 }
 
@@ -107,6 +122,14 @@ impl Block32 for RawQ8_0 {
     #[inline]
     unsafe fn unpack(&self) -> std::arch::x86_64::__m256i {
         // SAFETY: as for Q5_0; the load reads the block's own 32 bytes.
+        unsafe { kernel::unpack_q8_0(self) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn unpack_avx2(&self) -> std::arch::x86_64::__m256i {
+        // SAFETY: the caller has AVX2; the load reads the block's own 32 bytes.
         unsafe { kernel::unpack_q8_0(self) }
     }
 
@@ -139,10 +162,55 @@ unsafe impl<B: Block32> x8::Kernel for Row<B> {
         unsafe {
             match level {
                 CpuKernels::Avx512Vnni => kernel::dot_rows::<B, M>(blocks, inputs, outputs),
+                CpuKernels::AvxVnni => avxvnni::dot_rows::<B, M>(blocks, inputs, outputs),
                 _ => avx2::dot_rows::<B, M>(blocks, inputs, outputs),
             }
         }
     }
+}
+
+/// The VNNI kernel, for each level that has `vpdpbusd` on 256-bit registers: the dot products
+/// of one row's blocks with each of `M` quantized input rows. `$features` are the level's,
+/// `$dpbusd` its 256-bit `vpdpbusd` and `$unpack` the [`Block32`] method that unpacks a block
+/// with those features.
+#[cfg(target_arch = "x86_64")]
+macro_rules! vnni_dot_rows {
+    ($features:literal, $dpbusd:ident, $unpack:ident) => {
+        /// # Safety
+        /// The CPU must have the level's features; every input has `blocks.len()` blocks;
+        /// every output points at a writable float.
+        #[target_feature(enable = $features)]
+        pub unsafe fn dot_rows<B: Block32, const M: usize>(
+            blocks: &[B],
+            inputs: [&[RawQ8_0]; M],
+            outputs: [*mut f32; M],
+        ) {
+            // SAFETY: the caller guarantees the level's features and the sizes above.
+            unsafe {
+                let ones = _mm256_set1_epi8(1);
+                let mut sums = [_mm256_setzero_ps(); M];
+                for (b, block) in blocks.iter().enumerate() {
+                    let q = block.$unpack();
+                    let d = half::f16::from_bits(block.d()).to_f32();
+                    for i in 0..M {
+                        let y = &inputs[i][b];
+                        let ys = _mm256_loadu_si256(y.qs.as_ptr() as *const _);
+                        let dots = $dpbusd(_mm256_setzero_si256(), q, ys);
+                        let y_sums = $dpbusd(_mm256_setzero_si256(), ones, ys);
+                        let centred = _mm256_sub_epi32(
+                            dots,
+                            _mm256_mullo_epi32(y_sums, _mm256_set1_epi32(B::OFFSET)),
+                        );
+                        let scale = _mm256_set1_ps(d * half::f16::from_bits(y.d).to_f32());
+                        sums[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(centred), sums[i]);
+                    }
+                }
+                for i in 0..M {
+                    *outputs[i] = super::super::x8::horizontal_sum(sums[i]);
+                }
+            }
+        }
+    };
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -167,51 +235,35 @@ mod kernel {
     }
 
     /// # Safety
-    /// The CPU must have AVX-512 F/BW/VL.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
     #[inline]
     pub unsafe fn unpack_q8_0(block: &RawQ8_0) -> __m256i {
-        // SAFETY: the caller guarantees AVX-512 F/BW/VL and the sizes above.
+        // SAFETY: the caller guarantees AVX2 and the sizes above.
         unsafe {
             let weights = _mm256_loadu_si256(block.qs.as_ptr() as *const _);
             _mm256_xor_si256(weights, _mm256_set1_epi8(-128))
         }
     }
 
-    /// The dot products of one row's blocks with each of `M` quantized input rows.
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512 F/BW/VL/VNNI, F16C and FMA; every input has `blocks.len()`
-    /// blocks; every output points at a writable float.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
-    pub unsafe fn dot_rows<B: Block32, const M: usize>(
-        blocks: &[B],
-        inputs: [&[RawQ8_0]; M],
-        outputs: [*mut f32; M],
-    ) {
-        // SAFETY: the caller guarantees AVX-512 F/BW/VL/VNNI, F16C, FMA and the sizes above.
-        unsafe {
-            let ones = _mm256_set1_epi8(1);
-            let offset = _mm256_set1_epi32(B::OFFSET);
-            let mut sums = [_mm256_setzero_ps(); M];
-            for (b, block) in blocks.iter().enumerate() {
-                let q = block.unpack();
-                let d = half::f16::from_bits(block.d()).to_f32();
-                for i in 0..M {
-                    let y = &inputs[i][b];
-                    let ys = _mm256_loadu_si256(y.qs.as_ptr() as *const _);
-                    let dots = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, ys);
-                    let y_sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, ys);
-                    let centred = _mm256_sub_epi32(dots, _mm256_mullo_epi32(y_sums, offset));
-                    let scale = _mm256_set1_ps(d * half::f16::from_bits(y.d).to_f32());
-                    sums[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(centred), sums[i]);
-                }
-            }
-            for i in 0..M {
-                *outputs[i] = super::super::x8::horizontal_sum(sums[i]);
-            }
-        }
-    }
+    vnni_dot_rows!(
+        "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma",
+        _mm256_dpbusd_epi32,
+        unpack
+    );
+}
+
+/// The kernel with AVX-VNNI: as [`kernel`]'s, with the VEX-encoded `vpdpbusd`.
+#[cfg(target_arch = "x86_64")]
+mod avxvnni {
+    use super::{Block32, RawQ8_0};
+    use std::arch::x86_64::*;
+
+    vnni_dot_rows!(
+        "avx2,avxvnni,f16c,fma",
+        _mm256_dpbusd_avx_epi32,
+        unpack_avx2
+    );
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -219,13 +271,13 @@ mod avx2 {
     use super::{Block32, RawQ5_0, RawQ8_0};
     use std::arch::x86_64::*;
 
-    /// Q5_0's weights as signed bytes, `w − 16`.
+    /// Q5_0's weights as unsigned bytes `w + 16`, as the AVX-512 `unpack_q5_0` gives them.
     ///
     /// # Safety
     /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
     #[inline]
-    pub unsafe fn signed_q5_0(block: &RawQ5_0) -> __m256i {
+    pub unsafe fn unpack_q5_0(block: &RawQ5_0) -> __m256i {
         // SAFETY: the caller guarantees AVX2 and the sizes above.
         unsafe {
             let low_nibble = _mm_set1_epi8(0x0F);
@@ -245,8 +297,7 @@ mod avx2 {
             let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
             let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
             let fifth = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
-            let unsigned = _mm256_or_si256(_mm256_set_m128i(high, low), fifth);
-            _mm256_sub_epi8(unsigned, _mm256_set1_epi8(16))
+            _mm256_or_si256(_mm256_set_m128i(high, low), fifth)
         }
     }
 
@@ -300,6 +351,8 @@ mod avx2 {
 
 #[cfg(not(target_arch = "x86_64"))]
 use kernel as avx2;
+#[cfg(not(target_arch = "x86_64"))]
+use kernel as avxvnni;
 
 #[cfg(not(target_arch = "x86_64"))]
 mod kernel {

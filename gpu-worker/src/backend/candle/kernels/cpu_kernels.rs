@@ -5,12 +5,15 @@
 //! Levels, from the fastest:
 //! - `avx512vnni`: AVX-512 F/BW/VL with VNNI, F16C and FMA (AMD Zen 4 and 5, Intel Ice Lake
 //!   and later servers): every kernel here.
+//! - `avxvnni`: AVX2, F16C and FMA with AVX-VNNI, the 256-bit `vpdpbusd` (Intel Alder Lake
+//!   and later clients, Sapphire Rapids and Sierra Forest servers, AMD Zen 5): every kernel
+//!   here, on 256-bit registers, multiplying bytes as the AVX-512 VNNI ones do.
 //! - `avx2`: AVX2, F16C and FMA (nearly every x86-64 server of the last ten years): every
 //!   kernel here, on 256-bit registers. Chosen only by `CODER_CPU_KERNELS=avx2`: on an AVX2-only
 //!   Zen 3 it measured 5–10% slower than candle's kernels (ggml's AVX2 dot products), so
 //!   detection does not pick it (see the README's figures).
 //! - `generic`: candle's kernels only (any CPU, aarch64 included), and the detected level on
-//!   CPUs without AVX-512 VNNI.
+//!   CPUs with neither VNNI.
 
 use std::sync::OnceLock;
 
@@ -22,18 +25,20 @@ pub const ENV: &str = "CODER_CPU_KERNELS";
 pub enum CpuKernels {
     Generic,
     Avx2,
+    AvxVnni,
     Avx512Vnni,
 }
 
 impl CpuKernels {
     /// Every level, slowest first.
-    pub const ALL: [Self; 3] = [Self::Generic, Self::Avx2, Self::Avx512Vnni];
+    pub const ALL: [Self; 4] = [Self::Generic, Self::Avx2, Self::AvxVnni, Self::Avx512Vnni];
 
     /// The name `CODER_CPU_KERNELS`, logs and metrics use.
     pub fn name(self) -> &'static str {
         match self {
             Self::Generic => "generic",
             Self::Avx2 => "avx2",
+            Self::AvxVnni => "avxvnni",
             Self::Avx512Vnni => "avx512vnni",
         }
     }
@@ -47,6 +52,7 @@ impl CpuKernels {
             match self {
                 Self::Generic => true,
                 Self::Avx2 => avx2,
+                Self::AvxVnni => avx2 && has!("avxvnni"),
                 Self::Avx512Vnni => {
                     avx2 && has!("avx512f")
                         && has!("avx512bw")
@@ -61,13 +67,14 @@ impl CpuKernels {
         }
     }
 
-    /// The level measured fastest on this CPU: `avx512vnni` where it is available, else
-    /// candle's kernels (`avx2` measured slower than them; it is there to be chosen and tested).
+    /// The level measured fastest on this CPU: `avx512vnni` where it is available, then
+    /// `avxvnni`, else candle's kernels (`avx2` measured slower than them; it is there to be
+    /// chosen and tested).
     pub fn detect() -> Self {
-        match Self::Avx512Vnni.available() {
-            true => Self::Avx512Vnni,
-            false => Self::Generic,
-        }
+        [Self::Avx512Vnni, Self::AvxVnni]
+            .into_iter()
+            .find(|level| level.available())
+            .unwrap_or(Self::Generic)
     }
 
     /// The level a `CODER_CPU_KERNELS` value names, if this CPU has it.
@@ -160,7 +167,10 @@ mod tests {
     #[test]
     fn an_unknown_level_is_refused_with_the_names() {
         let error = CpuKernels::parse("sse2").unwrap_err();
-        assert!(error.contains("generic, avx2, avx512vnni"), "{error}");
+        assert!(
+            error.contains("generic, avx2, avxvnni, avx512vnni"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Q4_K matrices interleaved eight rows at a time, for decode and prompt kernels with AVX-512
-//! VNNI and with AVX2 (why: see `x8.rs`).
+//! VNNI, AVX-VNNI and AVX2 (why: see `x8.rs`).
 //!
 //! Layout of one [`BlockQ4Kx8`] (8 rows × 256 columns): `qs[pair][chunk][row][8]`, where byte
 //! `b` of chunk `c` in pair `p` holds value `8c + b` of sub-block `2p` (low nibble) and of
@@ -207,6 +207,7 @@ unsafe impl x8::Kernel for Q4KKernel {
         unsafe {
             match level {
                 CpuKernels::Avx512Vnni => kernel::dot_8_rows::<M>(blocks, inputs, outputs),
+                CpuKernels::AvxVnni => avxvnni::dot_8_rows::<M>(blocks, inputs, outputs),
                 _ => avx2::dot_8_rows::<M>(blocks, inputs, outputs),
             }
         }
@@ -349,8 +350,6 @@ mod avx2 {
             let low = _mm256_set1_epi8(0x0F);
             let widen: [__m256i; 2] =
                 std::array::from_fn(|h| _mm256_loadu_si256(WIDEN[h].as_ptr() as *const _));
-            // hadd of the two halves leaves rows in the order 0 1 4 5 2 3 6 7.
-            let unshuffle = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
             let mut sums = [_mm256_setzero_ps(); M];
             for (b, block) in blocks.iter().enumerate() {
                 let ys: [&RawQ8K; M] = std::array::from_fn(|i| &inputs[i][b]);
@@ -400,35 +399,147 @@ mod avx2 {
                         }
                     }
                 }
-                let d = _mm256_cvtph_ps(_mm_loadu_si128(block.d.as_ptr() as *const _));
-                let dmin = _mm256_cvtph_ps(_mm_loadu_si128(block.dmin.as_ptr() as *const _));
-                let mins: [__m256i; 8] = std::array::from_fn(|sub| {
-                    _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                        block.mins.as_ptr().add(sub * 8) as *const _
-                    ))
-                });
+                let scales = BlockScales::new(block);
                 for i in 0..M {
-                    let y = ys[i];
-                    let yd = _mm256_set1_ps(y.d);
-                    let dot = _mm256_permutevar8x32_epi32(
-                        _mm256_hadd_epi32(dots[i][0], dots[i][1]),
-                        unshuffle,
-                    );
-                    let mut min_dot = _mm256_setzero_si256();
-                    for (sub, m) in mins.iter().enumerate() {
-                        let ysum = i32::from(y.bsums[2 * sub]) + i32::from(y.bsums[2 * sub + 1]);
-                        min_dot = _mm256_add_epi32(
-                            min_dot,
-                            _mm256_mullo_epi32(*m, _mm256_set1_epi32(ysum)),
-                        );
+                    sums[i] = scales.accumulate(ys[i], [dots[i][0], dots[i][1]], sums[i]);
+                }
+            }
+            for i in 0..M {
+                _mm256_storeu_ps(outputs[i], sums[i]);
+            }
+        }
+    }
+
+    /// A block's per-row float scales and sub-block minimums, read once for every input row.
+    pub struct BlockScales {
+        d: __m256,
+        dmin: __m256,
+        mins: [__m256i; 8],
+    }
+
+    impl BlockScales {
+        /// # Safety
+        /// The CPU must have AVX2 and F16C.
+        #[target_feature(enable = "avx2,f16c")]
+        #[inline]
+        pub unsafe fn new(block: &BlockQ4Kx8) -> Self {
+            // SAFETY: the caller guarantees AVX2 and F16C; the loads read the block's fields.
+            unsafe {
+                Self {
+                    d: _mm256_cvtph_ps(_mm_loadu_si128(block.d.as_ptr() as *const _)),
+                    dmin: _mm256_cvtph_ps(_mm_loadu_si128(block.dmin.as_ptr() as *const _)),
+                    mins: std::array::from_fn(|sub| {
+                        _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                            block.mins.as_ptr().add(sub * 8) as *const _
+                        ))
+                    }),
+                }
+            }
+        }
+
+        /// `sum` plus the block's contribution for input `y`, from its integer dot products:
+        /// `halves[h]` holds rows `4h..4h + 4`, two lanes a row.
+        ///
+        /// # Safety
+        /// The CPU must have AVX2 and FMA.
+        #[target_feature(enable = "avx2,fma")]
+        #[inline]
+        pub unsafe fn accumulate(&self, y: &RawQ8K, halves: [__m256i; 2], sum: __m256) -> __m256 {
+            // hadd of the two halves leaves rows in the order 0 1 4 5 2 3 6 7.
+            let unshuffle = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+            let dot =
+                _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(halves[0], halves[1]), unshuffle);
+            let mut min_dot = _mm256_setzero_si256();
+            for (sub, m) in self.mins.iter().enumerate() {
+                let ysum = i32::from(y.bsums[2 * sub]) + i32::from(y.bsums[2 * sub + 1]);
+                min_dot =
+                    _mm256_add_epi32(min_dot, _mm256_mullo_epi32(*m, _mm256_set1_epi32(ysum)));
+            }
+            // d_r · dot_r − dmin_r · min_dot_r, times the input's scale.
+            let row = _mm256_fmsub_ps(
+                self.d,
+                _mm256_cvtepi32_ps(dot),
+                _mm256_mul_ps(self.dmin, _mm256_cvtepi32_ps(min_dot)),
+            );
+            _mm256_fmadd_ps(_mm256_set1_ps(y.d), row, sum)
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avxvnni {
+    use super::avx2::BlockScales;
+    use super::{BlockQ4Kx8, RawQ8K};
+    use std::arch::x86_64::*;
+
+    /// As the AVX2 kernel, with `vpdpbusd` summing each four products straight into 32 bits,
+    /// and the sub-block scales applied with `vpmulld` once per pair of sub-blocks, as the
+    /// AVX-512 kernel does.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, AVX-VNNI, F16C and FMA; every input has `blocks.len()` blocks;
+    /// every output points at 8 writable floats.
+    #[target_feature(enable = "avx2,avxvnni,f16c,fma")]
+    pub unsafe fn dot_8_rows<const M: usize>(
+        blocks: &[BlockQ4Kx8],
+        inputs: [&[RawQ8K]; M],
+        outputs: [*mut f32; M],
+    ) {
+        // SAFETY: the caller guarantees AVX2, AVX-VNNI, F16C, FMA and the sizes above.
+        unsafe {
+            let low = _mm256_set1_epi8(0x0F);
+            // Lanes 2k and 2k + 1 of half h hold row 4h + k.
+            let spread: [__m256i; 2] = [
+                _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3),
+                _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7),
+            ];
+            let mut sums = [_mm256_setzero_ps(); M];
+            for (b, block) in blocks.iter().enumerate() {
+                let ys: [&RawQ8K; M] = std::array::from_fn(|i| &inputs[i][b]);
+                let qs = block.qs.as_ptr();
+                // Per input, per half of the rows: the integer dot products, two lanes a row.
+                let mut dots = [[_mm256_setzero_si256(); 2]; M];
+                for pair in 0..4 {
+                    let mut even = [[_mm256_setzero_si256(); 2]; M];
+                    let mut odd = [[_mm256_setzero_si256(); 2]; M];
+                    for chunk in 0..4 {
+                        let bits: [__m256i; 2] = std::array::from_fn(|h| {
+                            _mm256_loadu_si256(qs.add((pair * 4 + chunk) * 64 + 32 * h) as *const _)
+                        });
+                        let lo = bits.map(|b| _mm256_and_si256(b, low));
+                        let hi = bits.map(|b| _mm256_and_si256(_mm256_srli_epi16::<4>(b), low));
+                        for i in 0..M {
+                            let yq = ys[i].qs.as_ptr();
+                            let y_lo = _mm256_set1_epi64x(
+                                (yq.add(64 * pair + 8 * chunk) as *const i64).read_unaligned(),
+                            );
+                            let y_hi = _mm256_set1_epi64x(
+                                (yq.add(64 * pair + 32 + 8 * chunk) as *const i64).read_unaligned(),
+                            );
+                            for h in 0..2 {
+                                even[i][h] = _mm256_dpbusd_avx_epi32(even[i][h], lo[h], y_lo);
+                                odd[i][h] = _mm256_dpbusd_avx_epi32(odd[i][h], hi[h], y_hi);
+                            }
+                        }
                     }
-                    // d_r · dot_r − dmin_r · min_dot_r, times the input's scale.
-                    let row = _mm256_fmsub_ps(
-                        d,
-                        _mm256_cvtepi32_ps(dot),
-                        _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(min_dot)),
-                    );
-                    sums[i] = _mm256_fmadd_ps(yd, row, sums[i]);
+                    let scale = |sub: usize, h: usize| {
+                        let bytes = _mm_loadl_epi64(block.scales.as_ptr().add(sub * 8) as *const _);
+                        _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(bytes), spread[h])
+                    };
+                    for h in 0..2 {
+                        let (even_scale, odd_scale) = (scale(2 * pair, h), scale(2 * pair + 1, h));
+                        for i in 0..M {
+                            let scaled = _mm256_add_epi32(
+                                _mm256_mullo_epi32(even[i][h], even_scale),
+                                _mm256_mullo_epi32(odd[i][h], odd_scale),
+                            );
+                            dots[i][h] = _mm256_add_epi32(dots[i][h], scaled);
+                        }
+                    }
+                }
+                let scales = BlockScales::new(block);
+                for i in 0..M {
+                    sums[i] = scales.accumulate(ys[i], dots[i], sums[i]);
                 }
             }
             for i in 0..M {
@@ -440,6 +551,8 @@ mod avx2 {
 
 #[cfg(not(target_arch = "x86_64"))]
 use kernel as avx2;
+#[cfg(not(target_arch = "x86_64"))]
+use kernel as avxvnni;
 
 #[cfg(not(target_arch = "x86_64"))]
 mod kernel {

@@ -1,4 +1,4 @@
-//! Q6_K prompt products with AVX-512 VNNI or AVX2, on the GGUF blocks as they are.
+//! Q6_K prompt products with AVX-512 VNNI, AVX-VNNI or AVX2, on the GGUF blocks as they are.
 //!
 //! candle multiplies a prompt chunk by a Q6_K matrix fastest through tiles it builds from the
 //! blocks, which cost either memory (kept: the default model's Q6_K matrices grow by ~0.23
@@ -64,6 +64,7 @@ unsafe impl x8::Kernel for Q6KKernel {
         unsafe {
             match level {
                 CpuKernels::Avx512Vnni => kernel::dot_rows::<M>(blocks, inputs, outputs),
+                CpuKernels::AvxVnni => avxvnni::dot_rows::<M>(blocks, inputs, outputs),
                 _ => avx2::dot_rows::<M>(blocks, inputs, outputs),
             }
         }
@@ -163,81 +164,114 @@ mod kernel {
     }
 }
 
+/// The 256-bit kernel, for AVX2 and AVX-VNNI: as the AVX-512 kernel, on registers of 32 values
+/// (two groups) each: products with `vpmaddubsw` (at most 2 · 63 · 127 per 16-bit lane),
+/// scaled per group and summed into 32 bits by `$madd_add(acc, products, scales)`: `vpmaddwd`
+/// and an add, or AVX-VNNI's `vpdpwssd` in one. `$features` are the level's.
+#[cfg(target_arch = "x86_64")]
+macro_rules! dot_rows_256 {
+    ($features:literal, $madd_add:ident) => {
+        /// # Safety
+        /// The CPU must have the level's features; every input has `blocks.len()` blocks; every
+        /// output points at a writable float.
+        #[target_feature(enable = $features)]
+        pub unsafe fn dot_rows<const M: usize>(
+            blocks: &[RawQ6K],
+            inputs: [&[RawQ8K]; M],
+            outputs: [*mut f32; M],
+        ) {
+            // SAFETY: the caller guarantees the level's features and the sizes above.
+            unsafe {
+                let low_nibble = _mm256_set1_epi8(0x0F);
+                let high_bits = _mm256_set1_epi8(0x30);
+                let mut sums = [_mm256_setzero_ps(); M];
+                for (b, block) in blocks.iter().enumerate() {
+                    // The block's 256 values in order, 32 per register, as unsigned 6-bit numbers.
+                    let mut q = [_mm256_setzero_si256(); 8];
+                    for half in 0..2 {
+                        let ql0 = _mm256_loadu_si256(block.ql.as_ptr().add(64 * half) as *const _);
+                        let ql1 =
+                            _mm256_loadu_si256(block.ql.as_ptr().add(64 * half + 32) as *const _);
+                        let qh = _mm256_loadu_si256(block.qh.as_ptr().add(32 * half) as *const _);
+                        let low = |bits: __m256i| _mm256_and_si256(bits, low_nibble);
+                        let high = |bits: __m256i| _mm256_and_si256(bits, high_bits);
+                        let upper = |bits: __m256i| low(_mm256_srli_epi16::<4>(bits));
+                        q[4 * half] = _mm256_or_si256(low(ql0), high(_mm256_slli_epi16::<4>(qh)));
+                        q[4 * half + 1] =
+                            _mm256_or_si256(low(ql1), high(_mm256_slli_epi16::<2>(qh)));
+                        q[4 * half + 2] = _mm256_or_si256(upper(ql0), high(qh));
+                        q[4 * half + 3] =
+                            _mm256_or_si256(upper(ql1), high(_mm256_srli_epi16::<2>(qh)));
+                    }
+                    // Register z's 16-bit lanes 0..8 take group 2z's scale, lanes 8..16 group 2z + 1's.
+                    let scales: [__m256i; 8] = std::array::from_fn(|z| {
+                        _mm256_setr_m128i(
+                            _mm_set1_epi16(i16::from(block.scales[2 * z])),
+                            _mm_set1_epi16(i16::from(block.scales[2 * z + 1])),
+                        )
+                    });
+                    let group_scales =
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128(block.scales.as_ptr() as *const _));
+                    let d = half::f16::from_bits(block.d).to_f32();
+                    for i in 0..M {
+                        let y = &inputs[i][b];
+                        let yq = y.qs.as_ptr();
+                        let mut acc = _mm256_setzero_si256();
+                        for z in 0..8 {
+                            let ys = _mm256_loadu_si256(yq.add(32 * z) as *const _);
+                            let products = _mm256_maddubs_epi16(q[z], ys);
+                            acc = $madd_add(acc, products, scales[z]);
+                        }
+                        // The `− 32` of every value: 32 · scale[g] · (sum of group g's inputs).
+                        let group_sums = _mm256_loadu_si256(y.bsums.as_ptr() as *const _);
+                        let offset =
+                            _mm256_slli_epi32::<5>(_mm256_madd_epi16(group_sums, group_scales));
+                        acc = _mm256_sub_epi32(acc, offset);
+                        sums[i] = _mm256_fmadd_ps(
+                            _mm256_set1_ps(d * y.d),
+                            _mm256_cvtepi32_ps(acc),
+                            sums[i],
+                        );
+                    }
+                }
+                for i in 0..M {
+                    *outputs[i] = super::super::x8::horizontal_sum(sums[i]);
+                }
+            }
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{RawQ6K, RawQ8K};
     use std::arch::x86_64::*;
 
-    /// As the AVX-512 kernel, on 256-bit registers of 32 values (two groups) each: products
-    /// with `vpmaddubsw` (at most 2 · 63 · 127 per 16-bit lane), scaled per group with
-    /// `vpmaddwd`.
+    /// `acc + vpmaddwd(products, scales)`.
     ///
     /// # Safety
-    /// The CPU must have AVX2, F16C and FMA; every input has `blocks.len()` blocks; every
-    /// output points at a writable float.
-    #[target_feature(enable = "avx2,f16c,fma")]
-    pub unsafe fn dot_rows<const M: usize>(
-        blocks: &[RawQ6K],
-        inputs: [&[RawQ8K]; M],
-        outputs: [*mut f32; M],
-    ) {
-        // SAFETY: the caller guarantees AVX2, F16C, FMA and the sizes above.
-        unsafe {
-            let low_nibble = _mm256_set1_epi8(0x0F);
-            let high_bits = _mm256_set1_epi8(0x30);
-            let mut sums = [_mm256_setzero_ps(); M];
-            for (b, block) in blocks.iter().enumerate() {
-                // The block's 256 values in order, 32 per register, as unsigned 6-bit numbers.
-                let mut q = [_mm256_setzero_si256(); 8];
-                for half in 0..2 {
-                    let ql0 = _mm256_loadu_si256(block.ql.as_ptr().add(64 * half) as *const _);
-                    let ql1 = _mm256_loadu_si256(block.ql.as_ptr().add(64 * half + 32) as *const _);
-                    let qh = _mm256_loadu_si256(block.qh.as_ptr().add(32 * half) as *const _);
-                    let low = |bits: __m256i| _mm256_and_si256(bits, low_nibble);
-                    let high = |bits: __m256i| _mm256_and_si256(bits, high_bits);
-                    let upper = |bits: __m256i| low(_mm256_srli_epi16::<4>(bits));
-                    q[4 * half] = _mm256_or_si256(low(ql0), high(_mm256_slli_epi16::<4>(qh)));
-                    q[4 * half + 1] = _mm256_or_si256(low(ql1), high(_mm256_slli_epi16::<2>(qh)));
-                    q[4 * half + 2] = _mm256_or_si256(upper(ql0), high(qh));
-                    q[4 * half + 3] = _mm256_or_si256(upper(ql1), high(_mm256_srli_epi16::<2>(qh)));
-                }
-                // Register z's 16-bit lanes 0..8 take group 2z's scale, lanes 8..16 group 2z + 1's.
-                let scales: [__m256i; 8] = std::array::from_fn(|z| {
-                    _mm256_setr_m128i(
-                        _mm_set1_epi16(i16::from(block.scales[2 * z])),
-                        _mm_set1_epi16(i16::from(block.scales[2 * z + 1])),
-                    )
-                });
-                let group_scales =
-                    _mm256_cvtepi8_epi16(_mm_loadu_si128(block.scales.as_ptr() as *const _));
-                let d = half::f16::from_bits(block.d).to_f32();
-                for i in 0..M {
-                    let y = &inputs[i][b];
-                    let yq = y.qs.as_ptr();
-                    let mut acc = _mm256_setzero_si256();
-                    for z in 0..8 {
-                        let ys = _mm256_loadu_si256(yq.add(32 * z) as *const _);
-                        let products = _mm256_maddubs_epi16(q[z], ys);
-                        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(products, scales[z]));
-                    }
-                    // The `− 32` of every value: 32 · scale[g] · (sum of group g's inputs).
-                    let group_sums = _mm256_loadu_si256(y.bsums.as_ptr() as *const _);
-                    let offset =
-                        _mm256_slli_epi32::<5>(_mm256_madd_epi16(group_sums, group_scales));
-                    acc = _mm256_sub_epi32(acc, offset);
-                    sums[i] =
-                        _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), _mm256_cvtepi32_ps(acc), sums[i]);
-                }
-            }
-            for i in 0..M {
-                *outputs[i] = super::super::x8::horizontal_sum(sums[i]);
-            }
-        }
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn madd_add(acc: __m256i, products: __m256i, scales: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(products, scales))
     }
+
+    dot_rows_256!("avx2,f16c,fma", madd_add);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avxvnni {
+    use super::{RawQ6K, RawQ8K};
+    use std::arch::x86_64::*;
+
+    dot_rows_256!("avx2,avxvnni,f16c,fma", _mm256_dpwssd_avx_epi32);
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 use kernel as avx2;
+#[cfg(not(target_arch = "x86_64"))]
+use kernel as avxvnni;
 
 #[cfg(not(target_arch = "x86_64"))]
 mod kernel {

@@ -7,7 +7,7 @@
 //! the file. A decode step (one row) multiplies them with candle's block kernels
 //! (`k_quants::matmul`, ggml's dot products), which read 25% fewer bytes than the tiles and
 //! measured ~35% less CPU per token here. At a level with kernels of this crate's
-//! (`cpu_kernels.rs`: AVX-512 VNNI where the CPU has it, AVX2 when asked for), Q4_K rows
+//! (`cpu_kernels.rs`: AVX-512 VNNI or AVX-VNNI where the CPU has it, AVX2 when asked for), Q4_K rows
 //! interleaved by 8 (`q4k_x8.rs`) go through this crate's own kernel instead (with AVX-512
 //! VNNI ~2x faster again per product), for decode and prompt chunks alike, Q6_K prompt
 //! chunks through `q6k.rs`, and Q5_0 and Q8_0 products through `block32.rs` (candle's Q5_0

@@ -1,6 +1,6 @@
 //! Around this crate's kernels (`q4k_x8.rs`, Q4_K interleaved eight rows at a time; `q6k.rs`,
 //! Q6_K prompt chunks; `block32.rs`, Q5_0 and Q8_0 blocks one row at a time), each written for
-//! AVX-512 VNNI and for AVX2 (the [`CpuKernels`] level picks one): the quantized input (Q8_K
+//! AVX-512 VNNI, AVX-VNNI and AVX2 (the [`CpuKernels`] level picks one): the quantized input (Q8_K
 //! blocks of 256 values, or Q8_0 blocks of 32), and the product driver on candle's thread pool.
 //!
 //! candle's K-quant dot products (ggml's AVX2 kernels) take one weight row against the
