@@ -530,11 +530,13 @@ cpu_has() {
 # The level of CPU kernels gpu-worker detects on this CPU, by the instructions its
 # CpuKernels::available asks for (gpu-worker/src/backend/candle/kernels/cpu_kernels.rs). The
 # verdict checks each run's reported level against it, so a disagreement shows as a MISS.
-# (the worker's CpuKernels::detect: avx512vnni where the CPU has it, else candle's kernels, since
-# its avx2 kernels measured slower than candle's; avx2 runs only when asked for).
+# (the worker's CpuKernels::detect: avx512vnni where the CPU has it, then avxvnni, else candle's
+# kernels, since its avx2 kernels measured slower than candle's; avx2 runs only when asked for).
 worker_level() {
     if cpu_has avx2 f16c fma avx512f avx512bw avx512vl avx512_vnni; then
         echo avx512vnni
+    elif cpu_has avx2 f16c fma avx_vnni; then
+        echo avxvnni
     else
         echo generic
     fi
@@ -543,9 +545,10 @@ worker_level() {
 # bench_llama_cpp: the candle backend against llama.cpp on the same file and machine, per
 # instruction-set level, all runs interleaved round by round so that a change in the machine's
 # speed hits every engine and level alike. Levels: `avx2` (the worker with CODER_CPU_KERNELS=avx2
-# against llama.cpp built for AVX2 without AVX-512) wherever the CPU has AVX2, and `native` (the
-# worker's detected level, the one users get, against llama.cpp's GGML_NATIVE build) wherever
-# that level is not avx2, which it never is by detection today.
+# against llama.cpp built for AVX2 without AVX-512) wherever the CPU has AVX2, `avxvnni` (the
+# same with AVX-VNNI on both sides) wherever it has AVX-VNNI, and `native` (the worker's detected
+# level, the one users get, against llama.cpp's GGML_NATIVE build) wherever that level is
+# neither of those (an AVX-512 VNNI CPU).
 bench_llama_cpp() {
     local dir="$OUT/6-llama-cpp"
     local path="$MODEL_PATH"
@@ -562,7 +565,9 @@ bench_llama_cpp() {
     local detected levels=() level
     detected=$(worker_level)
     if cpu_has avx2 f16c fma; then levels+=(avx2); fi
-    [ "$detected" = avx2 ] || levels+=(native)
+    if cpu_has avx2 f16c fma avx_vnni; then levels+=(avxvnni); fi
+    # A worker whose best level is avx2 or avxvnni has its row already: native would repeat it.
+    [ "$detected" = avx2 ] || [ "$detected" = avxvnni ] || levels+=(native)
     local -A builds=()
     for level in "${levels[@]}"; do
         if ! builds[$level]=$("$ROOT/scripts/build-llama-cpp.sh" "$level"); then
@@ -596,7 +601,7 @@ bench_llama_cpp() {
 }
 
 # llama_cpp_round DIR ROUND LEVEL LLAMA_BENCH MODEL THREADS PROMPT GENERATE: one round of one
-# level, its files in DIR: one candle run at LEVEL (`avx2` sets CODER_CPU_KERNELS, `native`
+# level, its files in DIR: one candle run at LEVEL (`avx2` or `avxvnni` sets CODER_CPU_KERNELS, `native`
 # leaves the worker to detect its level), then llama-bench's prompt test (pp), then its
 # generation test (tg) after as many tokens of context as candle's decode had (-d), with the
 # peak RSS of the generation run.

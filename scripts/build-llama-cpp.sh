@@ -11,6 +11,8 @@
 #           worker running CODER_CPU_KERNELS=avx2 answers to, on any CPU that has AVX2. Every
 #           option is given, not left to its default: with GGML_NATIVE=OFF those defaults
 #           depend on the environment (SOURCE_DATE_EPOCH turns them all off).
+#   avxvnni As avx2 with AVX-VNNI on: llama.cpp's own `alderlake` variant. The build a worker
+#           running CODER_CPU_KERNELS=avxvnni answers to, on any CPU that has AVX-VNNI.
 #
 # The sdist (pinned version and sha256) is fetched into .cache/llama-cpp with the venv's
 # `pip download`, so the index or mirror pip is configured with (pip.conf, PIP_INDEX_URL) serves
@@ -23,7 +25,7 @@
 #
 # Idempotent: an existing binary is reused; the tarball is not downloaded twice.
 #
-# Usage: scripts/build-llama-cpp.sh [native|avx2] [llama-bench|llama-server]
+# Usage: scripts/build-llama-cpp.sh [native|avx2|avxvnni] [llama-bench|llama-server]
 #        prints the path of the tool on stdout (the level also from CODER_LLAMA_CPP_LEVEL;
 #        default native; the tool defaults to llama-bench)
 set -euo pipefail
@@ -43,14 +45,16 @@ log() { printf 'build-llama-cpp: %s\n' "$*" >&2; }
 
 case "$LEVEL" in
     native) ISA_FLAGS=(-DGGML_NATIVE=ON) ;;
-    avx2)
+    avx2 | avxvnni)
+        vnni=OFF
+        [ "$LEVEL" = avx2 ] || vnni=ON
         ISA_FLAGS=(-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_F16C=ON -DGGML_FMA=ON
-            -DGGML_AVX2=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF
+            -DGGML_AVX2=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=$vnni -DGGML_AVX512=OFF
             -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF
             -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
         ;;
     *)
-        log "unknown level '$LEVEL' (native or avx2)"
+        log "unknown level '$LEVEL' (native, avx2 or avxvnni)"
         exit 2
         ;;
 esac

@@ -7,7 +7,7 @@
 //! `avx2` is the worker with `CODER_CPU_KERNELS=avx2` against llama.cpp built for AVX2 without
 //! AVX-512 (scripts/build-llama-cpp.sh avx2); `native` the worker at the level it detects against
 //! llama.cpp built with `GGML_NATIVE`. bench.sh runs `native` wherever the worker's detected level
-//! is not `avx2` (it detects `avx512vnni` or candle's `generic` kernels); were it `avx2`, the row
+//! is not `avx2` (it detects `avx512vnni`, `avxvnni` or candle's `generic` kernels); were it `avx2`, the row
 //! would repeat the `avx2` one, and the summary says so.
 //!
 //! Unlike the other benchmarks it has no `coder-load summary` table, so this writes its whole
@@ -37,6 +37,8 @@ pub const RSS_LIMIT_GIB: f64 = 1.5;
 pub enum Level {
     /// The worker's AVX2 kernels against llama.cpp's AVX2 build (no AVX-512).
     Avx2,
+    /// The worker's AVX-VNNI kernels against llama.cpp's AVX2 build with AVX-VNNI.
+    Avxvnni,
     /// The worker's detected level against llama.cpp's `GGML_NATIVE` build.
     Native,
 }
@@ -46,6 +48,7 @@ impl Level {
     pub fn name(self) -> &'static str {
         match self {
             Self::Avx2 => "avx2",
+            Self::Avxvnni => "avxvnni",
             Self::Native => "native",
         }
     }
@@ -54,6 +57,7 @@ impl Level {
     fn expected_kernels(self, detected: &str) -> &str {
         match self {
             Self::Avx2 => "avx2",
+            Self::Avxvnni => "avxvnni",
             Self::Native => detected,
         }
     }
@@ -73,7 +77,8 @@ pub struct LlamaCppArgs {
         required = true
     )]
     pub levels: Vec<Level>,
-    /// The worker's own level on this CPU (avx512vnni, avx2 or generic): what `native` runs.
+    /// The worker's own level on this CPU (avx512vnni, avxvnni, avx2 or generic): what `native`
+    /// runs.
     #[arg(long, env = "CODER_LOAD_VERDICT_DETECTED")]
     pub detected: String,
     /// The CPU's model name, as /proc/cpuinfo gives it.
@@ -247,6 +252,14 @@ fn level_notes(args: &LlamaCppArgs) -> Vec<String> {
                 .to_owned(),
         ]);
     }
+    if args.levels.contains(&Level::Avxvnni) {
+        notes.extend([
+            "avxvnni: the worker with CODER_CPU_KERNELS=avxvnni against llama.cpp built as for \
+             avx2 with AVX-VNNI"
+                .to_owned(),
+            "on (its alderlake flags; no AVX-512).".to_owned(),
+        ]);
+    }
     if args.levels.contains(&Level::Native) {
         notes.push(format!(
             "native: the worker at its detected level ({}, CODER_CPU_KERNELS unset) against \
@@ -254,14 +267,17 @@ fn level_notes(args: &LlamaCppArgs) -> Vec<String> {
             args.detected
         ));
         notes.push("built with GGML_NATIVE=ON (-march=native).".into());
-    } else if args.detected == "avx2" {
+    } else if matches!(args.detected.as_str(), "avx2" | "avxvnni") {
+        let level = &args.detected;
         notes.extend([
-            "No native row: the worker's best level on this CPU is avx2, and llama.cpp's \
-             native build has"
-                .to_owned(),
-            "the same instruction sets as its avx2 build (nothing past AVX2 here), so it would \
-             repeat the avx2 row."
-                .to_owned(),
+            format!(
+                "No native row: the worker's best level on this CPU is {level}, and llama.cpp's \
+                 native build has"
+            ),
+            format!(
+                "the same instruction sets as its {level} build (nothing past them here), so it \
+                 would repeat the {level} row."
+            ),
         ]);
     }
     notes
@@ -452,6 +468,46 @@ mod tests {
             "avx2: candle peak RSS 1.51 GiB (target <= 1.5 GiB)"
         );
         assert!(!with_rss(0.0).pass);
+    }
+
+    #[test]
+    fn an_avx_vnni_cpu_has_an_avxvnni_row_and_no_native_one() {
+        let levels = [
+            (
+                Level::Avx2,
+                rounds("avx2", engine(20.0, 60.0, 1.2), engine(21.0, 70.0, 1.7)),
+            ),
+            (
+                Level::Avxvnni,
+                rounds("avxvnni", engine(24.0, 80.0, 1.2), engine(22.0, 80.0, 1.7)),
+            ),
+        ];
+        let verdict = verdict(&args(&[Level::Avx2, Level::Avxvnni], "avxvnni"), &levels);
+        let text = verdict.render();
+        assert!(text.contains(
+            "| avxvnni | candle (gpu-worker bench, kernels avxvnni) | 24.0 | 80.0 | 1.20 |\n\
+             | avxvnni | llama.cpp (llama-bench, avxvnni build) | 22.0 | 80.0 | 1.70 |\n"
+        ));
+        assert!(text.contains("\navxvnni: the worker with CODER_CPU_KERNELS=avxvnni against"));
+        assert!(text.contains("\nNo native row: the worker's best level on this CPU is avxvnni,"));
+        let lines: Vec<String> = verdict.checks.iter().map(Check::to_string).collect();
+        assert_eq!(
+            lines[3..],
+            [
+                "- PASS: avxvnni: decode at 109% of llama.cpp's avxvnni build (target >= 100%)",
+                "- PASS: avxvnni: prompt at 100% of llama.cpp's avxvnni build (target >= 90%)",
+                "- PASS: avxvnni: candle peak RSS 1.20 GiB (target <= 1.5 GiB)",
+            ]
+        );
+        let wrong = [(
+            Level::Avxvnni,
+            rounds("avx2", engine(1.0, 1.0, 1.0), engine(1.0, 1.0, 1.0)),
+        )];
+        let checks = super::verdict(&args(&[Level::Avxvnni], "avxvnni"), &wrong).checks;
+        assert_eq!(
+            checks[3].to_string(),
+            "- MISS: avxvnni: the worker ran avx2 kernels where this level is avxvnni"
+        );
     }
 
     #[test]
