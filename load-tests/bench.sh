@@ -56,6 +56,7 @@
 #   BENCH_SETTLE=3              seconds between the stack being ready and the first run
 #   BENCH_INSTRUMENTATION_ROUNDS=2 rounds of on/off/off/on runs in the instrumentation benchmark
 #   BENCH_REFERENCE_ROUNDS=5 BENCH_REFERENCE_PROMPT=128 BENCH_REFERENCE_TOKENS=64 (llama-cpp)
+#   BENCH_LLAMA_CPP_LEVELS      llama-cpp: only these levels, comma-separated (default: every level the CPU has)
 #   BENCH_OPEN_RATE             pipeline open-loop rate (default: half the closed-loop throughput)
 #   BENCH_FASTAPI_WORKERS=1 BENCH_FASTAPI_LOOP=uvloop BENCH_FASTAPI_HTTP=httptools
 #                               uvicorn's processes, event loop and HTTP parser for the baseline
@@ -568,6 +569,18 @@ bench_llama_cpp() {
     if cpu_has avx2 f16c fma avx_vnni; then levels+=(avxvnni); fi
     # A worker whose best level is avx2 or avxvnni has its row already: native would repeat it.
     [ "$detected" = avx2 ] || [ "$detected" = avxvnni ] || levels+=(native)
+    if [ -n "${BENCH_LLAMA_CPP_LEVELS:-}" ]; then
+        # Only the levels asked for (comma-separated), each one this CPU has.
+        local wanted=() want
+        IFS=, read -ra wanted <<<"$BENCH_LLAMA_CPP_LEVELS"
+        for want in "${wanted[@]}"; do
+            [[ " ${levels[*]} " == *" $want "* ]] || {
+                fail "llama-cpp: BENCH_LLAMA_CPP_LEVELS names $want, not a level of this CPU (${levels[*]})"
+                return
+            }
+        done
+        levels=("${wanted[@]}")
+    fi
     local -A builds=()
     for level in "${levels[@]}"; do
         if ! builds[$level]=$("$ROOT/scripts/build-llama-cpp.sh" "$level"); then
