@@ -309,9 +309,155 @@ mod kernel {
     }
 }
 
+/// The 256-bit kernels, for AVX2 and AVX-VNNI: as the AVX-512 kernel, each register holding
+/// four rows' eight bytes of a chunk, rows `4h..4h + 4` in half `h`. The module that invokes
+/// this gives the level's `$features` and three operations:
+/// - `chunk(acc, weights, inputs)`: adds the products of unsigned weight bytes and signed input
+///   bytes into the accumulator, per row;
+/// - `sub_scale(block, sub, h)`: sub-block `sub`'s scales of half `h`'s rows, laid out to
+///   multiply the accumulator;
+/// - `scaled(even, even_scale, odd, odd_scale)`: a pair of sub-blocks' accumulators times their
+///   scales, summed into 32-bit lanes, two a row.
+///
+/// An accumulator starts at zero for each pair of sub-blocks.
+#[cfg(target_arch = "x86_64")]
+macro_rules! dot_8_rows_256 {
+    ($features:literal) => {
+        /// The 8 dot products of one group's rows with each of `M` quantized input rows.
+        ///
+        /// # Safety
+        /// The CPU must have the level's features; every input has `blocks.len()` blocks;
+        /// every output points at 8 writable floats.
+        #[target_feature(enable = $features)]
+        pub unsafe fn dot_8_rows<const M: usize>(
+            blocks: &[BlockQ4Kx8],
+            inputs: [&[RawQ8K]; M],
+            outputs: [*mut f32; M],
+        ) {
+            // SAFETY: the caller guarantees the level's features and the sizes above.
+            unsafe {
+                let low = _mm256_set1_epi8(0x0F);
+                let mut sums = [_mm256_setzero_ps(); M];
+                for (b, block) in blocks.iter().enumerate() {
+                    let ys: [&RawQ8K; M] = std::array::from_fn(|i| &inputs[i][b]);
+                    let qs = block.qs.as_ptr();
+                    // Per input, per half of the rows: the integer dot products, two lanes a row.
+                    let mut dots = [[_mm256_setzero_si256(); 2]; M];
+                    for pair in 0..4 {
+                        // Per input, per half of the rows: even and odd sub-blocks' sums.
+                        let mut even = [[_mm256_setzero_si256(); 2]; M];
+                        let mut odd = [[_mm256_setzero_si256(); 2]; M];
+                        for chunk_index in 0..4 {
+                            let bits: [__m256i; 2] = std::array::from_fn(|h| {
+                                _mm256_loadu_si256(
+                                    qs.add((pair * 4 + chunk_index) * 64 + 32 * h) as *const _
+                                )
+                            });
+                            let lo = bits.map(|b| _mm256_and_si256(b, low));
+                            let hi = bits.map(|b| _mm256_and_si256(_mm256_srli_epi16::<4>(b), low));
+                            for i in 0..M {
+                                // Each input's 8 bytes, broadcast once for both halves.
+                                let yq = ys[i].qs.as_ptr().add(64 * pair + 8 * chunk_index);
+                                let y_lo = _mm256_set1_epi64x((yq as *const i64).read_unaligned());
+                                let y_hi =
+                                    _mm256_set1_epi64x((yq.add(32) as *const i64).read_unaligned());
+                                for h in 0..2 {
+                                    even[i][h] = chunk(even[i][h], lo[h], y_lo);
+                                    odd[i][h] = chunk(odd[i][h], hi[h], y_hi);
+                                }
+                            }
+                        }
+                        for h in 0..2 {
+                            let even_scale = sub_scale(block, 2 * pair, h);
+                            let odd_scale = sub_scale(block, 2 * pair + 1, h);
+                            for i in 0..M {
+                                let pair_dots =
+                                    scaled(even[i][h], even_scale, odd[i][h], odd_scale);
+                                dots[i][h] = _mm256_add_epi32(dots[i][h], pair_dots);
+                            }
+                        }
+                    }
+                    let scales = BlockScales::new(block);
+                    for i in 0..M {
+                        sums[i] = scales.accumulate(ys[i], dots[i], sums[i]);
+                    }
+                }
+                for i in 0..M {
+                    _mm256_storeu_ps(outputs[i], sums[i]);
+                }
+            }
+        }
+    };
+}
+
+/// A block's per-row float scales and sub-block minimums, read once for every input row, and
+/// how the 256-bit kernels finish a block with them.
+#[cfg(target_arch = "x86_64")]
+struct BlockScales {
+    d: std::arch::x86_64::__m256,
+    dmin: std::arch::x86_64::__m256,
+    mins: [std::arch::x86_64::__m256i; 8],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl BlockScales {
+    /// # Safety
+    /// The CPU must have AVX2 and F16C.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn new(block: &BlockQ4Kx8) -> Self {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller guarantees AVX2 and F16C; the loads read the block's fields.
+        unsafe {
+            Self {
+                d: _mm256_cvtph_ps(_mm_loadu_si128(block.d.as_ptr() as *const _)),
+                dmin: _mm256_cvtph_ps(_mm_loadu_si128(block.dmin.as_ptr() as *const _)),
+                mins: std::array::from_fn(|sub| {
+                    _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                        block.mins.as_ptr().add(sub * 8) as *const _
+                    ))
+                }),
+            }
+        }
+    }
+
+    /// `sum` plus the block's contribution for input `y`, from its integer dot products:
+    /// `halves[h]` holds rows `4h..4h + 4`, two lanes a row.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn accumulate(
+        &self,
+        y: &RawQ8K,
+        halves: [std::arch::x86_64::__m256i; 2],
+        sum: std::arch::x86_64::__m256,
+    ) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // hadd of the two halves leaves rows in the order 0 1 4 5 2 3 6 7.
+        let unshuffle = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+        let dot = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(halves[0], halves[1]), unshuffle);
+        let mut min_dot = _mm256_setzero_si256();
+        for (sub, m) in self.mins.iter().enumerate() {
+            let ysum = i32::from(y.bsums[2 * sub]) + i32::from(y.bsums[2 * sub + 1]);
+            min_dot = _mm256_add_epi32(min_dot, _mm256_mullo_epi32(*m, _mm256_set1_epi32(ysum)));
+        }
+        // d_r · dot_r − dmin_r · min_dot_r, times the input's scale.
+        let row = _mm256_fmsub_ps(
+            self.d,
+            _mm256_cvtepi32_ps(dot),
+            _mm256_mul_ps(self.dmin, _mm256_cvtepi32_ps(min_dot)),
+        );
+        _mm256_fmadd_ps(_mm256_set1_ps(y.d), row, sum)
+    }
+}
+
+/// AVX2: products with `vpmaddubsw` into 16-bit lanes (no sum overflows them: 4 chunks of
+/// 2 · 15 · 127), scaled with `vpmaddwd`.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{BlockQ4Kx8, RawQ8K};
+    use super::{BlockQ4Kx8, BlockScales, RawQ8K};
     use std::arch::x86_64::*;
 
     /// `pshufb` patterns that widen byte `r` of a register (its 8 low bytes repeated in both
@@ -332,221 +478,102 @@ mod avx2 {
         patterns
     };
 
-    /// As the AVX-512 kernel, on 256-bit registers: each holds four rows' eight bytes of a
-    /// chunk, multiplied with `vpmaddubsw` (no product sum overflows 16 bits: 4 chunks of
-    /// 2 · 15 · 127) and scaled with `vpmaddwd`.
-    ///
     /// # Safety
-    /// The CPU must have AVX2, F16C and FMA; every input has `blocks.len()` blocks; every
-    /// output points at 8 writable floats.
-    #[target_feature(enable = "avx2,f16c,fma")]
-    pub unsafe fn dot_8_rows<const M: usize>(
-        blocks: &[BlockQ4Kx8],
-        inputs: [&[RawQ8K]; M],
-        outputs: [*mut f32; M],
-    ) {
-        // SAFETY: the caller guarantees AVX2, F16C, FMA and the sizes above.
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn chunk(acc: __m256i, weights: __m256i, inputs: __m256i) -> __m256i {
+        _mm256_add_epi16(acc, _mm256_maddubs_epi16(weights, inputs))
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn sub_scale(block: &BlockQ4Kx8, sub: usize, h: usize) -> __m256i {
+        // SAFETY: the caller guarantees AVX2; the loads read the block's and WIDEN's bytes.
         unsafe {
-            let low = _mm256_set1_epi8(0x0F);
-            let widen: [__m256i; 2] =
-                std::array::from_fn(|h| _mm256_loadu_si256(WIDEN[h].as_ptr() as *const _));
-            let mut sums = [_mm256_setzero_ps(); M];
-            for (b, block) in blocks.iter().enumerate() {
-                let ys: [&RawQ8K; M] = std::array::from_fn(|i| &inputs[i][b]);
-                let qs = block.qs.as_ptr();
-                // Per half of the rows, per input: the integer dot products, two lanes per row.
-                let mut dots = [[_mm256_setzero_si256(); 2]; M];
-                for pair in 0..4 {
-                    let scale = |sub: usize, pattern: __m256i| {
-                        let bytes = _mm_loadl_epi64(block.scales.as_ptr().add(sub * 8) as *const _);
-                        _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(bytes), pattern)
-                    };
-                    // Per input, per half of the rows: even and odd sub-block sums.
-                    let mut even = [[_mm256_setzero_si256(); 2]; M];
-                    let mut odd = [[_mm256_setzero_si256(); 2]; M];
-                    for chunk in 0..4 {
-                        let bits: [__m256i; 2] = std::array::from_fn(|h| {
-                            _mm256_loadu_si256(qs.add((pair * 4 + chunk) * 64 + 32 * h) as *const _)
-                        });
-                        let lo = bits.map(|b| _mm256_and_si256(b, low));
-                        let hi = bits.map(|b| _mm256_and_si256(_mm256_srli_epi16::<4>(b), low));
-                        for i in 0..M {
-                            // Each input's 8 bytes, broadcast once for both halves of the rows.
-                            let yq = ys[i].qs.as_ptr();
-                            let y_lo = _mm256_set1_epi64x(
-                                (yq.add(64 * pair + 8 * chunk) as *const i64).read_unaligned(),
-                            );
-                            let y_hi = _mm256_set1_epi64x(
-                                (yq.add(64 * pair + 32 + 8 * chunk) as *const i64).read_unaligned(),
-                            );
-                            for h in 0..2 {
-                                even[i][h] =
-                                    _mm256_add_epi16(even[i][h], _mm256_maddubs_epi16(lo[h], y_lo));
-                                odd[i][h] =
-                                    _mm256_add_epi16(odd[i][h], _mm256_maddubs_epi16(hi[h], y_hi));
-                            }
-                        }
-                    }
-                    for (h, &pattern) in widen.iter().enumerate() {
-                        let (even_scale, odd_scale) =
-                            (scale(2 * pair, pattern), scale(2 * pair + 1, pattern));
-                        for i in 0..M {
-                            let scaled = _mm256_add_epi32(
-                                _mm256_madd_epi16(even[i][h], even_scale),
-                                _mm256_madd_epi16(odd[i][h], odd_scale),
-                            );
-                            dots[i][h] = _mm256_add_epi32(dots[i][h], scaled);
-                        }
-                    }
-                }
-                let scales = BlockScales::new(block);
-                for i in 0..M {
-                    sums[i] = scales.accumulate(ys[i], [dots[i][0], dots[i][1]], sums[i]);
-                }
-            }
-            for i in 0..M {
-                _mm256_storeu_ps(outputs[i], sums[i]);
-            }
+            let bytes = _mm_loadl_epi64(block.scales.as_ptr().add(sub * 8) as *const _);
+            let pattern = _mm256_loadu_si256(WIDEN[h].as_ptr() as *const _);
+            _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(bytes), pattern)
         }
     }
 
-    /// A block's per-row float scales and sub-block minimums, read once for every input row.
-    pub struct BlockScales {
-        d: __m256,
-        dmin: __m256,
-        mins: [__m256i; 8],
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn scaled(
+        even: __m256i,
+        even_scale: __m256i,
+        odd: __m256i,
+        odd_scale: __m256i,
+    ) -> __m256i {
+        _mm256_add_epi32(
+            _mm256_madd_epi16(even, even_scale),
+            _mm256_madd_epi16(odd, odd_scale),
+        )
     }
 
-    impl BlockScales {
-        /// # Safety
-        /// The CPU must have AVX2 and F16C.
-        #[target_feature(enable = "avx2,f16c")]
-        #[inline]
-        pub unsafe fn new(block: &BlockQ4Kx8) -> Self {
-            // SAFETY: the caller guarantees AVX2 and F16C; the loads read the block's fields.
-            unsafe {
-                Self {
-                    d: _mm256_cvtph_ps(_mm_loadu_si128(block.d.as_ptr() as *const _)),
-                    dmin: _mm256_cvtph_ps(_mm_loadu_si128(block.dmin.as_ptr() as *const _)),
-                    mins: std::array::from_fn(|sub| {
-                        _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                            block.mins.as_ptr().add(sub * 8) as *const _
-                        ))
-                    }),
-                }
-            }
-        }
-
-        /// `sum` plus the block's contribution for input `y`, from its integer dot products:
-        /// `halves[h]` holds rows `4h..4h + 4`, two lanes a row.
-        ///
-        /// # Safety
-        /// The CPU must have AVX2 and FMA.
-        #[target_feature(enable = "avx2,fma")]
-        #[inline]
-        pub unsafe fn accumulate(&self, y: &RawQ8K, halves: [__m256i; 2], sum: __m256) -> __m256 {
-            // hadd of the two halves leaves rows in the order 0 1 4 5 2 3 6 7.
-            let unshuffle = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
-            let dot =
-                _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(halves[0], halves[1]), unshuffle);
-            let mut min_dot = _mm256_setzero_si256();
-            for (sub, m) in self.mins.iter().enumerate() {
-                let ysum = i32::from(y.bsums[2 * sub]) + i32::from(y.bsums[2 * sub + 1]);
-                min_dot =
-                    _mm256_add_epi32(min_dot, _mm256_mullo_epi32(*m, _mm256_set1_epi32(ysum)));
-            }
-            // d_r · dot_r − dmin_r · min_dot_r, times the input's scale.
-            let row = _mm256_fmsub_ps(
-                self.d,
-                _mm256_cvtepi32_ps(dot),
-                _mm256_mul_ps(self.dmin, _mm256_cvtepi32_ps(min_dot)),
-            );
-            _mm256_fmadd_ps(_mm256_set1_ps(y.d), row, sum)
-        }
-    }
+    dot_8_rows_256!("avx2,f16c,fma");
 }
 
+/// AVX-VNNI: `vpdpbusd` sums each four products straight into 32 bits, and the sub-block
+/// scales are applied with `vpmulld` once per pair of sub-blocks, as the AVX-512 kernel does.
 #[cfg(target_arch = "x86_64")]
 mod avxvnni {
-    use super::avx2::BlockScales;
-    use super::{BlockQ4Kx8, RawQ8K};
+    use super::{BlockQ4Kx8, BlockScales, RawQ8K};
     use std::arch::x86_64::*;
 
-    /// As the AVX2 kernel, with `vpdpbusd` summing each four products straight into 32 bits,
-    /// and the sub-block scales applied with `vpmulld` once per pair of sub-blocks, as the
-    /// AVX-512 kernel does.
-    ///
     /// # Safety
-    /// The CPU must have AVX2, AVX-VNNI, F16C and FMA; every input has `blocks.len()` blocks;
-    /// every output points at 8 writable floats.
-    #[target_feature(enable = "avx2,avxvnni,f16c,fma")]
-    pub unsafe fn dot_8_rows<const M: usize>(
-        blocks: &[BlockQ4Kx8],
-        inputs: [&[RawQ8K]; M],
-        outputs: [*mut f32; M],
-    ) {
-        // SAFETY: the caller guarantees AVX2, AVX-VNNI, F16C, FMA and the sizes above.
+    /// The CPU must have AVX-VNNI.
+    #[target_feature(enable = "avx2,avxvnni")]
+    #[inline]
+    unsafe fn chunk(acc: __m256i, weights: __m256i, inputs: __m256i) -> __m256i {
+        _mm256_dpbusd_avx_epi32(acc, weights, inputs)
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn sub_scale(block: &BlockQ4Kx8, sub: usize, h: usize) -> __m256i {
+        // SAFETY: the caller guarantees AVX2; the load reads the block's bytes.
         unsafe {
-            let low = _mm256_set1_epi8(0x0F);
-            // Lanes 2k and 2k + 1 of half h hold row 4h + k.
-            let spread: [__m256i; 2] = [
-                _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3),
-                _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7),
-            ];
-            let mut sums = [_mm256_setzero_ps(); M];
-            for (b, block) in blocks.iter().enumerate() {
-                let ys: [&RawQ8K; M] = std::array::from_fn(|i| &inputs[i][b]);
-                let qs = block.qs.as_ptr();
-                // Per input, per half of the rows: the integer dot products, two lanes a row.
-                let mut dots = [[_mm256_setzero_si256(); 2]; M];
-                for pair in 0..4 {
-                    let mut even = [[_mm256_setzero_si256(); 2]; M];
-                    let mut odd = [[_mm256_setzero_si256(); 2]; M];
-                    for chunk in 0..4 {
-                        let bits: [__m256i; 2] = std::array::from_fn(|h| {
-                            _mm256_loadu_si256(qs.add((pair * 4 + chunk) * 64 + 32 * h) as *const _)
-                        });
-                        let lo = bits.map(|b| _mm256_and_si256(b, low));
-                        let hi = bits.map(|b| _mm256_and_si256(_mm256_srli_epi16::<4>(b), low));
-                        for i in 0..M {
-                            let yq = ys[i].qs.as_ptr();
-                            let y_lo = _mm256_set1_epi64x(
-                                (yq.add(64 * pair + 8 * chunk) as *const i64).read_unaligned(),
-                            );
-                            let y_hi = _mm256_set1_epi64x(
-                                (yq.add(64 * pair + 32 + 8 * chunk) as *const i64).read_unaligned(),
-                            );
-                            for h in 0..2 {
-                                even[i][h] = _mm256_dpbusd_avx_epi32(even[i][h], lo[h], y_lo);
-                                odd[i][h] = _mm256_dpbusd_avx_epi32(odd[i][h], hi[h], y_hi);
-                            }
-                        }
-                    }
-                    let scale = |sub: usize, h: usize| {
-                        let bytes = _mm_loadl_epi64(block.scales.as_ptr().add(sub * 8) as *const _);
-                        _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(bytes), spread[h])
-                    };
-                    for h in 0..2 {
-                        let (even_scale, odd_scale) = (scale(2 * pair, h), scale(2 * pair + 1, h));
-                        for i in 0..M {
-                            let scaled = _mm256_add_epi32(
-                                _mm256_mullo_epi32(even[i][h], even_scale),
-                                _mm256_mullo_epi32(odd[i][h], odd_scale),
-                            );
-                            dots[i][h] = _mm256_add_epi32(dots[i][h], scaled);
-                        }
-                    }
-                }
-                let scales = BlockScales::new(block);
-                for i in 0..M {
-                    sums[i] = scales.accumulate(ys[i], dots[i], sums[i]);
-                }
-            }
-            for i in 0..M {
-                _mm256_storeu_ps(outputs[i], sums[i]);
-            }
+            let bytes = _mm_loadl_epi64(block.scales.as_ptr().add(sub * 8) as *const _);
+            // Lanes 2k and 2k + 1 of half h take row 4h + k's scale.
+            let first = 4 * h as i32;
+            let spread = _mm256_setr_epi32(
+                first,
+                first,
+                first + 1,
+                first + 1,
+                first + 2,
+                first + 2,
+                first + 3,
+                first + 3,
+            );
+            _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(bytes), spread)
         }
     }
+
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn scaled(
+        even: __m256i,
+        even_scale: __m256i,
+        odd: __m256i,
+        odd_scale: __m256i,
+    ) -> __m256i {
+        _mm256_add_epi32(
+            _mm256_mullo_epi32(even, even_scale),
+            _mm256_mullo_epi32(odd, odd_scale),
+        )
+    }
+
+    dot_8_rows_256!("avx2,avxvnni,f16c,fma");
 }
 
 #[cfg(not(target_arch = "x86_64"))]
