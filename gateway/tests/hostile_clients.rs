@@ -208,3 +208,56 @@ async fn forged_worker_events_with_extreme_numbers_leave_the_gateway_answering()
     assert_eq!(get_status(&gateway, "/readyz").await, 200);
     complete(&gateway, MODEL, 2).await;
 }
+
+/// Posts `body` as it is, declared JSON.
+async fn post_raw(gateway: &Gateway, path: &str, body: String) -> reqwest::Response {
+    http()
+        .post(gateway.url(path))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("gateway answers")
+}
+
+#[tokio::test]
+async fn bodies_of_countless_small_values_are_400_naming_where_before_they_are_built() {
+    let (_nats, gateway, _worker) = stack(MODEL, &[], &[]).await;
+    // ~4 MiB each, under the body limit: a million empty objects in a list, under an unknown
+    // field, and nested far past any real request.
+    let objects = vec!["{}"; 1_000_000].join(",");
+    let deep = format!("{}1{}", "[".repeat(2_000_000), "]".repeat(2_000_000));
+    // Lists within their bound but values past the whole body's.
+    let part = format!("[{}]", vec!["1"; 4_000].join(","));
+    let many = vec![part; 20].join(",");
+    let cases = [
+        (
+            format!(r#"{{"model": "{MODEL}", "messages": [{objects}]}}"#),
+            Some("messages"),
+            "more than 4096 elements",
+        ),
+        (
+            format!(r#"{{"model": "{MODEL}", "filler": [{objects}]}}"#),
+            Some("filler"),
+            "not a field of this API",
+        ),
+        (
+            format!(r#"{{"model": "{MODEL}", "stop": {deep}}}"#),
+            Some("stop[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"),
+            "deeper than 32 levels",
+        ),
+        (
+            format!(r#"{{"model": "{MODEL}", "messages": [{{"role": "user", "content": [{many}]}}]}}"#),
+            None,
+            "more than 65536 JSON values",
+        ),
+    ];
+    for (body, field, why) in cases {
+        let response = post_raw(&gateway, "/v1/chat/completions", body).await;
+        let error = expect_error(response, 400, field).await;
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "{error}");
+    }
+
+    complete(&gateway, MODEL, 2).await;
+}

@@ -2,6 +2,7 @@
 
 use super::fields::{self, Field};
 use super::json::{parse, parse_value};
+use super::shape;
 use crate::error::ApiError;
 use coder_nats::SamplingParams;
 use serde::de::DeserializeOwned;
@@ -163,6 +164,7 @@ pub fn parse_generation_body<T: DeserializeOwned>(
     bytes: &[u8],
     known: &[&[Field]],
 ) -> Result<(T, SamplingFields), ApiError> {
+    shape::check_shape(bytes, known)?;
     let value: serde_json::Value = parse(bytes)?;
     fields::check_body(&value, known)?;
     Ok((parse_value(&value)?, parse_value(&value)?))

@@ -200,7 +200,7 @@ pub fn check(object: &Map<String, Value>, fields: &[&[Field]], path: &str) -> Re
     }
 }
 
-fn refusal(path: &str, name: &str, because: &str) -> ApiError {
+pub fn refusal(path: &str, name: &str, because: &str) -> ApiError {
     let param = format!("{path}{}", bounded(name));
     ApiError::BadRequest {
         message: format!("`{param}` is not supported: {because}"),
@@ -225,7 +225,7 @@ fn check_nested(value: &Value, fields: &[&[Field]], path: &str) -> Result<(), Ap
 }
 
 /// A field name as echoed in an error: a client may send a megabyte-long key.
-fn bounded(name: &str) -> String {
+pub fn bounded(name: &str) -> String {
     const LONGEST: usize = 64;
     match name.char_indices().nth(LONGEST) {
         Some((end, _)) => format!("{}...", &name[..end]),

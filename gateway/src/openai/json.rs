@@ -42,9 +42,21 @@ where
                     }
                 }
             })?;
+        // Parsing is CPU work on the async runtime: at most one body per core at a time, so
+        // a flood of large bodies neither starves other requests of the runtime's threads nor
+        // holds more than that many parsed bodies in memory at once.
+        let _permit = PARSING
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Unavailable("the gateway is shutting down".into()))?;
         T::from_json(&bytes).map(ApiJson)
     }
 }
+
+/// Permits to parse a body, one per core.
+static PARSING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from))
+});
 
 /// 415 unless `Content-Type` names JSON: `application/json` or `application/<x>+json`, with any
 /// parameters (`; charset=utf-8`).

@@ -7,6 +7,7 @@
 //! - [`fields`]: every field each body may carry, and whether it is honoured, ignored or
 //!   refused (nothing is silently ignored).
 //! - [`response`]: the envelope around every answer's `choices`.
+//! - [`shape`]: the bounds on a body's nesting, lists and values, checked before it is parsed.
 //! - [`json`]: the body extractor whose 400s name the bad field.
 
 pub mod chat;
@@ -16,3 +17,4 @@ pub mod endpoint;
 pub mod fields;
 pub mod json;
 pub mod response;
+pub mod shape;
