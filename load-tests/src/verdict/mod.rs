@@ -12,10 +12,11 @@
 //! - [`figures`]: a run's figures from its result.json.
 //! - [`format`]: numbers as the summaries print them; ratios, medians, means.
 //! - [`pipeline`], [`scaling`], [`overload`] (with [`rss`], the gateway's memory samples),
-//!   [`model`], [`instrumentation`], [`llama_cpp`], [`batching`]: one benchmark each, its
-//!   arguments and rules.
+//!   [`model`], [`instrumentation`], [`llama_cpp`], [`batching`], [`bodies`]: one benchmark
+//!   each, its arguments and rules.
 
 pub mod batching;
+pub mod bodies;
 pub mod check;
 pub mod figures;
 pub mod format;
@@ -55,6 +56,9 @@ pub enum Benchmark {
     /// The worker's batching against llama-server per concurrency level: c4 ≥ 2× c1, ≥
     /// llama-server at c4 and c8, TTFT p50 at c4 ≤ 2× c1, no errors (the whole summary).
     Batching(batching::BatchingArgs),
+    /// Adversarial 4 MiB bodies beside a normal load: every one 400, no normal request failed,
+    /// gateway peak RSS ≤ 64 MiB.
+    Bodies(bodies::BodiesArgs),
 }
 
 /// Reads the benchmark's files and returns the Markdown to append to its summary.
@@ -70,6 +74,7 @@ pub fn verdict(args: &VerdictArgs) -> anyhow::Result<String> {
         Benchmark::Instrumentation(args) => instrumentation::verdict(&instrumentation::load(args)?),
         Benchmark::LlamaCpp(args) => llama_cpp::verdict(args, &llama_cpp::load(args)?),
         Benchmark::Batching(args) => batching::verdict(args, &batching::load(args)?),
+        Benchmark::Bodies(args) => bodies::verdict(args, &bodies::load(args)?),
     };
     Ok(verdict.render())
 }
