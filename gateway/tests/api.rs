@@ -119,6 +119,44 @@ async fn streamed_chat_opens_with_the_role_and_ends_with_done() {
     );
 }
 
+/// `usage.prompt_tokens_details.cached_tokens` of a completion of `prompt`, whole or streamed.
+async fn cached_tokens(gateway: &Gateway, prompt: &str, stream: bool) -> u64 {
+    let body = json!({
+        "model": MODEL, "prompt": prompt, "max_tokens": 2,
+        "stream": stream, "stream_options": stream.then(|| json!({"include_usage": true})),
+    });
+    let response = post(gateway, "/v1/completions", &body).await;
+    assert_eq!(response.status(), 200);
+    let usage = match stream {
+        true => read_sse(response).await.last().unwrap()["usage"].clone(),
+        false => response.json::<Value>().await.unwrap()["usage"].clone(),
+    };
+    usage["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no cached_tokens in {usage}"))
+}
+
+#[tokio::test]
+async fn a_repeated_prompt_reports_its_cached_tokens_whole_and_streamed() {
+    let (_nats, gateway, _worker) = stack(MODEL, &[], &[]).await;
+    let prompt = "import os\nimport sys\n\ndef main():\n    pass\n".repeat(8);
+
+    assert_eq!(cached_tokens(&gateway, &prompt, false).await, 0);
+    assert!(cached_tokens(&gateway, &prompt, false).await > 0);
+    assert!(cached_tokens(&gateway, &prompt, true).await > 0);
+    assert_eq!(cached_tokens(&gateway, "def other():", true).await, 0);
+}
+
+#[tokio::test]
+async fn a_worker_without_a_prefix_cache_reports_no_cached_tokens() {
+    let (_nats, gateway, _worker) = stack(MODEL, &[], &["--prefix-cache-bytes", "0"]).await;
+    let prompt = "import os\nimport sys\n\ndef main():\n    pass\n".repeat(8);
+
+    for stream in [false, true, false] {
+        assert_eq!(cached_tokens(&gateway, &prompt, stream).await, 0);
+    }
+}
+
 #[tokio::test]
 async fn models_lists_live_workers_and_health_routes_answer() {
     let (_nats, gateway, worker) = stack(MODEL, &[], &["--concurrency", "3"]).await;

@@ -189,6 +189,7 @@ async fn forged_worker_events_with_extreme_numbers_leave_the_gateway_answering()
             usage: Usage {
                 prompt_tokens: u32::MAX,
                 completion_tokens: u32::MAX,
+                cached_tokens: u32::MAX,
             },
         },
     ];

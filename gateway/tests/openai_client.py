@@ -3,6 +3,7 @@
 Usage: openai_client.py BASE_URL MODEL   (exit status 0 when every check passes)
 """
 import sys
+import uuid
 
 from openai import BadRequestError, OpenAI
 
@@ -68,6 +69,27 @@ def main() -> None:
             assert error.param == field, (field, error)
         else:
             raise AssertionError(f"{field} was accepted")
+    checks += 1
+
+    # The same long conversation twice: the second finds its prefix in the worker's cache and
+    # says so in usage.prompt_tokens_details.cached_tokens, whole and streamed; the first
+    # (a prompt no one sent before) reports 0.
+    system = f"Session {uuid.uuid4()}. You review Python code for bugs and explain each fix. " * 6
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "def f(): pass"}]
+    first = client.chat.completions.create(model=model, messages=messages, max_tokens=2)
+    assert first.usage.prompt_tokens_details.cached_tokens == 0, first.usage
+    again = client.chat.completions.create(model=model, messages=messages, max_tokens=2)
+    cached = again.usage.prompt_tokens_details.cached_tokens
+    assert 0 < cached < again.usage.prompt_tokens, again.usage
+    stream = client.chat.completions.create(
+        model=model,
+        messages=messages,
+        max_tokens=2,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    usage = list(stream)[-1].usage
+    assert usage.prompt_tokens_details.cached_tokens > 0, usage
     checks += 1
 
     print(f"openai client: {checks} checks passed")

@@ -92,7 +92,8 @@ pub struct WorkerConfig {
 
     /// Candle (qwen2, gemma3): bytes of KV that finished requests leave for later prompts that
     /// start with the same tokens, which then feed only the rest; least recently used first out.
-    /// 0 turns the prefix cache off.
+    /// The synthetic backend counts bytes of prompt text it has seen instead. 0 turns the prefix
+    /// cache off.
     #[arg(long, env = "CODER_PREFIX_CACHE_BYTES", default_value_t = 1 << 30)]
     pub prefix_cache_bytes: u64,
 

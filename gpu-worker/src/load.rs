@@ -19,7 +19,7 @@ pub async fn load_backend(config: &WorkerConfig) -> anyhow::Result<(Arc<dyn Back
             );
             let per_token = Duration::from_secs_f64(config.synthetic_ms_per_token / 1000.0);
             Ok((
-                Arc::new(SyntheticBackend::new(per_token)),
+                Arc::new(SyntheticBackend::new(per_token, config.prefix_cache_bytes)),
                 started.elapsed(),
             ))
         }

@@ -1,10 +1,10 @@
 //! The engine's step figures into the worker's metrics (`coder_worker_batch_size`,
 //! `coder_worker_step_tokens`, the prefill and decode token counters, the KV usage gauge, and
-//! the prefix cache's counters and size).
+//! the prefix cache's counters and size, from each step or, without steps, from each request).
 
-use metrics_common::{EngineStep, WorkerMetrics};
+use metrics_common::{EngineStep, PrefixCacheReport, WorkerMetrics};
 
-use crate::backend::{StepObserver, StepStats};
+use crate::backend::{PrefixCacheStats, StepObserver, StepStats};
 
 /// Records every forward step of a backend's engine.
 pub struct StepMetrics(pub WorkerMetrics);
@@ -20,6 +20,15 @@ impl StepObserver for StepMetrics {
             prefix_hit_tokens: stats.prefix_hit_tokens,
             prefix_evictions: stats.prefix_evictions,
             prefix_cache_bytes: stats.prefix_cache_bytes,
+        });
+    }
+
+    fn prefix_cache(&self, stats: &PrefixCacheStats) {
+        self.0.record_prefix_cache(&PrefixCacheReport {
+            queried_tokens: stats.queried_tokens,
+            hit_tokens: stats.hit_tokens,
+            evictions: stats.evictions,
+            bytes: stats.bytes,
         });
     }
 }

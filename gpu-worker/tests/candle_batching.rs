@@ -233,11 +233,15 @@ fn second_turn(params: SamplingParams) -> GenerationRequest {
 }
 
 fn alone(backend: &CandleBackend, request: GenerationRequest) -> Vec<String> {
+    alone_finished(backend, request).1
+}
+
+fn alone_finished(backend: &CandleBackend, request: GenerationRequest) -> (Finished, Vec<String>) {
     let arrival = Arrival {
         request,
         after: Duration::ZERO,
     };
-    run_together(backend, &[arrival]).remove(0).1
+    run_together(backend, &[arrival]).remove(0)
 }
 
 #[test]
@@ -250,10 +254,21 @@ fn a_seeded_request_gives_the_same_tokens_with_a_cold_warm_or_evicted_prefix_cac
     };
     let hits = Arc::new(Hits::default());
     backend.observe_steps(hits.clone());
-    for params in [params(10, 0.0, 3), params(10, 0.9, 3)] {
-        let cold = alone(&backend, second_turn(params.clone()));
-        let warm = alone(&backend, second_turn(params.clone()));
+    for (turn, params) in [params(10, 0.0, 3), params(10, 0.9, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let (cold_done, cold) = alone_finished(&backend, second_turn(params.clone()));
+        let hits_before = hits.0.load(Ordering::Relaxed);
+        let (warm_done, warm) = alone_finished(&backend, second_turn(params.clone()));
         assert_eq!(warm, cold, "temperature {}", params.temperature);
+        // The usage reports the hit the metrics count (the first run of all found nothing).
+        if turn == 0 {
+            assert_eq!(cold_done.usage.cached_tokens, 0);
+        }
+        let warm_hits = hits.0.load(Ordering::Relaxed) - hits_before;
+        assert!(warm_done.usage.cached_tokens > 0);
+        assert_eq!(u64::from(warm_done.usage.cached_tokens), warm_hits);
 
         // The first turn shares the system prompt and the question, not the answer.
         alone(&small, second_turn(params.clone()));

@@ -60,4 +60,4 @@ pub use model_label::ModelLabel;
 #[cfg(feature = "exporter")]
 pub use telemetry::Telemetry;
 #[cfg(feature = "exporter")]
-pub use worker::{EngineStep, WorkerMetrics};
+pub use worker::{EngineStep, PrefixCacheReport, WorkerMetrics};

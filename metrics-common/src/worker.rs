@@ -41,6 +41,16 @@ pub struct EngineStep {
     pub prefix_cache_bytes: u64,
 }
 
+/// A prefix cache's figures since its last report, as the worker's metrics record them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefixCacheReport {
+    pub queried_tokens: u64,
+    pub hit_tokens: u64,
+    pub evictions: u64,
+    /// Bytes held now.
+    pub bytes: u64,
+}
+
 impl WorkerMetrics {
     pub fn new(meter: &Meter, model_name: &str) -> Self {
         Self {
@@ -114,9 +124,21 @@ impl WorkerMetrics {
         self.prefill_tokens.add(step.prefill_tokens, &model);
         self.decode_tokens.add(step.decode_tokens, &model);
         self.kv_cache_usage.record(step.kv_usage_ratio, &model);
-        self.prefix_queried.add(step.prefix_queried_tokens, &model);
-        self.prefix_hits.add(step.prefix_hit_tokens, &model);
-        self.prefix_evictions.add(step.prefix_evictions, &model);
-        self.prefix_bytes.record(step.prefix_cache_bytes, &model);
+        self.record_prefix_cache(&PrefixCacheReport {
+            queried_tokens: step.prefix_queried_tokens,
+            hit_tokens: step.prefix_hit_tokens,
+            evictions: step.prefix_evictions,
+            bytes: step.prefix_cache_bytes,
+        });
+    }
+
+    /// Records a prefix cache's figures (with each engine step, or alone from a backend
+    /// without steps).
+    pub fn record_prefix_cache(&self, report: &PrefixCacheReport) {
+        let model = [self.model()];
+        self.prefix_queried.add(report.queried_tokens, &model);
+        self.prefix_hits.add(report.hit_tokens, &model);
+        self.prefix_evictions.add(report.evictions, &model);
+        self.prefix_bytes.record(report.bytes, &model);
     }
 }

@@ -80,6 +80,10 @@ impl FinishReason {
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// Of the prompt tokens, those whose KV the worker's prefix cache already held (OpenAI's
+    /// `usage.prompt_tokens_details.cached_tokens`). 0 in events from workers older than it.
+    #[serde(default)]
+    pub cached_tokens: u32,
 }
 
 /// Why a worker gave up on a request; each maps to one HTTP status at the gateway.
@@ -108,12 +112,30 @@ mod tests {
             usage: Usage {
                 prompt_tokens: 3,
                 completion_tokens: 4,
+                cached_tokens: 2,
             },
         };
         let json = String::from_utf8(event.to_json()).unwrap();
         assert!(json.contains(r#""event":"final""#), "{json}");
         assert!(json.contains(r#""finish_reason":"length""#), "{json}");
+        assert!(json.contains(r#""cached_tokens":2"#), "{json}");
         assert_eq!(WorkerEvent::from_json(json.as_bytes()).unwrap(), event);
         assert!(event.is_terminal());
+    }
+
+    #[test]
+    fn a_final_event_from_an_older_worker_reads_as_nothing_cached() {
+        let old = br#"{"event":"final","attempt":1,"finish_reason":"stop","usage":{"prompt_tokens":5,"completion_tokens":6}}"#;
+        match WorkerEvent::from_json(old).unwrap() {
+            WorkerEvent::Final { usage, .. } => assert_eq!(
+                usage,
+                Usage {
+                    prompt_tokens: 5,
+                    completion_tokens: 6,
+                    cached_tokens: 0,
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

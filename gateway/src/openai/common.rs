@@ -191,6 +191,14 @@ pub struct UsageBody {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub total_tokens: u32,
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+/// OpenAI's `usage.prompt_tokens_details`: of the prompt, the tokens the worker's prefix cache
+/// already held (always present, 0 on a miss, as OpenAI sends it).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: u32,
 }
 
 impl From<coder_nats::Usage> for UsageBody {
@@ -200,6 +208,10 @@ impl From<coder_nats::Usage> for UsageBody {
             completion_tokens: usage.completion_tokens,
             // The counts come from the network: a forged `final` must not overflow.
             total_tokens: usage.prompt_tokens.saturating_add(usage.completion_tokens),
+            prompt_tokens_details: PromptTokensDetails {
+                // Nor claim more cached tokens than the prompt has.
+                cached_tokens: usage.cached_tokens.min(usage.prompt_tokens),
+            },
         }
     }
 }
@@ -213,8 +225,24 @@ mod tests {
         let usage = coder_nats::Usage {
             prompt_tokens: u32::MAX,
             completion_tokens: 2,
+            cached_tokens: 0,
         };
         assert_eq!(UsageBody::from(usage).total_tokens, u32::MAX);
+    }
+
+    #[test]
+    fn cached_tokens_are_reported_in_openais_shape_and_never_above_the_prompt() {
+        let usage = |cached_tokens| coder_nats::Usage {
+            prompt_tokens: 40,
+            completion_tokens: 2,
+            cached_tokens,
+        };
+        let body = serde_json::to_value(UsageBody::from(usage(32))).unwrap();
+        assert_eq!(body["prompt_tokens_details"]["cached_tokens"], 32);
+        let body = serde_json::to_value(UsageBody::from(usage(0))).unwrap();
+        assert_eq!(body["prompt_tokens_details"]["cached_tokens"], 0);
+        let forged = UsageBody::from(usage(u32::MAX));
+        assert_eq!(forged.prompt_tokens_details.cached_tokens, 40);
     }
 
     fn params(json: &str) -> Result<SamplingParams, ApiError> {

@@ -119,7 +119,24 @@ pub struct StepStats {
     pub prefix_cache_bytes: u64,
 }
 
+/// A prefix cache's figures since it last reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefixCacheStats {
+    /// Prompt tokens looked up.
+    pub queried_tokens: u64,
+    /// Of those, tokens found cached.
+    pub hit_tokens: u64,
+    /// Entries evicted.
+    pub evictions: u64,
+    /// Bytes the cache holds now.
+    pub bytes: u64,
+}
+
 /// Receives [`StepStats`] from a backend's engine thread; must be quick.
 pub trait StepObserver: Send + Sync {
     fn step(&self, stats: &StepStats);
+
+    /// The prefix cache's figures of a backend without steps (the synthetic one, once per
+    /// request); an engine's come with each [`StepStats`].
+    fn prefix_cache(&self, _stats: &PrefixCacheStats) {}
 }

@@ -162,6 +162,7 @@ impl CandleBackend {
             let usage = Usage {
                 prompt_tokens: prompt.len() as u32,
                 completion_tokens: 0,
+                cached_tokens: 0,
             };
             return Ok(Finished {
                 finish_reason: FinishReason::Length,

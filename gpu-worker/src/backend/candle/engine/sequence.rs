@@ -75,6 +75,8 @@ pub struct Sequence<'v> {
     /// Tokens of `history` the session has been fed.
     fed: usize,
     prompt_len: usize,
+    /// Prompt tokens the session held from the prefix cache when it started.
+    cached: usize,
     sampler: Sampler,
     decoder: IncrementalDecoder<'v>,
     stops: StopMatcher,
@@ -97,6 +99,7 @@ impl<'v> Sequence<'v> {
             history: submission.prompt.clone(),
             prompt_len: submission.prompt.len(),
             fed: cached,
+            cached,
             session,
             sampler,
             decoder: IncrementalDecoder::new(vocab.tokenizer()),
@@ -187,6 +190,7 @@ impl<'v> Sequence<'v> {
             usage: Usage {
                 prompt_tokens: self.prompt_len as u32,
                 completion_tokens: self.generated as u32,
+                cached_tokens: self.cached as u32,
             },
         }
     }

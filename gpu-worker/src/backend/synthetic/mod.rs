@@ -7,11 +7,23 @@
 //! Sampling fields that change a real model's choice change the text the same way: the seed
 //! when sampling (not when greedy), and the penalties against repetition always. Penalties
 //! outside the range the gateway enforces are refused, as the candle sampler refuses them.
+//!
+//! A prompt whose leading text it has seen reports those tokens as cached, in the usage and in
+//! the prefix cache's metrics (`prefix_cache.rs`), within `--prefix-cache-bytes` of text; it
+//! costs no time either way.
+//!
+//! # Layout
+//! - `mod.rs`: the backend and its text.
+//! - `prefix_cache.rs`: the prompt text it has seen.
+
+mod prefix_cache;
 
 use super::stop::{StopCheck, StopMatcher};
-use super::{Backend, BackendError, BackendInfo, Finished, Flow, TokenSink};
+use super::{Backend, BackendError, BackendInfo, Finished, Flow, StepObserver, TokenSink};
 use coder_nats::{FinishReason, GenerationRequest, Prompt, SamplingParams, Usage};
+use prefix_cache::{TextPrefixCache, BYTES_PER_TOKEN};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// The text the synthetic backend cycles through, one "token" per word or whitespace run.
@@ -26,10 +38,14 @@ pub struct SyntheticBackend {
     info: BackendInfo,
     per_token: Duration,
     tokens: Vec<&'static str>,
+    prefixes: Mutex<TextPrefixCache>,
+    observer: RwLock<Option<Arc<dyn StepObserver>>>,
 }
 
 impl SyntheticBackend {
-    pub fn new(per_token: Duration) -> Self {
+    /// `per_token` of sleep per generated token; a prefix cache of `prefix_cache_bytes` of
+    /// prompt text (0: off).
+    pub fn new(per_token: Duration, prefix_cache_bytes: u64) -> Self {
         Self {
             info: BackendInfo {
                 kind: "synthetic",
@@ -39,7 +55,22 @@ impl SyntheticBackend {
             },
             per_token,
             tokens: split_tokens(CORPUS),
+            prefixes: Mutex::new(TextPrefixCache::new(prefix_cache_bytes)),
+            observer: RwLock::new(None),
         }
+    }
+
+    /// How many of the prompt's tokens its prefix cache held; reports the cache's figures.
+    fn cached_tokens(&self, prompt: &Prompt, prompt_tokens: u32) -> u32 {
+        let mut prefixes = self.prefixes.lock().unwrap_or_else(|e| e.into_inner());
+        let cached = prefixes.admit(prompt.hash_key().as_bytes(), prompt_tokens);
+        let counts = prefixes.take_counts();
+        drop(prefixes);
+        let observer = self.observer.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(observer) = observer.as_ref() {
+            observer.prefix_cache(&counts);
+        }
+        cached
     }
 }
 
@@ -81,7 +112,9 @@ fn text_hash(request: &GenerationRequest) -> u64 {
 }
 
 pub fn prompt_tokens(prompt: &Prompt) -> u32 {
-    (prompt.char_len() as u32).div_ceil(4).max(1)
+    (prompt.char_len() as u32)
+        .div_ceil(BYTES_PER_TOKEN as u32)
+        .max(1)
 }
 
 impl Backend for SyntheticBackend {
@@ -105,6 +138,7 @@ impl Backend for SyntheticBackend {
                 range.end()
             )));
         }
+        let cached_tokens = self.cached_tokens(&request.prompt, prompt_tokens);
         let offset = (text_hash(request) % self.tokens.len() as u64) as usize;
         let mut stops = StopMatcher::new(&params.stop);
         let mut completion_tokens = 0;
@@ -139,8 +173,13 @@ impl Backend for SyntheticBackend {
             usage: Usage {
                 prompt_tokens,
                 completion_tokens,
+                cached_tokens,
             },
         })
+    }
+
+    fn observe_steps(&self, observer: Arc<dyn StepObserver>) {
+        *self.observer.write().unwrap_or_else(|e| e.into_inner()) = Some(observer);
     }
 }
 
@@ -180,7 +219,7 @@ mod tests {
     }
 
     fn run(request: &GenerationRequest, sink: &mut Collect) -> Result<Finished, BackendError> {
-        SyntheticBackend::new(Duration::ZERO).generate(request, sink)
+        SyntheticBackend::new(Duration::ZERO, 1 << 20).generate(request, sink)
     }
 
     #[test]
@@ -198,6 +237,34 @@ mod tests {
         assert_eq!(done.usage.completion_tokens, 12);
         assert_eq!(done.finish_reason, FinishReason::Length);
         assert_eq!(done.usage.prompt_tokens, 2);
+    }
+
+    #[test]
+    fn a_repeated_prompt_reports_its_leading_blocks_as_cached() {
+        let backend = SyntheticBackend::new(Duration::ZERO, 1 << 20);
+        let params = SamplingParams {
+            max_tokens: 2,
+            ..Default::default()
+        };
+        let prompt = "def f():\n    return 1\n".repeat(20);
+        let usage = || {
+            let request = request(&prompt, params.clone());
+            backend
+                .generate(&request, &mut Collect::default())
+                .unwrap()
+                .usage
+        };
+        assert_eq!(usage().cached_tokens, 0);
+        let again = usage();
+        assert!(again.cached_tokens > 0, "{again:?}");
+        assert!(again.cached_tokens < again.prompt_tokens, "{again:?}");
+
+        let off = SyntheticBackend::new(Duration::ZERO, 0);
+        for _ in 0..2 {
+            let request = request(&prompt, params.clone());
+            let done = off.generate(&request, &mut Collect::default()).unwrap();
+            assert_eq!(done.usage.cached_tokens, 0);
+        }
     }
 
     #[test]
