@@ -159,6 +159,11 @@ def api_handler(model, gw, worker, concurrency):
             gw.inc("coder_model_prompt_tokens_total", m, 4)
             gw.inc("coder_model_generation_tokens_total", m, tokens)
             worker.inc("coder_worker_requests_total", m + (("outcome", "completed"),))
+            # A prefix cache that holds three of every four looked-up blocks.
+            worker.inc("coder_worker_prefix_cache_queried_tokens_total", m, 64)
+            worker.inc("coder_worker_prefix_cache_hit_tokens_total", m, 48)
+            worker.inc("coder_worker_prefix_cache_evictions_total", m, 0)
+            worker.set("coder_worker_prefix_cache_bytes", m, 1 << 20)
             with busy_lock:
                 busy[0] -= 1
                 set_slots()

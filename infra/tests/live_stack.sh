@@ -163,7 +163,8 @@ federated() {
   local name
   for name in model:coder_model_requests:rate5m model:coder_model_requests_errors:ratio_rate5m \
     model:coder_model_request_duration_seconds:p95_rate5m model:coder_queue_pending_requests:max \
-    model:coder_worker_slots:sum model:nvidia_gpu_memory_used_bytes:max_ratio \
+    model:coder_worker_slots:sum model:coder_worker_prefix_cache_hits:ratio_rate5m \
+    model:nvidia_gpu_memory_used_bytes:max_ratio \
     job:coder_model_requests:rate5m job:up:sum; do
     has_series "$global_port" "${name}{cluster=\"live-test\"}" || return 1
   done
