@@ -8,7 +8,7 @@
 
 use crate::max_tokens::MaxTokens;
 pub use crate::verdict::VerdictArgs;
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -55,7 +55,7 @@ impl Cli {
 /// `coder-load run`.
 #[derive(Debug, Clone, Parser)]
 #[command(group(ArgGroup::new("shape").required(true).args(["concurrency", "rate"])))]
-#[command(group(ArgGroup::new("bound").required(true).args(["requests", "duration"])))]
+#[command(group(ArgGroup::new("bound").required(true).args(["requests", "duration", "conversations"])))]
 pub struct RunArgs {
     /// Base URL of the gateway's OpenAI API (`/v1/...` is appended).
     #[arg(long, env = "CODER_LOAD_URL", default_value = "http://127.0.0.1:8000")]
@@ -101,6 +101,25 @@ pub struct RunArgs {
     /// requests cycle through them. Without it, a built-in set of code prompts is used.
     #[arg(long, env = "CODER_LOAD_PROMPT_FILE")]
     pub prompt_file: Option<PathBuf>,
+    /// What to send: `plain` (the prompts, in turn), `repo-context` (one long source file ahead
+    /// of many short, different questions: every request shares the file) or `multiturn`
+    /// (conversations sharing a system prompt, each turn resending the history with the answers
+    /// given; chat, --concurrency conversations at once, bounded by --conversations).
+    #[arg(long, env = "CODER_LOAD_WORKLOAD", value_enum, default_value_t = WorkloadKind::Plain)]
+    pub workload: WorkloadKind,
+    /// multiturn: conversations to play; the run sends --conversations × --turns requests.
+    #[arg(long, env = "CODER_LOAD_CONVERSATIONS")]
+    pub conversations: Option<usize>,
+    /// multiturn: turns per conversation.
+    #[arg(long, env = "CODER_LOAD_TURNS", default_value_t = 4)]
+    pub turns: usize,
+    /// repo-context and multiturn: bytes of the shared file (about 4 bytes a token).
+    #[arg(long, env = "CODER_LOAD_SHARED_PREFIX_BYTES", default_value_t = 4000)]
+    pub shared_prefix_bytes: usize,
+    /// repo-context and multiturn: seed of the generated file and questions (random when not
+    /// given; the result records it).
+    #[arg(long, env = "CODER_LOAD_WORKLOAD_SEED")]
+    pub workload_seed: Option<u64>,
     /// Open every request's prompt with a line naming the run and the request, so that no two
     /// requests (warm-ups included) share a prefix a server's prompt cache could reuse. Bodies
     /// are then built per request: for model benchmarks, not for the pipeline's rates.
@@ -158,6 +177,28 @@ pub struct RunArgs {
     /// Do not print the final table on stdout.
     #[arg(long, env = "CODER_LOAD_QUIET")]
     pub quiet: bool,
+}
+
+/// What `coder-load run` sends (`--workload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkloadKind {
+    /// The prompts of --prompt-file (or the built-in ones), in turn.
+    Plain,
+    /// A long shared file, then one of many short questions.
+    RepoContext,
+    /// Conversations resending their growing history.
+    Multiturn,
+}
+
+impl WorkloadKind {
+    /// The name in `result.json` and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::RepoContext => "repo-context",
+            Self::Multiturn => "multiturn",
+        }
+    }
 }
 
 /// `coder-load raw-nats`.
@@ -296,6 +337,25 @@ mod tests {
         assert!(with(&["--concurrency", "4"]).is_err());
         assert!(with(&["--concurrency", "4", "--rate", "5", "--requests", "1"]).is_err());
         assert!(with(&["--concurrency", "4", "--requests", "1", "--duration", "1"]).is_err());
+        assert!(with(&["--concurrency", "4", "--conversations", "3"]).is_ok());
+        assert!(with(&[
+            "--concurrency",
+            "4",
+            "--conversations",
+            "3",
+            "--requests",
+            "1"
+        ])
+        .is_err());
+        assert!(with(&[
+            "--concurrency",
+            "4",
+            "--requests",
+            "1",
+            "--workload",
+            "nope"
+        ])
+        .is_err());
         let issue = [
             "--url",
             "http://gw:8000",

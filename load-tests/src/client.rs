@@ -26,6 +26,8 @@ pub struct LoadClient {
     stream: bool,
     timeout: Duration,
     authorization: Option<HeaderValue>,
+    /// Keep each answer's text in its record (for workloads that resend it).
+    keep_answers: bool,
 }
 
 impl LoadClient {
@@ -54,7 +56,14 @@ impl LoadClient {
             stream,
             timeout,
             authorization,
+            keep_answers: false,
         })
+    }
+
+    /// The same client, keeping each answer's text in its record.
+    pub fn keeping_answers(mut self) -> Self {
+        self.keep_answers = true;
+        self
     }
 
     pub fn url(&self) -> &reqwest::Url {
@@ -69,6 +78,15 @@ impl LoadClient {
     /// Sends `turn`'s request (a warm-up, or one of the run).
     pub async fn send_turn(&self, turn: Turn, origin: Instant) -> RequestRecord {
         let (body, max_tokens) = self.workload.body_for(turn);
+        let sent = Instant::now();
+        let mut record = self.exchange(body, sent).await;
+        record.start = sent.duration_since(origin);
+        record.max_tokens = Some(max_tokens);
+        record
+    }
+
+    /// Sends `body` (asking for `max_tokens`), built by the caller (a conversation's turn).
+    pub async fn send_body(&self, body: Bytes, max_tokens: u32, origin: Instant) -> RequestRecord {
         let sent = Instant::now();
         let mut record = self.exchange(body, sent).await;
         record.start = sent.duration_since(origin);
@@ -110,9 +128,9 @@ impl LoadClient {
         let mut record = if !response.status().is_success() {
             read_error(response, sent, deadline).await
         } else if self.stream {
-            read_stream(response, sent, deadline).await
+            read_stream(response, sent, deadline, self.keep_answers).await
         } else {
-            read_json(response, sent, deadline).await
+            read_json(response, sent, deadline, self.keep_answers).await
         };
         record.status = Some(status);
         record.request_id = request_id;
@@ -144,6 +162,32 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 struct CompletionBody {
     #[serde(default)]
     usage: Option<Usage>,
+    #[serde(default)]
+    choices: Vec<AnswerChoice>,
+}
+
+/// A whole answer's choice: a completion's `text` or a chat `message.content`.
+#[derive(Deserialize)]
+struct AnswerChoice {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    message: Option<AnswerMessage>,
+}
+
+#[derive(Deserialize)]
+struct AnswerMessage {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+impl CompletionBody {
+    fn answer(self) -> String {
+        let choice = self.choices.into_iter().next();
+        choice
+            .and_then(|c| c.text.or(c.message.and_then(|m| m.content)))
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Deserialize)]
@@ -151,16 +195,24 @@ struct ErrorBody {
     error: sse::ErrorObject,
 }
 
-async fn read_json(response: reqwest::Response, sent: Instant, deadline: Instant) -> RequestRecord {
+async fn read_json(
+    response: reqwest::Response,
+    sent: Instant,
+    deadline: Instant,
+    keep_answer: bool,
+) -> RequestRecord {
     let body = timeout_at(deadline, response.bytes()).await;
     let mut record = RequestRecord::new(Duration::ZERO, sent.elapsed(), None, Outcome::Ok);
     match body {
         Err(_) => record.outcome = Outcome::Timeout,
         Ok(Err(_)) => record.outcome = Outcome::Incomplete,
         Ok(Ok(bytes)) => match serde_json::from_slice::<CompletionBody>(&bytes) {
-            Ok(CompletionBody { usage }) => {
+            Ok(body) => {
+                let usage = body.usage;
                 record.prompt_tokens = usage.map(|u| u.prompt_tokens);
                 record.output_tokens = usage.map(|u| u.completion_tokens);
+                record.cached_tokens = usage.and_then(|u| u.cached_tokens());
+                record.answer = keep_answer.then(|| body.answer());
             }
             Err(_) => record.outcome = Outcome::BadBody,
         },
@@ -193,6 +245,8 @@ struct StreamProgress {
     usage: Option<Usage>,
     done: bool,
     failure: Option<(Outcome, Option<String>)>,
+    /// The text so far, when the answer is kept.
+    answer: Option<String>,
 }
 
 impl StreamProgress {
@@ -211,6 +265,9 @@ impl StreamProgress {
                     }
                     self.last_token = Some(now);
                     self.text_chunks += 1;
+                    if let Some(answer) = self.answer.as_mut() {
+                        answer.push_str(&sse::chunk_text(data).unwrap_or_default());
+                    }
                 }
                 self.usage = usage.or(self.usage);
             }
@@ -229,10 +286,14 @@ async fn read_stream(
     mut response: reqwest::Response,
     sent: Instant,
     deadline: Instant,
+    keep_answer: bool,
 ) -> RequestRecord {
     let mut decoder = SseDecoder::default();
     let mut events = Vec::new();
-    let mut progress = StreamProgress::default();
+    let mut progress = StreamProgress {
+        answer: keep_answer.then(String::new),
+        ..StreamProgress::default()
+    };
     let ended = loop {
         match timeout_at(deadline, response.chunk()).await {
             Err(_) => break Some(Outcome::Timeout),
@@ -256,6 +317,8 @@ async fn read_stream(
     record.ttft = progress.ttft;
     record.token_gaps_us = progress.gaps_us;
     record.prompt_tokens = progress.usage.map(|u| u.prompt_tokens);
+    record.cached_tokens = progress.usage.and_then(|u| u.cached_tokens());
+    record.answer = progress.answer;
     record.output_tokens = Some(
         progress
             .usage
@@ -309,7 +372,10 @@ mod tests {
             progress.usage,
             Some(Usage {
                 prompt_tokens: 35,
-                completion_tokens: 4
+                completion_tokens: 4,
+                prompt_tokens_details: Some(crate::sse::PromptTokensDetails {
+                    cached_tokens: Some(0),
+                }),
             })
         );
     }

@@ -13,6 +13,7 @@
 //! - [`commands`]: dispatch of a subcommand and its exit status.
 //! - [`mod@run`]: `coder-load run` end to end; [`run()`] is the library entry tests call.
 //! - [`workload`]: endpoints, prompts and the pre-serialised request bodies.
+//! - [`shared_prefix`]: the repo-context and multi-turn workloads' text, seeded.
 //! - [`max_tokens`]: `--max-tokens` as one value or a range each request draws from.
 //! - [`client`]: one request, measured into a [`record::RequestRecord`].
 //! - [`sse`]: server-sent event decoding and chunk parsing.
@@ -44,6 +45,7 @@ pub mod result;
 pub mod run;
 pub mod runner;
 pub mod scrape;
+pub mod shared_prefix;
 pub mod snapshot;
 pub mod sse;
 pub mod stats;

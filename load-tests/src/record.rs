@@ -65,6 +65,12 @@ pub struct RequestRecord {
     pub error_type: Option<String>,
     /// What the HTTP client said, for failures without a response (kept for diagnostics only).
     pub detail: Option<String>,
+    /// `usage.prompt_tokens_details.cached_tokens`, when the server reports it.
+    pub cached_tokens: Option<u32>,
+    /// A conversation's turn (from 1), for the multi-turn workload.
+    pub turn: Option<u32>,
+    /// The answer's text, kept only by clients that resend it (the multi-turn workload).
+    pub answer: Option<String>,
 }
 
 impl RequestRecord {
@@ -83,6 +89,9 @@ impl RequestRecord {
             request_id: None,
             error_type: None,
             detail: None,
+            cached_tokens: None,
+            turn: None,
+            answer: None,
         }
     }
 

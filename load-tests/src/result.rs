@@ -32,6 +32,21 @@ pub struct RunSettings {
     pub max_tokens: MaxTokens,
     /// Seed of the per-request `max_tokens` draws, when `max_tokens` is a range.
     pub length_seed: Option<u64>,
+    /// `plain`, `repo-context` or `multiturn` (`plain` in results from before the option).
+    #[serde(default = "plain")]
+    pub workload: String,
+    /// multiturn: conversations and turns each.
+    #[serde(default)]
+    pub conversations: Option<usize>,
+    #[serde(default)]
+    pub turns: Option<usize>,
+    /// repo-context and multiturn: the generated text's seed.
+    #[serde(default)]
+    pub workload_seed: Option<u64>,
+}
+
+fn plain() -> String {
+    "plain".to_owned()
 }
 
 impl RunSettings {
@@ -88,6 +103,33 @@ pub struct RunResult {
     pub accounting_ok: Option<bool>,
     pub accounting: Accounting,
     pub timeline: Vec<Bin>,
+    /// Of the prompt tokens of successful requests whose usage reports it, the share the server
+    /// had cached (`usage.prompt_tokens_details.cached_tokens`); `null` when none reports it.
+    #[serde(default)]
+    pub cached_tokens_ratio: Option<f64>,
+    /// The workers' own prefix cache hit rate over the run (hit over queried token counter
+    /// deltas), when worker metrics were given and a prompt was looked up.
+    #[serde(default)]
+    pub prefix_cache_hit_rate: Option<f64>,
+    /// Per conversation turn (multiturn), from turn 1.
+    #[serde(default)]
+    pub turns: Vec<TurnFigures>,
+    /// TTFT of the follow-up turns (turn 2 on) of successful streamed requests (multiturn).
+    #[serde(default)]
+    pub follow_up_ttft_ms: Summary,
+}
+
+/// One conversation turn's figures over every conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnFigures {
+    /// From 1.
+    pub turn: u32,
+    pub requests: u64,
+    pub successes: u64,
+    pub latency_ms: Summary,
+    pub ttft_ms: Summary,
+    pub prompt_tokens: Summary,
+    pub cached_tokens_ratio: Option<f64>,
 }
 
 impl RunResult {
@@ -143,8 +185,52 @@ impl RunResult {
             accounting,
             timeline: timeline::timeline(records, wall_s),
             settings,
+            cached_tokens_ratio: cached_ratio(&ok),
+            prefix_cache_hit_rate: None,
+            turns: turn_figures(records),
+            follow_up_ttft_ms: Summary::of(
+                ok.iter()
+                    .filter(|r| r.turn.is_some_and(|t| t >= 2))
+                    .filter_map(|r| r.ttft)
+                    .map(ms),
+            ),
         }
     }
+}
+
+/// Cached over prompt tokens, over the requests whose usage says both.
+fn cached_ratio(ok: &[&RequestRecord]) -> Option<f64> {
+    let (cached, prompt) = ok
+        .iter()
+        .filter_map(|r| Some((r.cached_tokens?, r.prompt_tokens?)))
+        .fold((0u64, 0u64), |(c, p), (cached, prompt)| {
+            (c + u64::from(cached), p + u64::from(prompt))
+        });
+    (prompt > 0).then(|| cached as f64 / prompt as f64)
+}
+
+/// Each turn's figures, for the records that carry a turn.
+fn turn_figures(records: &[RequestRecord]) -> Vec<TurnFigures> {
+    let last = records.iter().filter_map(|r| r.turn).max().unwrap_or(0);
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    (1..=last)
+        .map(|turn| {
+            let all: Vec<&RequestRecord> =
+                records.iter().filter(|r| r.turn == Some(turn)).collect();
+            let ok: Vec<&RequestRecord> = all.iter().copied().filter(|r| r.is_ok()).collect();
+            TurnFigures {
+                turn,
+                requests: all.len() as u64,
+                successes: ok.len() as u64,
+                latency_ms: Summary::of(ok.iter().map(|r| ms(r.latency))),
+                ttft_ms: Summary::of(ok.iter().filter_map(|r| r.ttft).map(ms)),
+                prompt_tokens: Summary::of(
+                    ok.iter().filter_map(|r| r.prompt_tokens).map(f64::from),
+                ),
+                cached_tokens_ratio: cached_ratio(&ok),
+            }
+        })
+        .collect()
 }
 
 fn count_by(
@@ -180,7 +266,42 @@ mod tests {
             stream: false,
             max_tokens: MaxTokens::fixed(4),
             length_seed: None,
+            workload: "multiturn".into(),
+            conversations: Some(2),
+            turns: Some(2),
+            workload_seed: Some(1),
         }
+    }
+
+    #[test]
+    fn turns_get_their_own_ttft_and_cached_share() {
+        let turn = |turn, ttft_ms, prompt, cached| {
+            let mut r = RequestRecord::new(
+                Duration::ZERO,
+                Duration::from_millis(100),
+                Some(200),
+                Outcome::Ok,
+            );
+            (r.turn, r.ttft) = (Some(turn), Some(Duration::from_millis(ttft_ms)));
+            (r.prompt_tokens, r.cached_tokens) = (Some(prompt), Some(cached));
+            r
+        };
+        let records = vec![
+            turn(1, 900, 100, 0),
+            turn(2, 100, 200, 150),
+            turn(1, 700, 100, 50),
+        ];
+        let accounting = Accounting::skipped(ClientTally::from_records(3, &records));
+        let result = RunResult::build(settings(), "now".into(), &records, 3, 0, 1.0, accounting);
+        assert_eq!(result.turns.len(), 2);
+        assert_eq!(result.turns[0].requests, 2);
+        assert_eq!(result.turns[0].ttft_ms.max, Some(900.0));
+        assert_eq!(result.turns[0].cached_tokens_ratio, Some(0.25));
+        assert_eq!(result.turns[1].cached_tokens_ratio, Some(0.75));
+        assert_eq!(result.follow_up_ttft_ms.p50, Some(100.0));
+        assert_eq!(result.cached_tokens_ratio, Some(200.0 / 400.0));
+        let json = serde_json::to_value(&result).unwrap();
+        assert_eq!(json["turns"][1]["ttft_ms"]["p50"], 100.0);
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! `coder-load run`: warm up, snapshot the counters, load, settle, account, report.
 
 use crate::accounting::{Accounting, ClientTally};
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, WorkloadKind};
 use crate::client::LoadClient;
 use crate::progress::Progress;
 use crate::record::RequestRecord;
 use crate::report::{self, table};
 use crate::result::{RunResult, RunSettings};
 use crate::runner::{self, Bound, Live, LoadPlan, Shape};
+use crate::shared_prefix;
 use crate::snapshot::{self, MetricsTargets};
 use crate::workload::{self, Endpoint, RequestShape, Turn, Workload};
 use anyhow::{bail, Context};
@@ -35,10 +36,19 @@ impl RunOutcome {
 
 /// Runs a load test as `args` describe; see the crate docs.
 pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
+    check_workload(&args)?;
     let plan = plan(&args)?;
-    let endpoint = Endpoint::from_chat_flag(args.chat);
+    // A conversation is a chat.
+    let endpoint = Endpoint::from_chat_flag(args.chat || args.workload == WorkloadKind::Multiturn);
+    let workload_seed = args.workload_seed.unwrap_or_else(rand::random);
     let http = http_client(args.fresh_connections)?;
-    let client = Arc::new(load_client(&args, &plan, endpoint, http.clone())?);
+    let shape = request_shape(&args, &plan, endpoint);
+    let prompts = prompts(&args, workload_seed)?;
+    let client = load_client(&args, &shape, &prompts, http.clone())?;
+    let client = Arc::new(match args.workload {
+        WorkloadKind::Multiturn => client.keeping_answers(),
+        _ => client,
+    });
     let targets = metrics_targets(&args, endpoint)?;
 
     warm_up(&client, args.warmup_requests).await?;
@@ -49,11 +59,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
             )?),
             None => None,
         };
+    let prefix_before = prefix_counts(&targets, &http).await?;
 
     let started_at = now_rfc3339();
     let live = Arc::new(Live::default());
     let progress = Progress::start(plan.bound, live.clone(), !args.no_progress);
-    let load = runner::run_load(&plan, client.clone(), live).await;
+    let load = match (args.workload, plan.shape.clone()) {
+        (WorkloadKind::Multiturn, Shape::Closed { concurrency }) => {
+            let conversations = shared_prefix::conversations(
+                workload_seed,
+                args.shared_prefix_bytes,
+                args.conversations.unwrap_or(0),
+                args.turns,
+            );
+            runner::run_conversations(conversations, concurrency, shape, client.clone(), live).await
+        }
+        _ => runner::run_load(&plan, client.clone(), live).await,
+    };
     progress.finish();
     let load = load?;
 
@@ -66,8 +88,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
         }
         _ => Accounting::skipped(tally),
     };
-    let settings = settings(&args, &plan, endpoint);
-    let result = RunResult::build(
+    let settings = settings(&args, &plan, endpoint, workload_seed);
+    let mut result = RunResult::build(
         settings,
         started_at,
         &load.records,
@@ -76,6 +98,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
         load.wall.as_secs_f64(),
         accounting,
     );
+    if let (Some(before), Some(after)) = (prefix_before, prefix_counts(&targets, &http).await?) {
+        result.prefix_cache_hit_rate = after.hit_rate_since(before);
+    }
     let (result_path, report_path) = report::write_all(&args.out, &result, &load.records)?;
     if !args.quiet {
         print!("{}", table::render(&result));
@@ -92,6 +117,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
     })
 }
 
+/// Refuses flags that do not fit `--workload`, naming them.
+pub fn check_workload(args: &RunArgs) -> anyhow::Result<()> {
+    let generated = args.workload != WorkloadKind::Plain;
+    let name = args.workload.as_str();
+    if generated && args.prompt_file.is_some() {
+        bail!("--workload {name} generates its prompts: --prompt-file is for --workload plain");
+    }
+    if generated && args.distinct_prompts {
+        bail!("--workload {name} shares prefixes on purpose: --distinct-prompts is for --workload plain");
+    }
+    match (args.workload, args.conversations) {
+        (WorkloadKind::Multiturn, None) => {
+            bail!("--workload multiturn is bounded by --conversations (not --requests or --duration)")
+        }
+        (WorkloadKind::Multiturn, Some(0)) => bail!("--conversations must be at least 1"),
+        (WorkloadKind::Multiturn, Some(_)) if args.rate.is_some() => bail!(
+            "--workload multiturn plays --concurrency conversations at once: --rate does not apply"
+        ),
+        (WorkloadKind::Multiturn, Some(_)) if args.turns == 0 => {
+            bail!("--turns must be at least 1")
+        }
+        (WorkloadKind::Multiturn, Some(_)) if args.warmup_requests > 0 => bail!(
+            "--workload multiturn has no warm-up requests: a conversation's first turn is its cold one"
+        ),
+        (_, Some(_)) if args.workload != WorkloadKind::Multiturn => {
+            bail!("--conversations is for --workload multiturn")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The load plan `args` ask for.
 pub fn plan(args: &RunArgs) -> anyhow::Result<LoadPlan> {
     let shape = match (args.concurrency, args.rate) {
@@ -105,10 +161,11 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<LoadPlan> {
         (None, Some(rate)) => bail!("--rate must be a positive number, not {rate}"),
         _ => bail!("give exactly one of --concurrency and --rate"),
     };
-    let bound = match (args.requests, args.duration) {
-        (Some(n), None) => Bound::Requests(n),
-        (None, Some(d)) => Bound::Duration(d),
-        _ => bail!("give exactly one of --requests and --duration"),
+    let bound = match (args.requests, args.duration, args.conversations) {
+        (Some(n), None, None) => Bound::Requests(n),
+        (None, Some(d), None) => Bound::Duration(d),
+        (None, None, Some(n)) => Bound::Requests((n as u64).saturating_mul(args.turns as u64)),
+        _ => bail!("give exactly one of --requests, --duration and --conversations"),
     };
     let length_seed = args.length_seed.unwrap_or_else(rand::random);
     Ok(LoadPlan {
@@ -130,13 +187,9 @@ fn http_client(fresh_connections: bool) -> anyhow::Result<reqwest::Client> {
     builder.build().context("building the HTTP client")
 }
 
-fn load_client(
-    args: &RunArgs,
-    plan: &LoadPlan,
-    endpoint: Endpoint,
-    http: reqwest::Client,
-) -> anyhow::Result<LoadClient> {
-    let shape = RequestShape {
+/// The fields every request of the run shares.
+fn request_shape(args: &RunArgs, plan: &LoadPlan, endpoint: Endpoint) -> RequestShape {
+    RequestShape {
         endpoint,
         model: args.model.clone(),
         max_tokens: args.max_tokens,
@@ -146,9 +199,41 @@ fn load_client(
         seed: args.seed,
         extra_fields: args.extra_fields.clone().unwrap_or_default().0,
         distinct_prompts: args.distinct_prompts,
-    };
-    let prompts = workload::load_prompts(args.prompt_file.as_deref())?;
-    let workload = Workload::new(&shape, &prompts)?;
+    }
+}
+
+/// The prompts of a plain or repo-context run (a multi-turn run builds its own per turn).
+fn prompts(args: &RunArgs, workload_seed: u64) -> anyhow::Result<Vec<String>> {
+    match args.workload {
+        WorkloadKind::Plain => workload::load_prompts(args.prompt_file.as_deref()),
+        WorkloadKind::RepoContext | WorkloadKind::Multiturn => Ok(
+            shared_prefix::repo_context_prompts(workload_seed, args.shared_prefix_bytes),
+        ),
+    }
+}
+
+/// The workers' prefix cache counters, when worker metrics are scraped.
+async fn prefix_counts(
+    targets: &Option<MetricsTargets>,
+    http: &reqwest::Client,
+) -> anyhow::Result<Option<crate::scrape::PrefixCounts>> {
+    match targets {
+        Some(targets) => targets
+            .prefix_counts(http)
+            .await
+            .context("scraping the workers' prefix cache counters"),
+        None => Ok(None),
+    }
+}
+
+fn load_client(
+    args: &RunArgs,
+    shape: &RequestShape,
+    prompts: &[String],
+    http: reqwest::Client,
+) -> anyhow::Result<LoadClient> {
+    let endpoint = shape.endpoint;
+    let workload = Workload::new(shape, prompts)?;
     let api_key = args.api_key.as_ref().map(|k| k.0.as_str());
     LoadClient::new(
         http,
@@ -199,7 +284,13 @@ async fn warm_up(client: &LoadClient, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn settings(args: &RunArgs, plan: &LoadPlan, endpoint: Endpoint) -> RunSettings {
+fn settings(
+    args: &RunArgs,
+    plan: &LoadPlan,
+    endpoint: Endpoint,
+    workload_seed: u64,
+) -> RunSettings {
+    let multiturn = args.workload == WorkloadKind::Multiturn;
     let (mode, concurrency, rate, arrival_seed) = match plan.shape {
         Shape::Closed { concurrency } => ("closed", Some(concurrency), None, None),
         Shape::Open { rate, seed, .. } => ("open", None, Some(rate), Some(seed)),
@@ -225,6 +316,10 @@ fn settings(args: &RunArgs, plan: &LoadPlan, endpoint: Endpoint) -> RunSettings 
         stream: args.stream,
         max_tokens: args.max_tokens,
         length_seed: (!args.max_tokens.is_fixed()).then_some(plan.length_seed),
+        workload: args.workload.as_str().to_owned(),
+        conversations: args.conversations.filter(|_| multiturn),
+        turns: multiturn.then_some(args.turns),
+        workload_seed: (args.workload != WorkloadKind::Plain).then_some(workload_seed),
     }
 }
 
@@ -232,4 +327,57 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn check(load: &[&str]) -> Result<(), String> {
+        let base = ["run", "--model", "m", "--out", "o"];
+        let args = RunArgs::try_parse_from(base.iter().chain(load)).map_err(|e| e.to_string())?;
+        check_workload(&args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn flags_that_do_not_fit_the_workload_are_refused_by_name() {
+        let multiturn = ["--workload", "multiturn", "--concurrency", "2"];
+        assert!(check(&[&multiturn[..], &["--conversations", "3"]].concat()).is_ok());
+        let error = check(&[
+            "--workload",
+            "multiturn",
+            "--concurrency",
+            "2",
+            "--requests",
+            "3",
+        ]);
+        assert!(error.unwrap_err().contains("--conversations"));
+        let error = check(&[
+            "--workload",
+            "multiturn",
+            "--rate",
+            "2",
+            "--conversations",
+            "3",
+        ]);
+        assert!(error.unwrap_err().contains("--rate"));
+        let error = check(&[&multiturn[..], &["--conversations", "3", "--turns", "0"]].concat());
+        assert!(error.unwrap_err().contains("--turns"));
+        let error = check(&["--concurrency", "2", "--conversations", "3"]);
+        assert!(error.unwrap_err().contains("--workload multiturn"));
+        let repo = [
+            "--workload",
+            "repo-context",
+            "--concurrency",
+            "2",
+            "--requests",
+            "3",
+        ];
+        assert!(check(&repo).is_ok());
+        let error = check(&[&repo[..], &["--distinct-prompts"]].concat());
+        assert!(error.unwrap_err().contains("--distinct-prompts"));
+        let error = check(&[&repo[..], &["--prompt-file", "p.txt"]].concat());
+        assert!(error.unwrap_err().contains("--prompt-file"));
+    }
 }

@@ -37,6 +37,47 @@ pub fn queue_redeliveries_metric() -> String {
     names::QUEUE_REDELIVERIES.exposed.to_owned()
 }
 
+/// A worker's prefix cache counters for one model: prompt tokens looked up, and found cached.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PrefixCounts {
+    pub queried: f64,
+    pub hits: f64,
+}
+
+impl PrefixCounts {
+    /// `queried` and `hits` summed.
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            queried: self.queried + other.queried,
+            hits: self.hits + other.hits,
+        }
+    }
+
+    /// Hits over queried tokens from `before` to `self`; `None` when nothing was looked up
+    /// (or a counter went back: a worker restarted).
+    pub fn hit_rate_since(self, before: Self) -> Option<f64> {
+        let queried = self.queried - before.queried;
+        let hits = self.hits - before.hits;
+        (queried > 0.0 && hits >= 0.0).then(|| hits / queried)
+    }
+}
+
+/// `coder_worker_prefix_cache_{queried,hit}_tokens_total` of one model.
+pub fn prefix_counts(scrape: &Scrape, model: &str) -> PrefixCounts {
+    let mut counts = PrefixCounts::default();
+    for sample in &scrape.samples {
+        if sample.labels.get(label::MODEL_NAME) != Some(model) {
+            continue;
+        }
+        if sample.metric == names::WORKER_PREFIX_QUERIED.exposed {
+            counts.queried += number(sample);
+        } else if sample.metric == names::WORKER_PREFIX_HITS.exposed {
+            counts.hits += number(sample);
+        }
+    }
+    counts
+}
+
 /// Fetches and parses one `/metrics` page.
 pub async fn fetch(http: &reqwest::Client, url: &str) -> Result<Scrape, ScrapeError> {
     let request = |source| ScrapeError::Request {

@@ -43,6 +43,20 @@ impl MetricsTargets {
         })
     }
 
+    /// The workers' prefix cache counters, summed; `None` without worker metrics.
+    pub async fn prefix_counts(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<Option<scrape::PrefixCounts>, ScrapeError> {
+        let mut total = None;
+        for url in &self.worker_urls {
+            let page = scrape::fetch(http, url).await?;
+            let counts = scrape::prefix_counts(&page, &self.model);
+            total = Some(counts.plus(total.unwrap_or_default()));
+        }
+        Ok(total)
+    }
+
     /// A snapshot equal to the one taken just before it (so that the requests of a warm-up, or
     /// of an earlier run, are all counted), or the last one taken after `timeout`.
     pub async fn take_stable(

@@ -75,6 +75,23 @@ pub enum StreamEvent {
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// OpenAI's `prompt_tokens_details`, absent from servers that do not send it.
+    #[serde(default)]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// Of the prompt's tokens, those the server had cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct PromptTokensDetails {
+    #[serde(default)]
+    pub cached_tokens: Option<u32>,
+}
+
+impl Usage {
+    /// `prompt_tokens_details.cached_tokens`, when the server reports it.
+    pub fn cached_tokens(&self) -> Option<u32> {
+        self.prompt_tokens_details.and_then(|d| d.cached_tokens)
+    }
 }
 
 #[derive(Deserialize)]
@@ -106,6 +123,19 @@ struct Delta<'a> {
 pub struct ErrorObject {
     #[serde(default, rename = "type")]
     pub error_type: Option<String>,
+}
+
+/// The text a chunk carries (a completion's `text` or a chat `delta.content`), for clients that
+/// keep the answer; empty for chunks without text, `None` for data that is not a chunk.
+pub fn chunk_text(data: &str) -> Option<String> {
+    let chunk: ChunkBody = serde_json::from_str(data).ok()?;
+    let text = chunk.choices.iter().filter_map(|choice| {
+        choice
+            .text
+            .as_deref()
+            .or(choice.delta.as_ref().and_then(|d| d.content.as_deref()))
+    });
+    Some(text.collect())
 }
 
 /// Reads one event's data.
@@ -188,10 +218,27 @@ pub(crate) mod tests {
                 has_content: false,
                 usage: Some(Usage {
                     prompt_tokens: 5,
-                    completion_tokens: 9
+                    completion_tokens: 9,
+                    prompt_tokens_details: None,
                 })
             }
         );
+    }
+
+    #[test]
+    fn cached_tokens_and_chunk_text_are_read_where_sent() {
+        let usage = r#"{"choices":[],"usage":{"prompt_tokens":50,"completion_tokens":2,"total_tokens":52,"prompt_tokens_details":{"cached_tokens":32}}}"#;
+        match parse_event(usage).unwrap() {
+            StreamEvent::Chunk { usage, .. } => {
+                assert_eq!(usage.unwrap().cached_tokens(), Some(32))
+            }
+            other => panic!("{other:?}"),
+        }
+        let delta = r#"{"choices":[{"index":0,"delta":{"content":"x\n"}}]}"#;
+        assert_eq!(chunk_text(delta).as_deref(), Some("x\n"));
+        let text = r#"{"choices":[{"index":0,"text":"fn"}]}"#;
+        assert_eq!(chunk_text(text).as_deref(), Some("fn"));
+        assert_eq!(chunk_text("[DONE]"), None);
     }
 
     #[test]
@@ -231,6 +278,9 @@ pub(crate) mod tests {
                 usage: Some(Usage {
                     prompt_tokens: 35,
                     completion_tokens: 4,
+                    prompt_tokens_details: Some(PromptTokensDetails {
+                        cached_tokens: Some(0),
+                    }),
                 }),
             };
             assert_eq!(

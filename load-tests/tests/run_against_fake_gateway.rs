@@ -231,3 +231,88 @@ async fn an_unreachable_metrics_endpoint_stops_the_run_before_it_starts() {
         "{error:#}"
     );
 }
+
+#[tokio::test]
+async fn a_multiturn_run_resends_each_conversations_history_with_the_answers_given() {
+    let gateway = FakeGateway::start(Behaviour::default()).await;
+    let out = tempfile::tempdir().unwrap();
+    let load = [
+        "--workload",
+        "multiturn",
+        "--conversations",
+        "3",
+        "--turns",
+        "3",
+        "--concurrency",
+        "2",
+        "--shared-prefix-bytes",
+        "500",
+        "--workload-seed",
+        "5",
+    ];
+
+    let result = accounted_run(&gateway, out.path(), &load).await;
+
+    assert_eq!(result["requests"], 9);
+    assert_eq!(result["settings"]["workload"], "multiturn");
+    assert_eq!(result["settings"]["endpoint"], "/v1/chat/completions");
+    let turns = result["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 3);
+    assert!(turns
+        .iter()
+        .all(|t| t["requests"] == 3 && t["successes"] == 3));
+    let bodies = gateway.bodies();
+    assert_eq!(bodies.len(), 9);
+    let system = &bodies[0]["messages"][0]["content"];
+    for body in &bodies {
+        let messages = body["messages"].as_array().unwrap();
+        assert_eq!(&messages[0]["content"], system, "one shared system prompt");
+        // system, then (question, answer) per earlier turn, then this turn's question.
+        assert_eq!(messages.len() % 2, 0, "{messages:?}");
+        for answer in messages.iter().skip(2).step_by(2) {
+            assert_eq!(answer["role"], "assistant");
+            assert_eq!(answer["content"], "x", "the answer the fake gave");
+        }
+    }
+    let longest = bodies
+        .iter()
+        .map(|b| b["messages"].as_array().unwrap().len());
+    assert_eq!(
+        longest.max(),
+        Some(6),
+        "the third turn carries two earlier turns"
+    );
+}
+
+#[tokio::test]
+async fn a_repo_context_run_shares_one_file_ahead_of_different_questions() {
+    let gateway = FakeGateway::start(Behaviour::default()).await;
+    let out = tempfile::tempdir().unwrap();
+    let load = [
+        "--workload",
+        "repo-context",
+        "--concurrency",
+        "2",
+        "--requests",
+        "6",
+        "--shared-prefix-bytes",
+        "800",
+    ];
+
+    let result = accounted_run(&gateway, out.path(), &load).await;
+
+    assert_eq!(result["requests"], 6);
+    assert_eq!(result["settings"]["workload"], "repo-context");
+    let prompts: Vec<String> = gateway
+        .bodies()
+        .iter()
+        .map(|b| b["prompt"].as_str().unwrap().to_owned())
+        .collect();
+    let file_end = prompts[0].find("# Question").unwrap();
+    assert!(file_end >= 800);
+    assert!(prompts
+        .iter()
+        .all(|p| p[..file_end] == prompts[0][..file_end]));
+    let distinct: std::collections::HashSet<&String> = prompts.iter().collect();
+    assert_eq!(distinct.len(), 6, "each request asks its own question");
+}

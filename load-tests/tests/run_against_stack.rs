@@ -202,3 +202,53 @@ fn an_open_loop_of_streamed_chat_is_accounted_for_end_to_end() {
     );
     assert!(result["output_tokens"]["max"].as_f64().unwrap() <= 8.0);
 }
+
+#[test]
+fn a_multiturn_run_reports_each_turns_ttft_and_the_cache_hits_it_got() {
+    let stack = Stack::start(4, 1);
+    let out = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    rt.block_on(stack.wait_for_model());
+    let args = stack.run_args(
+        out.path(),
+        &[
+            "--workload",
+            "multiturn",
+            "--conversations",
+            "3",
+            "--turns",
+            "3",
+            "--concurrency",
+            "2",
+            "--stream",
+            "--max-tokens",
+            "8",
+        ],
+    );
+
+    let outcome = rt
+        .block_on(load_tests::run(args))
+        .expect("the run completes");
+
+    assert_accounted_without_errors(&outcome);
+    let result = assert_reports_written(out.path());
+    assert_eq!(result["requests"], 9);
+    let turns = result["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 3);
+    for turn in turns {
+        assert!(turn["ttft_ms"]["p50"].as_f64().is_some(), "{turn}");
+    }
+    // Every follow-up starts with its conversation's previous prompt: the worker had it.
+    assert!(
+        turns[1]["cached_tokens_ratio"].as_f64().unwrap() > 0.5,
+        "{}",
+        turns[1]
+    );
+    assert_eq!(result["follow_up_ttft_ms"]["count"], 6);
+    let hit_rate = result["prefix_cache_hit_rate"].as_f64().unwrap();
+    let cached = result["cached_tokens_ratio"].as_f64().unwrap();
+    assert!(
+        hit_rate > 0.0 && (hit_rate - cached).abs() < 1e-9,
+        "{hit_rate} {cached}"
+    );
+}

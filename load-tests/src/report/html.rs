@@ -43,6 +43,7 @@ pub fn render(result: &RunResult, records: &[RequestRecord]) -> anyhow::Result<S
     );
     page.push_str(&settings_table(result));
     page.push_str(&summary_table(result));
+    page.push_str(&turns_table(result));
     page.push_str(&errors_table(result));
     page.push_str(&accounting_section(result));
     page.push_str("<h2>Charts</h2>\n");
@@ -121,6 +122,47 @@ fn summary_table(result: &RunResult) -> String {
             num(s.max),
             num(s.mean),
             s.count
+        );
+    }
+    html.push_str("</table>\n");
+    html
+}
+
+/// The shared-prefix figures and, for conversations, one row per turn.
+fn turns_table(result: &RunResult) -> String {
+    let percent =
+        |ratio: Option<f64>| ratio.map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0));
+    let mut html = String::new();
+    if result.cached_tokens_ratio.is_none() && result.turns.is_empty() {
+        return html;
+    }
+    let _ = writeln!(
+        html,
+        "<h2>Shared prefixes ({})</h2>\n<p>Cached prompt tokens (usage): {}; the workers' prefix \
+         cache hit rate: {}.</p>",
+        escape(&result.settings.workload),
+        percent(result.cached_tokens_ratio),
+        percent(result.prefix_cache_hit_rate)
+    );
+    if result.turns.is_empty() {
+        return html;
+    }
+    html.push_str(
+        "<table>\n<tr><th>turn</th><th>ok / sent</th><th>ttft p50 ms</th><th>ttft p99 ms</th>\
+         <th>latency p50 ms</th><th>prompt tokens p50</th><th>cached</th></tr>\n",
+    );
+    for turn in &result.turns {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            turn.turn,
+            turn.successes,
+            turn.requests,
+            num(turn.ttft_ms.p50),
+            num(turn.ttft_ms.p99),
+            num(turn.latency_ms.p50),
+            num(turn.prompt_tokens.p50),
+            percent(turn.cached_tokens_ratio)
         );
     }
     html.push_str("</table>\n");

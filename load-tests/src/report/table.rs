@@ -4,6 +4,41 @@ use crate::result::RunResult;
 use crate::stats::Summary;
 use std::fmt::Write;
 
+/// The shared-prefix figures: the cached share of prompt tokens, the workers' hit rate, and
+/// with conversations one line per turn (TTFT of streamed requests, else latency).
+fn prefix_lines(result: &RunResult) -> String {
+    let mut out = String::new();
+    let percent =
+        |ratio: Option<f64>| ratio.map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0));
+    if result.cached_tokens_ratio.is_some() || result.prefix_cache_hit_rate.is_some() {
+        let _ = writeln!(
+            out,
+            "workload {}: cached prompt tokens {} (usage), workers' prefix cache hit rate {}",
+            result.settings.workload,
+            percent(result.cached_tokens_ratio),
+            percent(result.prefix_cache_hit_rate)
+        );
+    }
+    for turn in &result.turns {
+        let (what, summary) = match turn.ttft_ms.count {
+            0 => ("latency", &turn.latency_ms),
+            _ => ("ttft", &turn.ttft_ms),
+        };
+        let _ = writeln!(
+            out,
+            "turn {:<3} {} ok of {}: {what} ms p50 {} p99 {}, prompt tokens p50 {}, cached {}",
+            turn.turn,
+            turn.successes,
+            turn.requests,
+            num(summary.p50),
+            num(summary.p99),
+            num(turn.prompt_tokens.p50),
+            percent(turn.cached_tokens_ratio)
+        );
+    }
+    out
+}
+
 pub fn render(result: &RunResult) -> String {
     let s = &result.settings;
     let mut out = String::new();
@@ -68,6 +103,7 @@ pub fn render(result: &RunResult) -> String {
         result.requests_rps,
         result.output_tokens_per_s
     );
+    out.push_str(&prefix_lines(result));
     if !result.errors_by_status.is_empty() {
         let errors: Vec<String> = result
             .errors_by_status

@@ -5,16 +5,20 @@
 //! - [`arrivals`]: Poisson arrival times for the open loop, from a seeded RNG.
 //! - [`closed_loop`]: N connections, each sending its next request when the last one ends.
 //! - [`open_loop`]: requests at a rate, whatever the answers' speed.
+//! - [`conversations`]: the multi-turn workload's conversations, turn after turn.
 //! - [`live`]: counters the progress bar reads while the run goes on.
 
 pub mod arrivals;
 pub mod closed_loop;
+pub mod conversations;
 pub mod live;
 pub mod open_loop;
 pub mod tickets;
 
 use crate::client::LoadClient;
 use crate::record::RequestRecord;
+use crate::shared_prefix::Conversation;
+use crate::workload::RequestShape;
 pub use live::Live;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,15 +90,43 @@ pub async fn run_load(
             .await
         }
     };
-    let wall = records
-        .iter()
-        .map(RequestRecord::end)
-        .max()
-        .unwrap_or_default();
-    Ok(LoadRun {
-        records,
-        sent: live.sent(),
-        skipped,
-        wall,
-    })
+    Ok(LoadRun::new(records, &live, skipped))
+}
+
+/// Plays `conversations` on `concurrency` connections (the multi-turn workload).
+pub async fn run_conversations(
+    conversations: Vec<Conversation>,
+    concurrency: usize,
+    shape: RequestShape,
+    client: Arc<LoadClient>,
+    live: Arc<Live>,
+) -> anyhow::Result<LoadRun> {
+    let (conversations, shape) = (Arc::new(conversations), Arc::new(shape));
+    let origin = Instant::now();
+    let records = conversations::run(
+        conversations,
+        concurrency,
+        shape,
+        client,
+        live.clone(),
+        origin,
+    )
+    .await?;
+    Ok(LoadRun::new(records, &live, 0))
+}
+
+impl LoadRun {
+    fn new(records: Vec<RequestRecord>, live: &Live, skipped: u64) -> Self {
+        let wall = records
+            .iter()
+            .map(RequestRecord::end)
+            .max()
+            .unwrap_or_default();
+        Self {
+            records,
+            sent: live.sent(),
+            skipped,
+            wall,
+        }
+    }
 }

@@ -3,6 +3,8 @@
 //! `coder_model_requests_total` on its own port. It can be told to miscount, so the accounting's
 //! failure path is exercised too.
 
+#![allow(dead_code)] // each test binary uses a different part of the fake
+
 use axum::body::Body;
 use axum::extract::{MatchedPath, State};
 use axum::http::{header, StatusCode};
@@ -40,11 +42,14 @@ struct FakeState {
     seq: Arc<AtomicU64>,
     /// (endpoint, code) → requests counted.
     counts: Arc<Mutex<BTreeMap<(String, u16), u64>>>,
+    /// Every request body, in arrival order.
+    bodies: Arc<Mutex<Vec<Value>>>,
 }
 
 pub struct FakeGateway {
     pub api: SocketAddr,
     pub metrics: SocketAddr,
+    bodies: Arc<Mutex<Vec<Value>>>,
 }
 
 impl FakeGateway {
@@ -53,7 +58,9 @@ impl FakeGateway {
             behaviour,
             seq: Arc::default(),
             counts: Arc::default(),
+            bodies: Arc::default(),
         };
+        let bodies = state.bodies.clone();
         let api = Router::new()
             .route("/v1/completions", post(generate))
             .route("/v1/chat/completions", post(generate))
@@ -64,7 +71,13 @@ impl FakeGateway {
         Self {
             api: serve(api).await,
             metrics: serve(metrics).await,
+            bodies,
         }
+    }
+
+    /// The bodies of every request received so far, in arrival order.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap().clone()
     }
 
     pub fn url(&self) -> String {
@@ -124,6 +137,7 @@ async fn generate(
     path: MatchedPath,
     Json(body): Json<Value>,
 ) -> Response {
+    state.bodies.lock().unwrap().push(body.clone());
     let n = state.seq.fetch_add(1, Ordering::Relaxed) + 1;
     let request_id = format!("fake-{n}");
     let rejected = state.behaviour.reject_every.is_some_and(|k| n % k == 0);
