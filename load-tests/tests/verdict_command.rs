@@ -196,3 +196,48 @@ fn scaling(one: &std::path::Path, four: &std::path::Path) -> Output {
     let (one, four) = (one.to_str().unwrap(), four.to_str().unwrap());
     coder_load(&["verdict", "scaling", "--one", one, "--four", four])
 }
+
+#[test]
+fn prefix_reads_bench_sh_folders_and_misses_what_a_missing_run_cannot_show() {
+    let out = tempfile::tempdir().unwrap();
+    let run = |name: &str, json: &str| {
+        let dir = out.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("result.json"), json).unwrap();
+    };
+    run(
+        "multiturn-on",
+        r#"{"follow_up_ttft_ms": {"p50": 500}, "errors": 0}"#,
+    );
+    run(
+        "multiturn-off",
+        r#"{"follow_up_ttft_ms": {"p50": 4000}, "errors": 0}"#,
+    );
+    run(
+        "repo-context-on",
+        r#"{"ttft_ms": {"p50": 600}, "errors": 0}"#,
+    );
+    run(
+        "repo-context-off",
+        r#"{"ttft_ms": {"p50": 6000}, "errors": 0}"#,
+    );
+    run(
+        "distinct-on",
+        r#"{"output_tokens_per_s": 9.9, "errors": 0}"#,
+    );
+
+    let dir = out.path().to_str().unwrap();
+    let output = coder_load(&["verdict", "prefix", "--dir", dir]);
+
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("- PASS: multiturn follow-up TTFT p50 with the cache is 0.12×"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- MISS: without shared prefixes the cache keeps -×"),
+        "{text}"
+    );
+    assert!(text.contains("- MISS: every run left a result"), "{text}");
+}

@@ -12,8 +12,8 @@
 //! - [`figures`]: a run's figures from its result.json.
 //! - [`format`]: numbers as the summaries print them; ratios, medians, means.
 //! - [`pipeline`], [`scaling`], [`overload`] (with [`rss`], the gateway's memory samples),
-//!   [`model`], [`instrumentation`], [`llama_cpp`], [`batching`], [`bodies`]: one benchmark
-//!   each, its arguments and rules.
+//!   [`model`], [`instrumentation`], [`llama_cpp`], [`batching`], [`bodies`], [`prefix`]: one
+//!   benchmark each, its arguments and rules.
 
 pub mod batching;
 pub mod bodies;
@@ -25,6 +25,7 @@ pub mod llama_cpp;
 pub mod model;
 pub mod overload;
 pub mod pipeline;
+pub mod prefix;
 pub mod rss;
 pub mod scaling;
 
@@ -59,6 +60,9 @@ pub enum Benchmark {
     /// Adversarial 4 MiB bodies beside a normal load: every one 400, no normal request failed,
     /// gateway peak RSS ≤ 64 MiB.
     Bodies(bodies::BodiesArgs),
+    /// The worker's prefix cache on against off: follow-up TTFT p50 ≤ 25%, ≥ 97% of the
+    /// throughput without shared prefixes, affinity's target (not built yet), no errors.
+    Prefix(prefix::PrefixArgs),
 }
 
 /// Reads the benchmark's files and returns the Markdown to append to its summary.
@@ -75,6 +79,7 @@ pub fn verdict(args: &VerdictArgs) -> anyhow::Result<String> {
         Benchmark::LlamaCpp(args) => llama_cpp::verdict(args, &llama_cpp::load(args)?),
         Benchmark::Batching(args) => batching::verdict(args, &batching::load(args)?),
         Benchmark::Bodies(args) => bodies::verdict(args, &bodies::load(args)?),
+        Benchmark::Prefix(args) => prefix::verdict(&prefix::load(args)?),
     };
     Ok(verdict.render())
 }
@@ -87,7 +92,8 @@ mod tests {
     /// The command lines load-tests/bench.sh writes, flag for flag.
     #[test]
     fn bench_sh_command_lines_parse() {
-        let lines: [&[&str]; 7] = [
+        let lines: [&[&str]; 8] = [
+            &["prefix", "--dir", "d"],
             &["pipeline", "--baseline", "b", "--closed", "c", "--wrk", "w"],
             &["scaling", "--one", "1", "--four", "4"],
             &[
