@@ -6,6 +6,7 @@
 //! prompt chunks and stops as soon as [`TokenSink::token`] answers [`Flow::Stop`].
 
 pub mod candle;
+pub mod chain_hash;
 pub mod stop;
 pub mod synthetic;
 

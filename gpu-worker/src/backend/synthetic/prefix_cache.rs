@@ -9,8 +9,8 @@
 //! without the ones before it).
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
 
+use crate::backend::chain_hash::chain_hashes;
 use crate::backend::PrefixCacheStats;
 
 /// Synthetic tokens per block, as in the candle engine's cache.
@@ -51,7 +51,7 @@ impl TextPrefixCache {
         if self.capacity_blocks == 0 {
             return 0;
         }
-        let chain = chain_hashes(text);
+        let chain = chain_hashes(text, BLOCK_BYTES);
         let usable = text.len().saturating_sub(1) / BLOCK_BYTES;
         let hit_blocks = chain[..usable.min(chain.len())]
             .iter()
@@ -97,20 +97,6 @@ impl TextPrefixCache {
             },
         )
     }
-}
-
-/// Each whole block's hash, chained over the blocks before it.
-fn chain_hashes(text: &[u8]) -> Vec<u64> {
-    let mut parent = 0u64;
-    text.chunks_exact(BLOCK_BYTES)
-        .map(|block| {
-            let mut hasher = DefaultHasher::new();
-            parent.hash(&mut hasher);
-            block.hash(&mut hasher);
-            parent = hasher.finish();
-            parent
-        })
-        .collect()
 }
 
 #[cfg(test)]

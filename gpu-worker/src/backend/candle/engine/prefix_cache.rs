@@ -12,9 +12,9 @@
 //! (`models/step_rows.rs`), so the copied values are the bits feeding the prefix would give.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::backend::candle::models::Session;
+use crate::backend::chain_hash;
 
 /// Tokens per block: prefixes are cached and found in whole blocks.
 pub const BLOCK_TOKENS: usize = 16;
@@ -79,7 +79,7 @@ impl PrefixCache {
         }
         self.counts.queried += prompt.len() as u64;
         let usable = prompt.len().saturating_sub(1) / BLOCK_TOKENS * BLOCK_TOKENS;
-        let chain = chain_hashes(&prompt[..usable]);
+        let chain = chain_hash::chain_hashes(&prompt[..usable], BLOCK_TOKENS);
         self.clock += 1;
         for (block, hash) in chain.iter().enumerate().rev() {
             let Some(&id) = self.index.get(hash) else {
@@ -118,7 +118,7 @@ impl PrefixCache {
         if !self.enabled() || positions == 0 || bytes > self.capacity {
             return Some(session);
         }
-        let chain = chain_hashes(&tokens[..positions]);
+        let chain = chain_hash::chain_hashes(&tokens[..positions], BLOCK_TOKENS);
         let known = chain.last().and_then(|hash| self.index.get(hash));
         if known.is_some_and(|id| {
             self.entries
@@ -177,21 +177,6 @@ impl PrefixCache {
     pub fn take_counts(&mut self) -> PrefixCounts {
         std::mem::take(&mut self.counts)
     }
-}
-
-/// Each whole block's hash, chained over the blocks before it.
-fn chain_hashes(tokens: &[u32]) -> Vec<u64> {
-    let mut parent = 0u64;
-    tokens
-        .chunks_exact(BLOCK_TOKENS)
-        .map(|block| {
-            let mut hasher = DefaultHasher::new();
-            parent.hash(&mut hasher);
-            block.hash(&mut hasher);
-            parent = hasher.finish();
-            parent
-        })
-        .collect()
 }
 
 #[cfg(test)]
