@@ -3,16 +3,26 @@
 //! When a worker dies mid-generation, JetStream redelivers the request and another worker starts
 //! it again with a higher `attempt`. The request carries a fixed seed, so the new attempt produces
 //! the same tokens; this filter follows the newest attempt, drops events of older ones, and skips
-//! tokens the client already received, so the client sees one answer, never two.
+//! tokens the client already received, so the client sees one answer, never two. With `n`
+//! choices, each choice's tokens are counted on their own; a token of a choice the request did
+//! not ask for (a forged event) is dropped.
 
-use coder_nats::WorkerEvent;
+use coder_nats::{TokenLogprobs, WorkerEvent};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AttemptFilter {
     current: u32,
-    /// Tokens already passed on (across attempts). Wider than an index, so a forged
+    /// Per choice, tokens already passed on (across attempts). Wider than an index, so a forged
     /// `u32::MAX` index cannot overflow it.
-    forwarded: u64,
+    forwarded: Vec<u64>,
+}
+
+/// One token of one choice, for the client.
+#[derive(Debug, PartialEq)]
+pub struct ChoiceToken {
+    pub choice: u32,
+    pub text: String,
+    pub logprobs: Option<TokenLogprobs>,
 }
 
 /// What a raw worker event means for the client.
@@ -23,7 +33,7 @@ pub enum Filtered {
         redelivered: bool,
         first: bool,
     },
-    Token(String),
+    Token(ChoiceToken),
     /// A terminal event of the current attempt.
     Terminal(WorkerEvent),
     /// Stale or repeated: nothing for the client.
@@ -31,6 +41,14 @@ pub enum Filtered {
 }
 
 impl AttemptFilter {
+    /// A filter for a request of `choices` choices.
+    pub fn new(choices: u32) -> Self {
+        Self {
+            current: 0,
+            forwarded: vec![0; choices.max(1) as usize],
+        }
+    }
+
     pub fn accept(&mut self, event: WorkerEvent) -> Filtered {
         let attempt = event.attempt();
         if attempt < self.current {
@@ -47,14 +65,23 @@ impl AttemptFilter {
             }
             WorkerEvent::Started { .. } => Filtered::Skip,
             _ if attempt > self.current => Filtered::Skip, // events before their `started`
-            WorkerEvent::Token { index, text, .. } => {
-                if u64::from(index) < self.forwarded {
-                    Filtered::Skip
-                } else {
-                    self.forwarded = u64::from(index) + 1;
-                    Filtered::Token(text)
+            WorkerEvent::Token {
+                index,
+                text,
+                choice,
+                logprobs,
+                ..
+            } => match self.forwarded.get_mut(choice as usize) {
+                Some(forwarded) if u64::from(index) >= *forwarded => {
+                    *forwarded = u64::from(index) + 1;
+                    Filtered::Token(ChoiceToken {
+                        choice,
+                        text,
+                        logprobs,
+                    })
                 }
-            }
+                _ => Filtered::Skip,
+            },
             terminal => Filtered::Terminal(terminal),
         }
     }
@@ -74,11 +101,25 @@ mod tests {
     }
 
     fn token(attempt: u32, index: u32) -> WorkerEvent {
+        of_choice(attempt, 0, index)
+    }
+
+    fn of_choice(attempt: u32, choice: u32, index: u32) -> WorkerEvent {
         WorkerEvent::Token {
             attempt,
             index,
             text: format!("t{index}"),
+            choice,
+            logprobs: None,
         }
+    }
+
+    fn text(choice: u32, index: u32) -> Filtered {
+        Filtered::Token(ChoiceToken {
+            choice,
+            text: format!("t{index}"),
+            logprobs: None,
+        })
     }
 
     fn done(attempt: u32) -> WorkerEvent {
@@ -86,12 +127,13 @@ mod tests {
             attempt,
             finish_reason: FinishReason::Length,
             usage: Usage::default(),
+            finish_reasons: Vec::new(),
         }
     }
 
     #[test]
     fn a_redelivered_request_resumes_where_the_client_is() {
-        let mut filter = AttemptFilter::default();
+        let mut filter = AttemptFilter::new(1);
         assert_eq!(
             filter.accept(started(1)),
             Filtered::Started {
@@ -99,8 +141,8 @@ mod tests {
                 first: true
             }
         );
-        assert_eq!(filter.accept(token(1, 0)), Filtered::Token("t0".into()));
-        assert_eq!(filter.accept(token(1, 1)), Filtered::Token("t1".into()));
+        assert_eq!(filter.accept(token(1, 0)), text(0, 0));
+        assert_eq!(filter.accept(token(1, 1)), text(0, 1));
         // Worker 1 dies; worker 2 starts over.
         assert_eq!(
             filter.accept(started(2)),
@@ -111,7 +153,7 @@ mod tests {
         );
         assert_eq!(filter.accept(token(2, 0)), Filtered::Skip);
         assert_eq!(filter.accept(token(2, 1)), Filtered::Skip);
-        assert_eq!(filter.accept(token(2, 2)), Filtered::Token("t2".into()));
+        assert_eq!(filter.accept(token(2, 2)), text(0, 2));
         // A late event of the dead attempt is ignored, and so is its terminal.
         assert_eq!(filter.accept(token(1, 2)), Filtered::Skip);
         assert_eq!(filter.accept(done(1)), Filtered::Skip);
@@ -120,12 +162,9 @@ mod tests {
 
     #[test]
     fn forged_extreme_indexes_and_attempts_do_not_overflow() {
-        let mut filter = AttemptFilter::default();
+        let mut filter = AttemptFilter::new(1);
         filter.accept(started(u32::MAX));
-        assert_eq!(
-            filter.accept(token(u32::MAX, u32::MAX)),
-            Filtered::Token(format!("t{}", u32::MAX))
-        );
+        assert_eq!(filter.accept(token(u32::MAX, u32::MAX)), text(0, u32::MAX));
         assert_eq!(filter.accept(token(u32::MAX, u32::MAX)), Filtered::Skip);
         assert_eq!(
             filter.accept(done(u32::MAX)),
@@ -134,8 +173,23 @@ mod tests {
     }
 
     #[test]
+    fn each_choice_resumes_on_its_own_and_unasked_choices_are_dropped() {
+        let mut filter = AttemptFilter::new(2);
+        filter.accept(started(1));
+        assert_eq!(filter.accept(of_choice(1, 0, 0)), text(0, 0));
+        assert_eq!(filter.accept(of_choice(1, 1, 0)), text(1, 0));
+        assert_eq!(filter.accept(of_choice(1, 1, 1)), text(1, 1));
+        filter.accept(started(2));
+        assert_eq!(filter.accept(of_choice(2, 0, 0)), Filtered::Skip);
+        assert_eq!(filter.accept(of_choice(2, 0, 1)), text(0, 1));
+        assert_eq!(filter.accept(of_choice(2, 1, 1)), Filtered::Skip);
+        assert_eq!(filter.accept(of_choice(2, 2, 0)), Filtered::Skip);
+        assert_eq!(filter.accept(of_choice(2, u32::MAX, 0)), Filtered::Skip);
+    }
+
+    #[test]
     fn events_of_an_attempt_not_yet_started_are_dropped() {
-        let mut filter = AttemptFilter::default();
+        let mut filter = AttemptFilter::new(1);
         assert_eq!(filter.accept(token(1, 0)), Filtered::Skip);
         assert_eq!(
             filter.accept(started(1)),

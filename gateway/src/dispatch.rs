@@ -4,7 +4,7 @@
 use crate::admission::Admission;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::generation::Generation;
+use crate::generation::{Generation, OutputShape};
 use crate::in_flight::{InFlight, Submitted};
 use crate::known_models::KnownModels;
 use crate::replies::ReplyRouter;
@@ -97,6 +97,10 @@ impl Dispatcher {
             return Err(ApiError::ModelNotFound(model.to_owned()));
         }
         let (id, received_at) = (context.id, context.received_at);
+        let shape = OutputShape {
+            choices: params.n,
+            logprobs: params.logprobs,
+        };
         let request = GenerationRequest {
             id,
             model: model.to_owned(),
@@ -115,6 +119,7 @@ impl Dispatcher {
             received_at,
             timeout,
             self.metrics.clone(),
+            shape,
         ))
     }
 

@@ -2,10 +2,12 @@
 //! deadline, redeliveries and the per-request metrics (queue wait, time to first token, time per
 //! output token, token usage).
 
+pub use crate::attempts::ChoiceToken;
 use crate::attempts::{AttemptFilter, Filtered};
 use crate::error::ApiError;
 use crate::in_flight::Submitted;
-use coder_nats::{CancelReason, ErrorKind, FinishReason, Usage, WorkerEvent};
+use crate::openai::fields::bounded;
+use coder_nats::{CancelReason, ErrorKind, FinishReason, TokenLogprobs, Usage, WorkerEvent};
 use metrics_common::{GatewayMetrics, ModelLabel};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -14,17 +16,38 @@ use uuid::Uuid;
 /// What the client gets next.
 #[derive(Debug, PartialEq)]
 pub enum Progress {
-    Token(String),
+    Token(ChoiceToken),
     Done {
-        finish_reason: FinishReason,
+        /// One per choice, in choice order.
+        finish_reasons: Vec<FinishReason>,
         usage: Usage,
     },
+}
+
+/// What a request asked of its output, which the worker's events are held to: a forged or
+/// confused event cannot add choices or alternatives the client did not ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputShape {
+    /// `n`.
+    pub choices: u32,
+    /// `None`: no log probabilities; `Some(k)`: the chosen token's and `k` alternatives'.
+    pub logprobs: Option<u32>,
+}
+
+/// One choice of a whole (non-streamed) answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChoiceOutput {
+    pub text: String,
+    /// Per token, when the request asked for log probabilities.
+    pub logprobs: Option<Vec<TokenLogprobs>>,
+    pub finish_reason: FinishReason,
 }
 
 pub struct Generation {
     pub id: Uuid,
     submitted: Submitted,
     filter: AttemptFilter,
+    shape: OutputShape,
     received_at: Instant,
     deadline: Instant,
     timeout: Duration,
@@ -41,11 +64,13 @@ impl Generation {
         received_at: Instant,
         timeout: Duration,
         metrics: GatewayMetrics,
+        shape: OutputShape,
     ) -> Self {
         Self {
             id,
             submitted,
-            filter: AttemptFilter::default(),
+            filter: AttemptFilter::new(shape.choices),
+            shape,
             received_at,
             deadline: received_at + timeout,
             timeout,
@@ -54,6 +79,11 @@ impl Generation {
             last_token_at: None,
             tokens: 0,
         }
+    }
+
+    /// What the request asked of its output.
+    pub fn shape(&self) -> OutputShape {
+        self.shape
     }
 
     /// The request's model: the label its metrics are recorded under.
@@ -101,7 +131,14 @@ impl Generation {
                 }
                 Ok(None)
             }
-            Filtered::Token(text) => {
+            Filtered::Token(mut token) => {
+                token.logprobs = match (self.shape.logprobs, token.logprobs) {
+                    (Some(top), Some(mut logprobs)) => {
+                        logprobs.top.truncate(top as usize);
+                        Some(logprobs)
+                    }
+                    _ => None,
+                };
                 let now = Instant::now();
                 if self.first_token_at.is_none() {
                     self.first_token_at = Some(now);
@@ -110,27 +147,36 @@ impl Generation {
                 }
                 self.last_token_at = Some(now);
                 self.tokens = self.tokens.saturating_add(1);
-                Ok(Some(Progress::Token(text)))
+                Ok(Some(Progress::Token(token)))
             }
             Filtered::Terminal(WorkerEvent::Final {
                 finish_reason,
                 usage,
+                mut finish_reasons,
                 ..
             }) => {
                 self.submitted.guard.finished();
                 self.record_completion(usage);
+                // One per choice, whatever the event held.
+                finish_reasons.resize(self.shape.choices.max(1) as usize, finish_reason);
+                finish_reasons[0] = finish_reason;
                 Ok(Some(Progress::Done {
-                    finish_reason,
+                    finish_reasons,
                     usage,
                 }))
             }
-            Filtered::Terminal(WorkerEvent::Error { kind, message, .. }) => {
+            Filtered::Terminal(WorkerEvent::Error {
+                kind,
+                message,
+                param,
+                ..
+            }) => {
                 self.submitted.guard.finished();
                 Err(match kind {
                     ErrorKind::Expired => ApiError::Timeout(self.timeout),
                     ErrorKind::InvalidRequest => ApiError::BadRequest {
                         message,
-                        param: None,
+                        param: param.as_deref().map(bounded),
                     },
                     ErrorKind::Cancelled => {
                         ApiError::Unavailable(format!("worker cancelled: {message}"))
@@ -159,16 +205,35 @@ impl Generation {
         }
     }
 
-    /// Runs to the end, gathering the text (non-streamed responses).
-    pub async fn collect(&mut self) -> Result<(String, FinishReason, Usage), ApiError> {
-        let mut text = String::new();
+    /// Runs to the end, gathering each choice's text and log probabilities (non-streamed
+    /// responses).
+    pub async fn collect(&mut self) -> Result<(Vec<ChoiceOutput>, Usage), ApiError> {
+        let choices = self.shape.choices.max(1) as usize;
+        let mut texts = vec![String::new(); choices];
+        let mut logprobs: Vec<Vec<TokenLogprobs>> = vec![Vec::new(); choices];
         loop {
             match self.next().await? {
-                Progress::Token(piece) => text.push_str(&piece),
+                Progress::Token(token) => {
+                    let choice = token.choice as usize;
+                    texts[choice].push_str(&token.text);
+                    logprobs[choice].extend(token.logprobs);
+                }
                 Progress::Done {
-                    finish_reason,
+                    finish_reasons,
                     usage,
-                } => return Ok((text, finish_reason, usage)),
+                } => {
+                    let outputs = texts
+                        .into_iter()
+                        .zip(logprobs)
+                        .zip(finish_reasons)
+                        .map(|((text, logprobs), finish_reason)| ChoiceOutput {
+                            text,
+                            logprobs: self.shape.logprobs.map(|_| logprobs),
+                            finish_reason,
+                        })
+                        .collect();
+                    return Ok((outputs, usage));
+                }
             }
         }
     }

@@ -149,6 +149,7 @@ mod tests {
             attempt: 1,
             finish_reason: FinishReason::Stop,
             usage: Usage::default(),
+            finish_reasons: Vec::new(),
         }
     }
 
@@ -187,6 +188,7 @@ mod tests {
             attempt: 1,
             finish_reason: FinishReason::Stop,
             usage: Usage::default(),
+            finish_reasons: Vec::new(),
         };
         router.deliver(&subjects::reply_subject("gw", a), &event.to_json());
         assert_eq!(rx_a.try_recv().unwrap(), event);

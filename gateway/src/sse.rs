@@ -20,7 +20,8 @@ pub async fn stream_response(
     include_usage: bool,
 ) -> Result<Response, ApiError> {
     let first = generation.next().await?;
-    let opening = format.opening(generation.id, generation.model().as_str());
+    let choices = generation.shape().choices;
+    let opening = format.opening(generation.id, generation.model().as_str(), choices);
     let state = StreamState {
         generation,
         format,
@@ -56,13 +57,18 @@ impl<F: ChunkFormat> StreamState<F> {
         };
         let (id, model) = (self.generation.id, self.generation.model().as_str());
         match progress {
-            Ok(Progress::Token(text)) if text.is_empty() => (Vec::new(), false),
-            Ok(Progress::Token(text)) => (vec![self.format.token(id, model, text)], false),
+            Ok(Progress::Token(token)) if token.text.is_empty() && token.logprobs.is_none() => {
+                (Vec::new(), false)
+            }
+            Ok(Progress::Token(token)) => (vec![self.format.token(id, model, token)], false),
             Ok(Progress::Done {
-                finish_reason,
+                finish_reasons,
                 usage,
             }) => {
-                let mut chunks = vec![self.format.finish(id, model, finish_reason)];
+                let mut chunks: Vec<String> = (0..)
+                    .zip(finish_reasons)
+                    .map(|(choice, reason)| self.format.finish(id, model, choice, reason))
+                    .collect();
                 if self.include_usage {
                     chunks.push(self.format.usage(id, model, UsageBody::from(usage)));
                 }

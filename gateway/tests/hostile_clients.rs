@@ -3,7 +3,9 @@
 
 mod support;
 
-use coder_nats::{subjects, testing::NatsServer, FinishReason, Usage, WorkerEvent};
+use coder_nats::{
+    subjects, testing::NatsServer, FinishReason, Logprob, TokenLogprobs, Usage, WorkerEvent,
+};
 use futures::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -182,6 +184,19 @@ async fn forged_worker_events_with_extreme_numbers_leave_the_gateway_answering()
             attempt: 1,
             index: u32::MAX,
             text: "forged".into(),
+            choice: 0,
+            logprobs: None,
+        },
+        // A choice the request never asked for, with more alternatives than anyone may ask.
+        WorkerEvent::Token {
+            attempt: 1,
+            index: 0,
+            text: "forged".into(),
+            choice: u32::MAX,
+            logprobs: Some(TokenLogprobs {
+                chosen: Logprob::new(b"x".to_vec(), f32::MAX),
+                top: vec![Logprob::new(b"y".to_vec(), f32::MIN); 10_000],
+            }),
         },
         WorkerEvent::Final {
             attempt: 1,
@@ -191,6 +206,7 @@ async fn forged_worker_events_with_extreme_numbers_leave_the_gateway_answering()
                 completion_tokens: u32::MAX,
                 cached_tokens: u32::MAX,
             },
+            finish_reasons: vec![FinishReason::Stop; 1000],
         },
     ];
     for event in forged {

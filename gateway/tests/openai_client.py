@@ -54,11 +54,62 @@ def main() -> None:
     assert chat.choices[0].message.content, chat
     checks += 1
 
+    middle = client.completions.create(
+        model=model,
+        prompt="def is_even(n):\n    return n % 2 == 0\n\n\ndef is_odd(n):\n    ",
+        suffix="\n\n\nprint(is_odd(3))\n",
+        max_tokens=24,
+        temperature=0,
+    )
+    assert middle.choices[0].text.strip(), middle
+    assert middle.choices[0].finish_reason == "stop", middle
+    checks += 1
+
+    chat = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "write a loop"}],
+        max_tokens=4,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    content = chat.choices[0].logprobs.content
+    assert content, chat
+    for entry in content:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) == 3, entry
+        ranked = [alternative.logprob for alternative in entry.top_logprobs]
+        assert ranked == sorted(ranked, reverse=True), entry
+        assert entry.top_logprobs[0].token == entry.token, entry
+    completion = client.completions.create(
+        model=model, prompt="def add(a, b):", max_tokens=4, temperature=0, logprobs=2
+    )
+    logprobs = completion.choices[0].logprobs
+    assert len(logprobs.tokens) == len(logprobs.token_logprobs) == len(logprobs.text_offset), logprobs
+    assert all(token in top for token, top in zip(logprobs.tokens, logprobs.top_logprobs)), logprobs
+    checks += 1
+
+    chat = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=3, n=3, seed=1
+    )
+    assert sorted(choice.index for choice in chat.choices) == [0, 1, 2], chat
+    stream = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=3,
+        n=2,
+        stream=True,
+    )
+    indexes = {choice.index for chunk in stream for choice in chunk.choices}
+    assert indexes == {0, 1}, indexes
+    checks += 1
+
     tool = {"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}}
     refusals = [
         ("tools", {"tools": [tool], "tool_choice": "required"}),
         ("response_format", {"response_format": {"type": "json_object"}}),
         ("frequency_penalty", {"frequency_penalty": 2.5}),
+        ("n", {"n": 9}),
+        ("top_logprobs", {"logprobs": True, "top_logprobs": 21}),
     ]
     for field, extra in refusals:
         try:

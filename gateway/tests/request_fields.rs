@@ -58,7 +58,14 @@ async fn tools_structured_output_and_unknown_fields_are_refused_by_name() {
             "response_format",
         ),
         (json!({"logit_bias": {"1": 100}}), "logit_bias"),
-        (json!({"logprobs": true}), "logprobs"),
+        (json!({"logprobs": "yes"}), "logprobs"),
+        (
+            json!({"logprobs": true, "top_logprobs": 21}),
+            "top_logprobs",
+        ),
+        (json!({"top_logprobs": 2}), "top_logprobs"),
+        (json!({"n": 9}), "n"),
+        (json!({"n": 0}), "n"),
         (json!({"temprature": 0.5}), "temprature"),
         (json!({"prompt": "x"}), "prompt"),
         (
@@ -79,7 +86,11 @@ async fn tools_structured_output_and_unknown_fields_are_refused_by_name() {
         println!("{field}: {}", error["error"]["message"]);
     }
     let refused_completion = [
-        (json!({"suffix": "return x"}), "suffix"),
+        (json!({"suffix": 7}), "suffix"),
+        (json!({"logprobs": 6}), "logprobs"),
+        (json!({"top_logprobs": 2}), "top_logprobs"),
+        (json!({"n": 9}), "n"),
+        (json!({"echo": true}), "echo"),
         (json!({"logit_bias": {"1": -100}}), "logit_bias"),
         (json!({"tools": []}), "tools"),
         (json!({"frequency_penalty": -3}), "frequency_penalty"),
@@ -105,7 +116,7 @@ async fn hints_and_neutral_values_are_accepted_without_changing_the_answer() {
     let (_nats, gateway, _worker) = stack(MODEL, &[], &[]).await;
     let plain = text_of(&gateway, "/v1/chat/completions", &chat(json!({}))).await;
     let hinted = chat(json!({
-        "user": "ann", "metadata": {"team": "a"}, "store": false, "n": 1,
+        "user": "ann", "metadata": {"team": "a"}, "store": false, "n": 1, "top_logprobs": null,
         "tool_choice": "none", "response_format": {"type": "text"}, "logit_bias": {},
         "logprobs": false, "frequency_penalty": 0, "presence_penalty": 0,
     }));

@@ -1,18 +1,20 @@
 //! Running one delivered request: `started`, tokens, `final`/`error`, in-progress acks while it
 //! runs, and the ack only after the last event is out.
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, Finished};
 use crate::cancel::CancelRegistry;
 use crate::job::{intake, Intake, Job};
-use crate::sink::ChannelSink;
+use crate::sink::{ChannelSink, Generated};
 use crate::slots::Slots;
 use async_nats::jetstream::{AckKind, Message};
-use coder_nats::{ErrorKind, WorkerEvent};
+use coder_nats::{ErrorKind, FinishReason, Usage, WorkerEvent};
 use metrics_common::names::value::Outcome;
 use metrics_common::WorkerMetrics;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
 
 /// What every request run here shares: the connection, the backend, cancels, metrics, slots.
 pub struct Executor {
@@ -105,6 +107,7 @@ impl Executor {
             attempt: job.attempt,
             kind,
             message: why.to_owned(),
+            param: None,
         };
         self.publish(job, event).await;
         ack(message, AckKind::Ack).await;
@@ -134,24 +137,25 @@ impl Executor {
         self.publish(&job, started).await;
 
         let (tokens_tx, mut tokens) = mpsc::unbounded_channel();
-        let backend = Arc::clone(&self.backend);
-        let request = job.request.clone();
-        let generation = tokio::task::spawn_blocking(move || {
-            let mut sink = ChannelSink::new(tokens_tx, cancelled, job.deadline);
-            backend.generate(&request, &mut sink)
-        });
+        let generations = self.start_choices(&job, &tokens_tx, &cancelled);
+        drop(tokens_tx);
 
         let mut progress = tokio::time::interval(self.progress_every);
         progress.tick().await;
-        let mut index = 0u32;
+        // Per choice: the index of its next token.
+        let mut indexes = vec![0u32; generations.len()];
         loop {
             tokio::select! {
                 token = tokens.recv() => match token {
-                    Some(text) => {
-                        if !text.is_empty() {
-                            self.publish(&job, WorkerEvent::Token { attempt, index, text }).await;
+                    Some(Generated { choice, text, logprobs }) => {
+                        let index = &mut indexes[choice as usize];
+                        if !text.is_empty() || logprobs.is_some() {
+                            let event = WorkerEvent::Token {
+                                attempt, index: *index, text, choice, logprobs,
+                            };
+                            self.publish(&job, event).await;
                         }
-                        index += 1;
+                        *index += 1;
                     }
                     None => break,
                 },
@@ -160,46 +164,22 @@ impl Executor {
         }
         self.cancels.remove(job.request.id);
 
-        let result = generation.await.unwrap_or_else(|panic| {
-            Err(BackendError::Internal(anyhow::anyhow!(
-                "generation panicked: {panic}"
-            )))
-        });
-        let (event, outcome) = match result {
-            Ok(done) => (
-                WorkerEvent::Final {
-                    attempt,
-                    finish_reason: done.finish_reason,
-                    usage: done.usage,
-                },
+        let mut results = Vec::with_capacity(generations.len());
+        for generation in generations {
+            results.push(generation.await.unwrap_or_else(|panic| {
+                Err(BackendError::Internal(anyhow::anyhow!(
+                    "generation panicked: {panic}"
+                )))
+            }));
+        }
+        let (event, outcome) = match combine(results) {
+            Ok((finish_reasons, usage)) => (
+                final_event(attempt, finish_reasons, usage),
                 Outcome::Completed,
             ),
-            Err(BackendError::Cancelled) => {
-                let event = WorkerEvent::Error {
-                    attempt,
-                    kind: ErrorKind::Cancelled,
-                    message: "cancelled".into(),
-                };
-                (event, Outcome::Cancelled)
-            }
-            Err(BackendError::InvalidRequest(text)) => {
-                let event = WorkerEvent::Error {
-                    attempt,
-                    kind: ErrorKind::InvalidRequest,
-                    message: text,
-                };
-                (event, Outcome::Failed)
-            }
-            Err(BackendError::Internal(error)) => {
-                tracing::error!(error = format!("{error:#}"), "generation failed");
-                let event = WorkerEvent::Error {
-                    attempt,
-                    kind: ErrorKind::Internal,
-                    message: "generation failed".into(),
-                };
-                (event, Outcome::Failed)
-            }
+            Err(error) => error_event(attempt, error),
         };
+        let index: u32 = indexes.iter().sum();
         self.publish(&job, event).await;
         if let Err(error) = self.client.flush().await {
             tracing::warn!(%error, "flushing the last event failed; the ack may be retried");
@@ -209,6 +189,48 @@ impl Executor {
         }
         tracing::info!(outcome = outcome.as_str(), tokens = index, "request done");
         outcome
+    }
+
+    /// Starts every choice the job asks for, each on its own blocking thread writing to `tokens`;
+    /// a job whose `n` or `logprobs` is out of bounds (the gateway never sends one) fails at once.
+    fn start_choices(
+        &self,
+        job: &Job,
+        tokens: &mpsc::UnboundedSender<Generated>,
+        cancelled: &Arc<AtomicBool>,
+    ) -> Vec<JoinHandle<Result<Finished, BackendError>>> {
+        if let Some((param, message)) = job.request.params.output_out_of_range() {
+            let refused = BackendError::InvalidField { param, message };
+            return vec![tokio::spawn(async move { Err(refused) })];
+        }
+        (0..job.request.params.n)
+            .map(|choice| {
+                let sink =
+                    ChannelSink::new(tokens.clone(), choice, Arc::clone(cancelled), job.deadline);
+                self.generate_choice(job, choice, sink, Arc::clone(cancelled))
+            })
+            .collect()
+    }
+
+    /// Runs choice `choice` of the job on its own blocking thread; a choice that fails raises
+    /// `cancelled`, so its siblings stop too (the request fails as a whole).
+    fn generate_choice(
+        &self,
+        job: &Job,
+        choice: u32,
+        mut sink: ChannelSink,
+        cancelled: Arc<AtomicBool>,
+    ) -> JoinHandle<Result<Finished, BackendError>> {
+        let backend = Arc::clone(&self.backend);
+        let mut request = job.request.clone();
+        request.params = request.params.for_choice(choice);
+        tokio::task::spawn_blocking(move || {
+            let result = backend.generate(&request, &mut sink);
+            if matches!(&result, Err(error) if !matches!(error, BackendError::Cancelled)) {
+                cancelled.store(true, Ordering::Relaxed);
+            }
+            result
+        })
     }
 
     async fn publish(&self, job: &Job, event: WorkerEvent) {
@@ -222,8 +244,146 @@ impl Executor {
     }
 }
 
+/// The request's end from its choices' ends: every choice's finish reason, and the usage with
+/// the prompt counted once and every choice's completion tokens; or the first failure that is
+/// not a cancel (siblings of a failed choice are cancelled because of it), else the cancel.
+fn combine(
+    results: Vec<Result<Finished, BackendError>>,
+) -> Result<(Vec<FinishReason>, Usage), BackendError> {
+    let mut cancelled = None;
+    let mut ends = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok(finished) => ends.push(finished),
+            Err(BackendError::Cancelled) => cancelled = Some(BackendError::Cancelled),
+            Err(error) => return Err(error),
+        }
+    }
+    if let Some(cancelled) = cancelled {
+        return Err(cancelled);
+    }
+    let usage = Usage {
+        prompt_tokens: ends.first().map_or(0, |f| f.usage.prompt_tokens),
+        completion_tokens: ends
+            .iter()
+            .fold(0u32, |sum, f| sum.saturating_add(f.usage.completion_tokens)),
+    };
+    Ok((ends.iter().map(|f| f.finish_reason).collect(), usage))
+}
+
+/// The `final` event: choice 0's finish reason, and every choice's when there are several.
+fn final_event(attempt: u32, finish_reasons: Vec<FinishReason>, usage: Usage) -> WorkerEvent {
+    WorkerEvent::Final {
+        attempt,
+        finish_reason: finish_reasons[0],
+        usage,
+        finish_reasons: match finish_reasons.len() {
+            1 => Vec::new(),
+            _ => finish_reasons,
+        },
+    }
+}
+
+/// The `error` event of a failed generation, and its outcome.
+fn error_event(attempt: u32, error: BackendError) -> (WorkerEvent, Outcome) {
+    let (kind, message, param, outcome) = match error {
+        BackendError::Cancelled => (
+            ErrorKind::Cancelled,
+            "cancelled".to_owned(),
+            None,
+            Outcome::Cancelled,
+        ),
+        BackendError::InvalidRequest(text) => {
+            (ErrorKind::InvalidRequest, text, None, Outcome::Failed)
+        }
+        BackendError::InvalidField { param, message } => (
+            ErrorKind::InvalidRequest,
+            message,
+            Some(param.to_owned()),
+            Outcome::Failed,
+        ),
+        BackendError::Internal(error) => {
+            tracing::error!(error = format!("{error:#}"), "generation failed");
+            (
+                ErrorKind::Internal,
+                "generation failed".to_owned(),
+                None,
+                Outcome::Failed,
+            )
+        }
+    };
+    let event = WorkerEvent::Error {
+        attempt,
+        kind,
+        message,
+        param,
+    };
+    (event, outcome)
+}
+
 async fn ack(message: &Message, kind: AckKind) {
     if let Err(error) = message.ack_with(kind).await {
         tracing::warn!(%error, "ack failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(reason: FinishReason, completion_tokens: u32) -> Result<Finished, BackendError> {
+        Ok(Finished {
+            finish_reason: reason,
+            usage: Usage {
+                prompt_tokens: 7,
+                completion_tokens,
+            },
+        })
+    }
+
+    #[test]
+    fn choices_sum_their_completions_and_count_the_prompt_once() {
+        let (reasons, usage) = combine(vec![
+            finished(FinishReason::Stop, 3),
+            finished(FinishReason::Length, 5),
+        ])
+        .unwrap();
+        assert_eq!(reasons, [FinishReason::Stop, FinishReason::Length]);
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (7, 8));
+    }
+
+    #[test]
+    fn a_failed_choice_fails_the_request_over_its_cancelled_siblings() {
+        let invalid = || BackendError::InvalidField {
+            param: "suffix",
+            message: "m".into(),
+        };
+        let result = combine(vec![
+            Err(BackendError::Cancelled),
+            Err(invalid()),
+            finished(FinishReason::Stop, 1),
+        ]);
+        assert!(matches!(
+            result,
+            Err(BackendError::InvalidField {
+                param: "suffix",
+                ..
+            })
+        ));
+        let result = combine(vec![
+            finished(FinishReason::Stop, 1),
+            Err(BackendError::Cancelled),
+        ]);
+        assert!(matches!(result, Err(BackendError::Cancelled)));
+        let (event, _) = error_event(2, invalid());
+        assert_eq!(
+            event,
+            WorkerEvent::Error {
+                attempt: 2,
+                kind: ErrorKind::InvalidRequest,
+                message: "m".into(),
+                param: Some("suffix".into()),
+            }
+        );
     }
 }

@@ -1,27 +1,41 @@
 //! The [`TokenSink`] a generation thread writes to: tokens go over a channel to the async task
-//! that publishes them; generation stops when the cancel subscription raises the request's flag
-//! or its deadline passes (the gateway has answered 504 by then, even if its cancel was lost).
+//! that publishes them, tagged with the choice they belong to; generation stops when the cancel
+//! subscription raises the request's flag or its deadline passes (the gateway has answered 504
+//! by then, even if its cancel was lost).
 
 use crate::backend::{Flow, TokenSink};
+use coder_nats::TokenLogprobs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::mpsc;
 
+/// One generated token of one choice, on its way to be published.
+#[derive(Debug, PartialEq)]
+pub struct Generated {
+    pub choice: u32,
+    pub text: String,
+    pub logprobs: Option<TokenLogprobs>,
+}
+
 pub struct ChannelSink {
-    tokens: mpsc::UnboundedSender<String>,
+    tokens: mpsc::UnboundedSender<Generated>,
+    choice: u32,
     cancelled: Arc<AtomicBool>,
     deadline: SystemTime,
 }
 
 impl ChannelSink {
+    /// The sink of choice `choice`; every choice of a request shares its cancel flag.
     pub fn new(
-        tokens: mpsc::UnboundedSender<String>,
+        tokens: mpsc::UnboundedSender<Generated>,
+        choice: u32,
         cancelled: Arc<AtomicBool>,
         deadline: SystemTime,
     ) -> Self {
         Self {
             tokens,
+            choice,
             cancelled,
             deadline,
         }
@@ -30,7 +44,16 @@ impl ChannelSink {
 
 impl TokenSink for ChannelSink {
     fn token(&mut self, text: &str) -> Flow {
-        if self.is_cancelled() || self.tokens.send(text.to_owned()).is_err() {
+        self.generated(text, None)
+    }
+
+    fn generated(&mut self, text: &str, logprobs: Option<TokenLogprobs>) -> Flow {
+        let generated = Generated {
+            choice: self.choice,
+            text: text.to_owned(),
+            logprobs,
+        };
+        if self.is_cancelled() || self.tokens.send(generated).is_err() {
             Flow::Stop
         } else {
             Flow::Continue
@@ -47,9 +70,9 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn sink(deadline: SystemTime) -> (ChannelSink, mpsc::UnboundedReceiver<String>) {
+    fn sink(deadline: SystemTime) -> (ChannelSink, mpsc::UnboundedReceiver<Generated>) {
         let (tokens, received) = mpsc::unbounded_channel();
-        let sink = ChannelSink::new(tokens, Arc::new(AtomicBool::new(false)), deadline);
+        let sink = ChannelSink::new(tokens, 3, Arc::new(AtomicBool::new(false)), deadline);
         (sink, received)
     }
 
@@ -61,6 +84,7 @@ mod tests {
 
         let (mut on_time, mut received) = sink(SystemTime::now() + Duration::from_secs(60));
         assert!(matches!(on_time.token("x"), Flow::Continue));
-        assert_eq!(received.try_recv().unwrap(), "x");
+        let generated = received.try_recv().unwrap();
+        assert_eq!((generated.choice, generated.text.as_str()), (3, "x"));
     }
 }

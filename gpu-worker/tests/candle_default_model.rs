@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use coder_nats::{ChatMessage, FinishReason, GenerationRequest, Prompt, SamplingParams};
+use coder_nats::{ChatMessage, FinishReason, GenerationRequest, Infill, Prompt, SamplingParams};
 use gpu_worker::backend::candle::{CandleBackend, CandleOptions};
 use gpu_worker::backend::{Backend, BackendError, Finished, Flow, TokenSink};
 
@@ -226,4 +226,34 @@ fn a_plain_chat_is_tokenized_as_its_rendered_text_and_raw_prompts_keep_control_t
 
     assert_eq!(chat, raw);
     assert_eq!(count(&raw, IM_START), 3);
+}
+
+#[test]
+fn fill_in_the_middle_writes_the_middle_and_stops_at_a_fim_end_token() {
+    let Some(backend) = backend() else { return };
+    let params = SamplingParams {
+        max_tokens: 24,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let prompt = Prompt::Infill(Infill {
+        prefix: "def is_even(n):\n    return n % 2 == 0\n\n\ndef is_odd(n):\n    ".into(),
+        suffix: "\n\n\nprint(is_odd(3))\n".into(),
+        files: Vec::new(),
+    });
+
+    let (generation, text) = generate(backend, prompt, params);
+
+    // Plausible code, then the model's end token (no stop string was given, and the budget
+    // was not used up): recorded as `return not is_even(n)`.
+    assert!(
+        text.contains("return") && (text.contains("is_even") || text.contains("% 2")),
+        "{text:?}"
+    );
+    assert!(
+        !text.contains("print(is_odd"),
+        "the middle repeated the suffix: {text:?}"
+    );
+    assert_eq!(generation.finish_reason, FinishReason::Stop, "{text:?}");
+    assert!(generation.usage.completion_tokens < 24);
 }

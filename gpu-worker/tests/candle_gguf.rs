@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use coder_nats::{ChatMessage, FinishReason, Prompt};
+use coder_nats::{ChatMessage, FinishReason, Infill, Prompt};
 use gpu_worker::backend::candle::{CandleBackend, CandleOptions};
 use gpu_worker::backend::{Backend, BackendError};
 use tempfile::TempDir;
@@ -38,9 +38,15 @@ struct TinyGguf {
 
 impl TinyGguf {
     fn write(arch: &str, steer_to: u32) -> TinyGguf {
+        Self::write_with(arch, steer_to, Vec::new())
+    }
+
+    /// As [`TinyGguf::write`], with `extra` metadata.
+    fn write_with(arch: &str, steer_to: u32, extra: Vec<(String, Value)>) -> TinyGguf {
         let dir = TempDir::new().unwrap();
         write_tokenizer(dir.path(), VOCAB);
-        let metadata = metadata(arch);
+        let mut metadata = metadata(arch);
+        metadata.extend(extra);
         let tensors = tensors(arch, steer_to);
         let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -174,6 +180,44 @@ fn the_metadata_eos_id_ends_generation() {
         assert_eq!(generation.finish_reason, FinishReason::Stop, "{arch}");
         assert_eq!(generation.usage.completion_tokens, 1, "{arch}");
     }
+}
+
+#[test]
+fn fill_in_the_middle_needs_the_models_fim_tokens_and_ends_at_them() {
+    let arch = "qwen2";
+    let infill = Prompt::Infill(Infill {
+        prefix: "w5 w6".into(),
+        suffix: "w7".into(),
+        files: Vec::new(),
+    });
+    let without = TinyGguf::write(arch, REPEATED).load();
+    match without.generate(
+        &request(infill.clone(), greedy(4)),
+        &mut Recorder::default(),
+    ) {
+        Err(BackendError::InvalidField { param, message }) => {
+            assert_eq!(param, "suffix");
+            assert!(message.contains("fill-in-the-middle"), "{message}");
+        }
+        other => panic!("{:?}", other.map(|f| f.finish_reason)),
+    }
+
+    // Declared in the metadata as llama.cpp reads them: w20, w21, w22 build the prompt, and
+    // the FIM pad is w10, the token the weights steer to, which ends a middle.
+    let fim = [("pre", 20), ("suf", 21), ("mid", 22), ("pad", REPEATED)]
+        .map(|(key, id)| (format!("tokenizer.ggml.fim_{key}_token_id"), Value::U32(id)));
+    let backend = TinyGguf::write_with(arch, REPEATED, fim.into()).load();
+    let (generation, _) = run(&backend, &request(infill, greedy(4)));
+    assert_eq!(generation.finish_reason, FinishReason::Stop);
+    assert_eq!(generation.usage.completion_tokens, 1);
+    // w20 w5 w6 w21 w7 w22.
+    assert_eq!(generation.usage.prompt_tokens, 6);
+    let (plain, _) = run(&backend, &request(text("w5 w6"), greedy(4)));
+    assert_eq!(
+        plain.finish_reason,
+        FinishReason::Length,
+        "the FIM pad ends only a middle"
+    );
 }
 
 #[test]

@@ -3,6 +3,9 @@
 //! A request's life is `started`, any number of `token`s, then exactly one of `final` or
 //! `error`. Every event carries the JetStream delivery `attempt`, so a gateway that sees a
 //! redelivered request start again follows the newest attempt and ignores a stale one.
+//!
+//! Fields added after the first version (`choice`, `logprobs`, `finish_reasons`, `param`) are
+//! optional with defaults that mean what the old events meant, so either side may be older.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,21 +20,71 @@ pub enum WorkerEvent {
     },
     Token {
         attempt: u32,
-        /// 0-based index of this token in the completion.
+        /// 0-based index of this token in its choice's completion.
         index: u32,
         text: String,
+        /// Which of the request's `n` choices the token belongs to.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        choice: u32,
+        /// The token's log probability and its alternatives', when the request asked for them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        logprobs: Option<TokenLogprobs>,
     },
     Final {
         attempt: u32,
+        /// Choice 0's.
         finish_reason: FinishReason,
+        /// Prompt tokens once, completion tokens of every choice together.
         usage: Usage,
+        /// Every choice's, in choice order, when the request asked for more than one.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        finish_reasons: Vec<FinishReason>,
     },
     Error {
         attempt: u32,
         kind: ErrorKind,
         /// Safe to show the client for `invalid_request`; logged, not shown, otherwise.
         message: String,
+        /// The request field at fault, for `invalid_request` (`suffix` on a model without
+        /// fill-in-the-middle tokens, ...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        param: Option<String>,
     },
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+/// A generated token's log probability, and its most likely alternatives', as the worker
+/// sampled it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprobs {
+    pub chosen: Logprob,
+    /// Most likely first; as many as the request asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top: Vec<Logprob>,
+}
+
+/// One token and its log probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logprob {
+    /// The token's text; bytes that are not whole UTF-8 characters are written as U+FFFD.
+    pub token: String,
+    /// The token's exact bytes.
+    pub bytes: Vec<u8>,
+    /// Natural log; at most 0.
+    pub logprob: f32,
+}
+
+impl Logprob {
+    pub fn new(bytes: Vec<u8>, logprob: f32) -> Self {
+        Self {
+            token: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
+            logprob,
+        }
+    }
 }
 
 impl WorkerEvent {
@@ -114,11 +167,13 @@ mod tests {
                 completion_tokens: 4,
                 cached_tokens: 2,
             },
+            finish_reasons: Vec::new(),
         };
         let json = String::from_utf8(event.to_json()).unwrap();
         assert!(json.contains(r#""event":"final""#), "{json}");
         assert!(json.contains(r#""finish_reason":"length""#), "{json}");
         assert!(json.contains(r#""cached_tokens":2"#), "{json}");
+        assert!(!json.contains("finish_reasons"), "{json}");
         assert_eq!(WorkerEvent::from_json(json.as_bytes()).unwrap(), event);
         assert!(event.is_terminal());
     }
@@ -137,5 +192,45 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    fn events_of_the_first_version_still_decode() {
+        let token = br#"{"event":"token","attempt":1,"index":2,"text":"x"}"#;
+        match WorkerEvent::from_json(token).unwrap() {
+            WorkerEvent::Token {
+                choice, logprobs, ..
+            } => assert_eq!((choice, logprobs), (0, None)),
+            other => panic!("{other:?}"),
+        }
+        let error = br#"{"event":"error","attempt":1,"kind":"invalid_request","message":"m"}"#;
+        assert!(matches!(
+            WorkerEvent::from_json(error).unwrap(),
+            WorkerEvent::Error { param: None, .. }
+        ));
+    }
+
+    #[test]
+    fn a_token_with_logprobs_round_trips_and_a_plain_one_stays_as_it_was() {
+        let plain = WorkerEvent::Token {
+            attempt: 1,
+            index: 0,
+            text: "x".into(),
+            choice: 0,
+            logprobs: None,
+        };
+        let json = String::from_utf8(plain.to_json()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"event":"token","attempt":1,"index":0,"text":"x"}"#
+        );
+        let rich = WorkerEvent::Token {
+            attempt: 1,
+            index: 0,
+            text: "x".into(),
+            choice: 2,
+            logprobs: Some(TokenLogprobs {
+                chosen: Logprob::new(b"x".to_vec(), -0.5),
+                top: vec![Logprob::new(vec![0xe2], -1.5)],
+            }),
+        };
+        assert_eq!(WorkerEvent::from_json(&rich.to_json()).unwrap(), rich);
     }
 }

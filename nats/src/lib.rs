@@ -31,6 +31,6 @@ pub mod subjects;
 pub mod testing;
 
 pub use cancel::{Cancel, CancelReason};
-pub use events::{ErrorKind, FinishReason, Usage, WorkerEvent};
+pub use events::{ErrorKind, FinishReason, Logprob, TokenLogprobs, Usage, WorkerEvent};
 pub use heartbeat::Heartbeat;
-pub use request::{ChatMessage, GenerationRequest, Prompt, SamplingParams};
+pub use request::{ChatMessage, GenerationRequest, Infill, InfillFile, Prompt, SamplingParams};

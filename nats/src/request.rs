@@ -16,12 +16,34 @@ pub struct GenerationRequest {
     pub params: SamplingParams,
 }
 
-/// A raw completion prompt or a chat conversation the worker renders with the model's template.
+/// A raw completion prompt, a chat conversation the worker renders with the model's template,
+/// or a fill-in-the-middle request the worker renders with the model's FIM tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Prompt {
     Text(String),
     Chat(Vec<ChatMessage>),
+    /// Added with fill-in-the-middle: a worker older than it refuses the message as poison.
+    Infill(Infill),
+}
+
+/// Fill-in-the-middle: the code before and after the cursor, and other files of the project
+/// for context. All of it is text: a special-token spelling inside it is never a control token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Infill {
+    pub prefix: String,
+    pub suffix: String,
+    /// Other files, rendered before the prefix in the model's repository-level format (Qwen2.5-
+    /// Coder's `<|file_sep|>`), as llama.cpp's `/infill` renders its `input_extra`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<InfillFile>,
+}
+
+/// One file given as context to a fill-in-the-middle request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InfillFile {
+    pub name: String,
+    pub text: String,
 }
 
 impl Prompt {
@@ -36,6 +58,14 @@ impl Prompt {
                     Some(name) => format!("{}\u{0}{}\u{0}{name}\u{0}", m.role, m.content),
                 })
                 .collect(),
+            Prompt::Infill(infill) => {
+                let files: String = infill
+                    .files
+                    .iter()
+                    .map(|f| format!("{}\u{0}{}\u{0}", f.name, f.text))
+                    .collect();
+                format!("{files}\u{1}{}\u{1}{}", infill.prefix, infill.suffix)
+            }
         }
     }
 
@@ -44,6 +74,14 @@ impl Prompt {
         match self {
             Prompt::Text(text) => text.len(),
             Prompt::Chat(messages) => messages.iter().map(|m| m.content.len()).sum(),
+            Prompt::Infill(infill) => {
+                let files: usize = infill
+                    .files
+                    .iter()
+                    .map(|f| f.name.len() + f.text.len())
+                    .sum();
+                files + infill.prefix.len() + infill.suffix.len()
+            }
         }
     }
 }
@@ -83,6 +121,18 @@ pub struct SamplingParams {
     /// completion; 0 means none. Within [`Self::PENALTY_RANGE`].
     #[serde(default)]
     pub presence_penalty: f32,
+    /// Choices to generate, each its own sequence with its own seed ([`Self::choice_seed`]);
+    /// 1 to [`Self::MAX_CHOICES`]. Absent from messages queued before it existed: 1.
+    #[serde(default = "one")]
+    pub n: u32,
+    /// Log probabilities: `None` for none, `Some(k)` for the chosen token's and the `k` most
+    /// likely alternatives' (0 to [`Self::MAX_TOP_LOGPROBS`]), per generated token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<u32>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for SamplingParams {
@@ -97,6 +147,8 @@ impl Default for SamplingParams {
             repetition_penalty: 1.0,
             frequency_penalty: 0.0,
             presence_penalty: 0.0,
+            n: 1,
+            logprobs: None,
         }
     }
 }
@@ -120,6 +172,60 @@ impl SamplingParams {
         ]
         .into_iter()
         .find(|(_, value)| !Self::PENALTY_RANGE.contains(value))
+    }
+
+    /// The most choices one request may ask for (`n`).
+    pub const MAX_CHOICES: u32 = 8;
+
+    /// The most alternatives per token a request may ask log probabilities of (chat's
+    /// `top_logprobs` limit; completions' `logprobs` stops at 5).
+    pub const MAX_TOP_LOGPROBS: u32 = 20;
+
+    /// The seed of choice `choice`: the request's own for choice 0 (so `n: 1` and the first of
+    /// `n` choices are the same answer), a SplitMix64 step away from it for the others. The same
+    /// seed always gives the same `n` seeds, so a seeded request gives the same choices.
+    pub fn choice_seed(&self, choice: u32) -> u64 {
+        if choice == 0 {
+            return self.seed;
+        }
+        let mut z = self
+            .seed
+            .wrapping_add(u64::from(choice).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// The parameters of choice `choice` alone: its seed, one choice.
+    pub fn for_choice(&self, choice: u32) -> Self {
+        Self {
+            seed: self.choice_seed(choice),
+            n: 1,
+            ..self.clone()
+        }
+    }
+
+    /// The first of `n` and `logprobs` outside its bounds, with a message naming it: the gateway
+    /// refuses such a request, and a worker treats one that reaches it anyway as invalid.
+    pub fn output_out_of_range(&self) -> Option<(&'static str, String)> {
+        if !(1..=Self::MAX_CHOICES).contains(&self.n) {
+            let message = format!(
+                "`n` must be between 1 and {}, got {}",
+                Self::MAX_CHOICES,
+                self.n
+            );
+            return Some(("n", message));
+        }
+        match self.logprobs {
+            Some(k) if k > Self::MAX_TOP_LOGPROBS => Some((
+                "top_logprobs",
+                format!(
+                    "at most {} top log probabilities, got {k}",
+                    Self::MAX_TOP_LOGPROBS
+                ),
+            )),
+            _ => None,
+        }
     }
 
     /// Whether these parameters ask for greedy decoding.
@@ -193,6 +299,67 @@ mod tests {
         );
         let nan = params(0.0, f32::NAN).penalty_out_of_range().unwrap();
         assert_eq!(nan.0, "presence_penalty");
+    }
+
+    #[test]
+    fn choice_seeds_are_distinct_stable_and_start_with_the_requests() {
+        let params = SamplingParams {
+            seed: 42,
+            n: 8,
+            ..Default::default()
+        };
+        let seeds: Vec<u64> = (0..8).map(|i| params.choice_seed(i)).collect();
+        assert_eq!(seeds[0], 42);
+        let distinct: std::collections::HashSet<_> = seeds.iter().collect();
+        assert_eq!(distinct.len(), 8, "{seeds:?}");
+        assert_eq!(
+            seeds,
+            (0..8).map(|i| params.choice_seed(i)).collect::<Vec<_>>()
+        );
+        let one = params.for_choice(3);
+        assert_eq!((one.n, one.seed), (1, seeds[3]));
+    }
+
+    #[test]
+    fn a_message_queued_before_n_and_logprobs_asks_for_one_plain_choice() {
+        let old = serde_json::json!({"max_tokens": 4, "temperature": 0.0, "top_p": 1.0,
+            "top_k": 0, "seed": 1, "stop": [], "repetition_penalty": 1.0});
+        let params: SamplingParams = serde_json::from_value(old).unwrap();
+        assert_eq!((params.n, params.logprobs), (1, None));
+        assert_eq!(params.output_out_of_range(), None);
+    }
+
+    #[test]
+    fn n_and_logprobs_outside_their_bounds_are_named() {
+        let params = |n, logprobs| SamplingParams {
+            n,
+            logprobs,
+            ..Default::default()
+        };
+        assert_eq!(params(8, Some(20)).output_out_of_range(), None);
+        assert_eq!(params(9, None).output_out_of_range().unwrap().0, "n");
+        assert_eq!(params(0, None).output_out_of_range().unwrap().0, "n");
+        let top = params(1, Some(21)).output_out_of_range().unwrap();
+        assert_eq!(top.0, "top_logprobs");
+    }
+
+    #[test]
+    fn an_infill_prompt_round_trips_and_keys_on_both_sides() {
+        let infill = |prefix: &str, suffix: &str| {
+            Prompt::Infill(Infill {
+                prefix: prefix.into(),
+                suffix: suffix.into(),
+                files: vec![InfillFile {
+                    name: "a.py".into(),
+                    text: "x = 1".into(),
+                }],
+            })
+        };
+        let prompt = infill("def f(", "):");
+        let json = serde_json::to_string(&prompt).unwrap();
+        assert_eq!(serde_json::from_str::<Prompt>(&json).unwrap(), prompt);
+        assert_ne!(prompt.hash_key(), infill("def f():", "").hash_key());
+        assert_eq!(prompt.char_len(), 4 + 5 + 6 + 2);
     }
 
     #[test]

@@ -4,9 +4,11 @@ use super::common::{parse_generation_body, required_model, SamplingFields, Usage
 use super::endpoint::{to_json, ChunkFormat, GenerationEndpoint};
 use super::fields;
 use super::json::ApiBody;
+use super::logprobs::ChatLogprobs;
 use super::response::ResponseBody;
 use crate::error::ApiError;
-use coder_nats::{ChatMessage, FinishReason, Prompt};
+use crate::generation::{ChoiceOutput, ChoiceToken};
+use coder_nats::{ChatMessage, FinishReason, Prompt, SamplingParams};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -17,6 +19,10 @@ pub struct ChatRequest {
     pub model: Option<String>,
     pub messages: Option<Vec<RequestMessage>>,
     pub max_completion_tokens: Option<u32>,
+    /// Whether to return the chosen tokens' log probabilities.
+    pub logprobs: Option<bool>,
+    /// With `logprobs`, this many alternatives' too (0 to 20).
+    pub top_logprobs: Option<u32>,
     /// Parsed separately from the same JSON (see [`ApiBody`]).
     #[serde(skip)]
     pub sampling: SamplingFields,
@@ -84,24 +90,39 @@ impl GenerationEndpoint for ChatRequest {
         Ok(Prompt::Chat(converted))
     }
 
-    fn answer(
-        id: Uuid,
-        model: &str,
-        content: String,
-        finish: FinishReason,
-        usage: UsageBody,
-    ) -> ChatResponse {
-        let choice = ChatChoice {
-            index: 0,
-            message: Some(AssistantMessage {
-                role: ASSISTANT,
-                content,
-            }),
-            delta: None,
-            logprobs: None,
-            finish_reason: Some(finish.as_str()),
-        };
-        ChatResponse::new(id, "chat.completion", model, vec![choice], Some(usage))
+    /// `top_logprobs` only with `logprobs: true`, as OpenAI requires.
+    fn logprobs(&self) -> Result<Option<u32>, ApiError> {
+        let most = SamplingParams::MAX_TOP_LOGPROBS;
+        match (self.logprobs.unwrap_or(false), self.top_logprobs) {
+            (_, Some(top)) if top > most => Err(ApiError::bad_request(
+                "top_logprobs",
+                format!("`top_logprobs` must be between 0 and {most}, got {top}"),
+            )),
+            (false, Some(_)) => Err(ApiError::bad_request(
+                "top_logprobs",
+                "`top_logprobs` needs `logprobs` to be true",
+            )),
+            (false, None) => Ok(None),
+            (true, top) => Ok(Some(top.unwrap_or(0))),
+        }
+    }
+
+    fn answer(id: Uuid, model: &str, choices: Vec<ChoiceOutput>, usage: UsageBody) -> ChatResponse {
+        let choices = choices
+            .into_iter()
+            .zip(0..)
+            .map(|(choice, index)| ChatChoice {
+                index,
+                message: Some(AssistantMessage {
+                    role: ASSISTANT,
+                    content: choice.text,
+                }),
+                delta: None,
+                logprobs: choice.logprobs.map(|tokens| ChatLogprobs::new(&tokens)),
+                finish_reason: Some(choice.finish_reason.as_str()),
+            })
+            .collect();
+        ChatResponse::new(id, "chat.completion", model, choices, Some(usage))
     }
 }
 
@@ -161,7 +182,7 @@ pub struct ChatChoice {
     pub message: Option<AssistantMessage>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delta: Option<Delta>,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<ChatLogprobs>,
     pub finish_reason: Option<&'static str>,
 }
 
@@ -183,13 +204,21 @@ const ASSISTANT: &str = "assistant";
 const CHUNK_OBJECT: &str = "chat.completion.chunk";
 
 impl ChatResponse {
-    /// A stream chunk: the first carries the role, later ones content, the last the finish reason.
-    pub fn chunk(id: Uuid, model: &str, delta: Delta, finish: Option<FinishReason>) -> Self {
+    /// A stream chunk of choice `index`: the first carries the role, later ones content (and
+    /// their log probabilities), the last the finish reason.
+    pub fn chunk(
+        id: Uuid,
+        model: &str,
+        index: u32,
+        delta: Delta,
+        logprobs: Option<ChatLogprobs>,
+        finish: Option<FinishReason>,
+    ) -> Self {
         let choice = ChatChoice {
-            index: 0,
+            index,
             message: None,
             delta: Some(delta),
-            logprobs: None,
+            logprobs,
             finish_reason: finish.map(FinishReason::as_str),
         };
         Self::new(id, CHUNK_OBJECT, model, vec![choice], None)
@@ -207,33 +236,46 @@ impl ChatResponse {
     }
 }
 
-/// Chat streams open with the assistant's role, then content deltas.
+/// Chat streams open with the assistant's role (once per choice), then content deltas.
 #[derive(Default)]
 pub struct ChatChunks;
 
 impl ChunkFormat for ChatChunks {
-    fn opening(&self, id: Uuid, model: &str) -> Vec<String> {
-        vec![to_json(&ChatResponse::chunk(
-            id,
-            model,
-            ChatResponse::role_delta(),
-            None,
-        ))]
+    fn opening(&self, id: Uuid, model: &str, choices: u32) -> Vec<String> {
+        (0..choices.max(1))
+            .map(|index| {
+                let delta = ChatResponse::role_delta();
+                to_json(&ChatResponse::chunk(id, model, index, delta, None, None))
+            })
+            .collect()
     }
 
-    fn token(&self, id: Uuid, model: &str, text: String) -> String {
+    fn token(&mut self, id: Uuid, model: &str, token: ChoiceToken) -> String {
         let delta = Delta {
             role: None,
-            content: Some(text),
+            content: Some(token.text),
         };
-        to_json(&ChatResponse::chunk(id, model, delta, None))
-    }
-
-    fn finish(&self, id: Uuid, model: &str, finish_reason: FinishReason) -> String {
+        let logprobs = token
+            .logprobs
+            .map(|logprobs| ChatLogprobs::new(std::slice::from_ref(&logprobs)));
         to_json(&ChatResponse::chunk(
             id,
             model,
-            Delta::default(),
+            token.choice,
+            delta,
+            logprobs,
+            None,
+        ))
+    }
+
+    fn finish(&self, id: Uuid, model: &str, choice: u32, finish_reason: FinishReason) -> String {
+        let delta = Delta::default();
+        to_json(&ChatResponse::chunk(
+            id,
+            model,
+            choice,
+            delta,
+            None,
             Some(finish_reason),
         ))
     }
@@ -283,6 +325,29 @@ mod tests {
                 assert_eq!(param.as_deref(), Some("messages[0].content"))
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn top_logprobs_needs_logprobs_and_stays_within_twenty() {
+        let logprobs = |json: &str| request(json).logprobs();
+        assert_eq!(logprobs(r#"{}"#).unwrap(), None);
+        assert_eq!(logprobs(r#"{"logprobs": true}"#).unwrap(), Some(0));
+        assert_eq!(
+            logprobs(r#"{"logprobs": true, "top_logprobs": 20}"#).unwrap(),
+            Some(20)
+        );
+        for refused in [
+            r#"{"logprobs": true, "top_logprobs": 21}"#,
+            r#"{"top_logprobs": 2}"#,
+            r#"{"logprobs": false, "top_logprobs": 2}"#,
+        ] {
+            match logprobs(refused) {
+                Err(ApiError::BadRequest { param, .. }) => {
+                    assert_eq!(param.as_deref(), Some("top_logprobs"), "{refused}")
+                }
+                other => panic!("{refused}: {other:?}"),
+            }
         }
     }
 

@@ -50,6 +50,8 @@ pub struct SamplingFields {
     pub frequency_penalty: Option<f32>,
     /// Extension (vLLM, TGI): > 1 discourages repeating tokens.
     pub repetition_penalty: Option<f32>,
+    /// Choices to generate, 1 to [`SamplingParams::MAX_CHOICES`].
+    pub n: Option<u32>,
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
@@ -95,6 +97,16 @@ impl SamplingFields {
         let presence_penalty = penalty("presence_penalty", self.presence_penalty)?;
         let repetition_penalty = self.repetition_penalty.unwrap_or(1.0);
         check_range("repetition_penalty", repetition_penalty, 0.01, 10.0)?;
+        let n = self.n.unwrap_or(1);
+        if !(1..=SamplingParams::MAX_CHOICES).contains(&n) {
+            return Err(ApiError::bad_request(
+                "n",
+                format!(
+                    "`n` must be between 1 and {}, got {n}",
+                    SamplingParams::MAX_CHOICES
+                ),
+            ));
+        }
         Ok(SamplingParams {
             max_tokens,
             temperature,
@@ -105,6 +117,8 @@ impl SamplingFields {
             repetition_penalty,
             frequency_penalty,
             presence_penalty,
+            n,
+            logprobs: None,
         })
     }
 
@@ -293,6 +307,9 @@ mod tests {
             param_of(r#"{"repetition_penalty": 0}"#),
             "repetition_penalty"
         );
+        assert_eq!(param_of(r#"{"n": 0}"#), "n");
+        assert_eq!(param_of(r#"{"n": 9}"#), "n");
+        assert_eq!(params(r#"{"n": 8}"#).unwrap().n, 8);
     }
 
     #[test]

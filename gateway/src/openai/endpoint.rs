@@ -6,6 +6,7 @@
 use super::common::{SamplingFields, UsageBody};
 use super::json::ApiBody;
 use crate::error::ApiError;
+use crate::generation::{ChoiceOutput, ChoiceToken};
 use coder_nats::{FinishReason, Prompt, SamplingParams};
 use serde::Serialize;
 use uuid::Uuid;
@@ -26,28 +27,34 @@ pub trait GenerationEndpoint: ApiBody + Send + 'static {
         (self.sampling().max_tokens, "max_tokens")
     }
 
+    /// The log probabilities asked for, validated: `None`, or `Some(k)` for the chosen
+    /// tokens' and `k` alternatives' (each endpoint spells and bounds it its own way).
+    fn logprobs(&self) -> Result<Option<u32>, ApiError>;
+
     /// The sampling fields, validated; `max_tokens_limit` is the most a request may ask for.
     fn params(&self, max_tokens_limit: u32) -> Result<SamplingParams, ApiError> {
         let (max_tokens, field) = self.max_tokens();
-        self.sampling()
-            .to_params(max_tokens, field, max_tokens_limit)
+        let params = self
+            .sampling()
+            .to_params(max_tokens, field, max_tokens_limit)?;
+        Ok(SamplingParams {
+            logprobs: self.logprobs()?,
+            ..params
+        })
     }
 
-    fn answer(
-        id: Uuid,
-        model: &str,
-        text: String,
-        finish: FinishReason,
-        usage: UsageBody,
-    ) -> Self::Answer;
+    /// The whole answer: every choice, in choice order.
+    fn answer(id: Uuid, model: &str, choices: Vec<ChoiceOutput>, usage: UsageBody) -> Self::Answer;
 }
 
-/// How an endpoint writes the chunks of a streamed answer, each the `data` of one event.
+/// How an endpoint writes the chunks of a streamed answer, each the `data` of one event; every
+/// chunk names its choice's `index`.
 pub trait ChunkFormat: Send + 'static {
-    /// Chunks sent before the first token (chat: the assistant role).
-    fn opening(&self, id: Uuid, model: &str) -> Vec<String>;
-    fn token(&self, id: Uuid, model: &str, text: String) -> String;
-    fn finish(&self, id: Uuid, model: &str, finish_reason: FinishReason) -> String;
+    /// Chunks sent before the first token (chat: the assistant role, once per choice).
+    fn opening(&self, id: Uuid, model: &str, choices: u32) -> Vec<String>;
+    /// One token's chunk (`&mut`: completions count each choice's text offsets).
+    fn token(&mut self, id: Uuid, model: &str, token: ChoiceToken) -> String;
+    fn finish(&self, id: Uuid, model: &str, choice: u32, finish_reason: FinishReason) -> String;
     fn usage(&self, id: Uuid, model: &str, usage: UsageBody) -> String;
 }
 

@@ -4,7 +4,7 @@
 //! honours), with one [`Rule`]: honoured (read and range-checked by the endpoint's typed body),
 //! ignored on purpose (`user`, `metadata`, `store`, ...: hints that change no answer, as other
 //! OpenAI-compatible servers treat them), or accepted only with the value that asks for what the
-//! gateway does anyway (`n: 1`, `tool_choice: "none"`, `response_format: {"type": "text"}`).
+//! gateway does anyway (`best_of: 1`, `tool_choice: "none"`, `response_format: {"type": "text"}`).
 //! Any other value, and any field not listed (a typo such as `temprature` included), is a 400
 //! naming the field. The official `openai` client sends only the fields its caller passed, so
 //! refusing unknown ones costs it nothing.
@@ -41,7 +41,6 @@ use Rule::{Honoured, Ignored};
 const TOOLS: &str = "tool calls are not supported yet";
 const STRUCTURED: &str =
     "structured output (`json_object`, `json_schema`) is not supported yet; only `{\"type\": \"text\"}`";
-const LOGPROBS: &str = "log probabilities are not supported yet";
 
 /// Fields both generation endpoints define.
 const SHARED: &[Field] = &[
@@ -59,13 +58,8 @@ const SHARED: &[Field] = &[
     ("top_k", Honoured),
     ("repetition_penalty", Honoured),
     ("user", Ignored),
-    (
-        "n",
-        only(
-            is_one,
-            "only one choice per request is supported yet (`n` = 1)",
-        ),
-    ),
+    // Choices, each its own sequence with its own seed (1 to 8).
+    ("n", Honoured),
     (
         "logit_bias",
         only(is_empty_object, "`logit_bias` is not supported"),
@@ -94,8 +88,9 @@ pub const CHAT: &[&[Field]] = &[
             only(is_none_choice, "function calls are not supported yet"),
         ),
         ("response_format", only(is_text_format, STRUCTURED)),
-        ("logprobs", only(is_false, LOGPROBS)),
-        ("top_logprobs", only(is_null, LOGPROBS)),
+        // `true` for the chosen tokens' log probabilities; `top_logprobs` (0 to 20) more.
+        ("logprobs", Honoured),
+        ("top_logprobs", Honoured),
         (
             "modalities",
             only(is_text_modality, "only text output is supported"),
@@ -129,13 +124,13 @@ pub const COMPLETIONS: &[&[Field]] = &[
     SHARED,
     &[
         ("prompt", Honoured),
-        (
-            "suffix",
-            only(is_empty_text, "fill-in-the-middle is not supported yet"),
-        ),
+        // Fill-in-the-middle with the model's own FIM tokens (the worker refuses a model
+        // without them, naming `suffix`).
+        ("suffix", Honoured),
         ("echo", only(is_false, "`echo` is not supported")),
         ("best_of", only(is_one, "only `best_of` = 1 is supported")),
-        ("logprobs", only(is_null, LOGPROBS)),
+        // A count (0 to 5): the chosen tokens' log probabilities and that many alternatives'.
+        ("logprobs", Honoured),
     ],
 ];
 
@@ -224,7 +219,8 @@ fn check_nested(value: &Value, fields: &[&[Field]], path: &str) -> Result<(), Ap
     }
 }
 
-/// A field name as echoed in an error: a client may send a megabyte-long key.
+/// A field name as echoed in an error: a client may send a megabyte-long key (and a worker's
+/// event is untrusted too).
 pub fn bounded(name: &str) -> String {
     const LONGEST: usize = 64;
     match name.char_indices().nth(LONGEST) {
@@ -254,10 +250,6 @@ fn is_false(value: &Value) -> bool {
 
 fn is_one(value: &Value) -> bool {
     value.is_null() || value.as_u64() == Some(1)
-}
-
-fn is_empty_text(value: &Value) -> bool {
-    value.is_null() || value.as_str() == Some("")
 }
 
 fn is_empty_list(value: &Value) -> bool {
@@ -319,9 +311,6 @@ mod tests {
             json!({"response_format": {"type": "json_object"}}),
             json!({"response_format": {"type": "json_schema", "json_schema": {}}}),
             json!({"logit_bias": {"50256": -100}}),
-            json!({"logprobs": true}),
-            json!({"top_logprobs": 2}),
-            json!({"n": 2}),
             json!({"modalities": ["text", "audio"]}),
             json!({"service_tier": "flex"}),
             json!({"reasoning_effort": "low"}),
@@ -336,13 +325,14 @@ mod tests {
     fn neutral_values_and_hints_are_accepted() {
         let body = json!({
             "model": "m", "messages": [], "tool_choice": "none", "tools": null,
-            "response_format": {"type": "text"}, "logit_bias": {}, "logprobs": false, "n": 1,
+            "response_format": {"type": "text"}, "logit_bias": {}, "logprobs": true, "n": 2,
+            "top_logprobs": 3,
             "modalities": ["text"], "service_tier": "auto", "user": "u", "metadata": {"k": "v"},
             "store": true, "frequency_penalty": 0.5, "presence_penalty": -0.5,
         });
         assert_eq!(refused(CHAT, body), None);
-        let body = json!({"model": "m", "prompt": "p", "suffix": "", "echo": false,
-                          "best_of": 1, "logprobs": null, "user": "u"});
+        let body = json!({"model": "m", "prompt": "p", "suffix": "}", "echo": false,
+                          "best_of": 1, "logprobs": 2, "n": 3, "user": "u"});
         assert_eq!(refused(COMPLETIONS, body), None);
     }
 
@@ -361,13 +351,8 @@ mod tests {
             Some("temprature")
         );
         assert_eq!(
-            refused(COMPLETIONS, json!({"suffix": "}"})).as_deref(),
-            Some("suffix")
-        );
-        // Completions' `logprobs` is a count: 0 still asks for the chosen token's.
-        assert_eq!(
-            refused(COMPLETIONS, json!({"logprobs": 0})).as_deref(),
-            Some("logprobs")
+            refused(COMPLETIONS, json!({"top_logprobs": 2})).as_deref(),
+            Some("top_logprobs")
         );
     }
 

@@ -8,6 +8,7 @@
 //!   refused (nothing is silently ignored).
 //! - [`response`]: the envelope around every answer's `choices`.
 //! - [`shape`]: the bounds on a body's nesting, lists and values, checked before it is parsed.
+//! - [`logprobs`]: log probabilities in chat's and completions' shapes.
 //! - [`json`]: the body extractor whose 400s name the bad field.
 
 pub mod chat;
@@ -16,5 +17,6 @@ pub mod completions;
 pub mod endpoint;
 pub mod fields;
 pub mod json;
+pub mod logprobs;
 pub mod response;
 pub mod shape;

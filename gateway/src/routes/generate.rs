@@ -43,14 +43,8 @@ async fn handle<E: GenerationEndpoint>(
     if sampling.stream {
         return stream_response(generation, E::Chunks::default(), sampling.include_usage()).await;
     }
-    let (text, finish_reason, usage) = generation.collect().await?;
-    let answer = E::answer(
-        context.id,
-        model.as_str(),
-        text,
-        finish_reason,
-        usage.into(),
-    );
+    let (choices, usage) = generation.collect().await?;
+    let answer = E::answer(context.id, model.as_str(), choices, usage.into());
     Ok(Json(answer).into_response())
 }
 

@@ -132,8 +132,9 @@ pub async fn read_sse(response: reqwest::Response) -> Vec<Value> {
 }
 
 /// Runs `openai_client.py` (the official openai Python client, both modes, completions and chat,
-/// penalties accepted, unsupported fields refused by name, a repeated prompt's cached tokens)
-/// against the gateway and asserts
+/// penalties accepted, fill-in-the-middle, log probabilities, `n` choices, a repeated prompt's
+/// cached tokens, and unsupported or out-of-range fields refused by name) against the gateway
+/// and asserts
 /// every check passed.
 pub async fn assert_openai_client_works(gateway: &Gateway, model: &str) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -157,7 +158,7 @@ pub async fn assert_openai_client_works(gateway: &Gateway, model: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("openai client: 7 checks passed"),
+        stdout.contains("openai client: 10 checks passed"),
         "{stdout}"
     );
 }

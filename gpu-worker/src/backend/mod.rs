@@ -10,7 +10,7 @@ pub mod chain_hash;
 pub mod stop;
 pub mod synthetic;
 
-use coder_nats::{FinishReason, GenerationRequest, Usage};
+use coder_nats::{FinishReason, GenerationRequest, TokenLogprobs, Usage};
 
 /// What the worker announces about a loaded backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,12 @@ pub trait TokenSink {
     /// Called once per generated token (with its text, possibly empty while a multi-byte
     /// character or a possible stop string is held back). `Flow::Stop` ends generation.
     fn token(&mut self, text: &str) -> Flow;
+    /// As [`TokenSink::token`], with the token's log probabilities when the request asked for
+    /// them. A sink that has no use for them keeps the default, which drops them.
+    fn generated(&mut self, text: &str, logprobs: Option<TokenLogprobs>) -> Flow {
+        let _ = logprobs;
+        self.token(text)
+    }
     /// True once the request was cancelled; checked between prompt chunks.
     fn is_cancelled(&self) -> bool;
 }
@@ -54,6 +60,12 @@ pub enum BackendError {
     /// The request cannot run on this model (too long for the context, ...): the client's fault.
     #[error("{0}")]
     InvalidRequest(String),
+    /// As `InvalidRequest`, caused by one request field, which the gateway's 400 names.
+    #[error("{message}")]
+    InvalidField {
+        param: &'static str,
+        message: String,
+    },
     /// The sink asked to stop.
     #[error("cancelled")]
     Cancelled,

@@ -42,6 +42,7 @@ pub use self::load::options::CandleOptions;
 use self::engine::{Engine, EngineConfig};
 use self::models::SessionPool;
 use self::text::chat::ChatTemplate;
+use self::text::fim::FimTokens;
 use self::text::vocab::Vocab;
 use super::{Backend, BackendError, BackendInfo, Finished, Flow, StepObserver, TokenSink};
 
@@ -130,10 +131,14 @@ impl CandleBackend {
     /// control tokens, as llama.cpp's server reads a raw prompt), a chat through the model's
     /// template with only the template's markup as control tokens. An empty text prompt starts
     /// from the BOS token.
+    ///
+    /// A fill-in-the-middle prompt is built from the model's FIM tokens (`text/fim.rs`); a
+    /// model without them refuses it, naming `suffix`.
     pub fn encode_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>, BackendError> {
         let ids = match prompt {
             Prompt::Text(text) => self.vocab.encode(text, true)?,
             Prompt::Chat(messages) => text::chat_tokens::encode(&self.chat, &self.vocab, messages)?,
+            Prompt::Infill(infill) => self.fim()?.encode(&self.vocab, infill)?,
         };
         match (ids.is_empty(), self.vocab.bos()) {
             (false, _) => Ok(ids),
@@ -144,11 +149,31 @@ impl CandleBackend {
         }
     }
 
+    /// The model's FIM tokens, or the 400 a fill-in-the-middle request gets without them.
+    fn fim(&self) -> Result<&FimTokens, BackendError> {
+        self.vocab.fim().ok_or_else(|| BackendError::InvalidField {
+            param: "suffix",
+            message: "this model has no fill-in-the-middle tokens: `suffix` cannot be used with it"
+                .to_owned(),
+        })
+    }
+
     /// Generates for already tokenized input (the benchmark's entry point).
     pub fn generate_tokens(
         &self,
         prompt: &[u32],
         params: &SamplingParams,
+        sink: &mut dyn TokenSink,
+    ) -> Result<Finished, BackendError> {
+        self.generate_ending(prompt, params, Vec::new(), sink)
+    }
+
+    /// As [`Self::generate_tokens`], also ending at the tokens `ends`.
+    fn generate_ending(
+        &self,
+        prompt: &[u32],
+        params: &SamplingParams,
+        ends: Vec<u32>,
         sink: &mut dyn TokenSink,
     ) -> Result<Finished, BackendError> {
         super::check_context(prompt.len(), params.max_tokens, self.info.context_length)?;
@@ -172,7 +197,7 @@ impl CandleBackend {
         if sink.is_cancelled() {
             return Err(BackendError::Cancelled);
         }
-        self.engine.generate(prompt.to_vec(), params, sink)
+        self.engine.generate(prompt.to_vec(), params, ends, sink)
     }
 
     /// One short prompt and one decode step: candle repacks quantized weights for its fast
@@ -201,7 +226,11 @@ impl Backend for CandleBackend {
         sink: &mut dyn TokenSink,
     ) -> Result<Finished, BackendError> {
         let prompt = self.encode_prompt(&request.prompt)?;
-        self.generate_tokens(&prompt, &request.params, sink)
+        let ends = match &request.prompt {
+            Prompt::Infill(_) => self.fim()?.ends.clone(),
+            _ => Vec::new(),
+        };
+        self.generate_ending(&prompt, &request.params, ends, sink)
     }
 
     fn waiting(&self) -> usize {

@@ -4,13 +4,16 @@
 //! # Layout
 //!
 //! - [`penalties`]: `repetition_penalty`, `frequency_penalty` and `presence_penalty` on logits.
+//! - [`logprobs`]: log probabilities of the chosen token and its alternatives.
 
+pub mod logprobs;
 mod penalties;
 
 use candle_core::{DType, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use coder_nats::SamplingParams;
 
+use logprobs::{IdLogprobs, LogDistribution};
 use penalties::{GeneratedCounts, Penalties};
 
 /// How many of the most recent tokens (prompt included) the repetition penalty looks at, as in
@@ -26,6 +29,17 @@ pub struct Sampler {
     /// one completion and every token it picks is generated. The frequency and presence
     /// penalties count these, not the prompt; `history` alone cannot tell the two apart.
     generated: GeneratedCounts,
+    /// Alternatives per token to report log probabilities of; `None`: no log probabilities.
+    logprobs: Option<usize>,
+    /// What the logits are divided by for the log probabilities: 1 when greedy.
+    temperature: f32,
+}
+
+/// A sampled token, with its log probabilities when the request asked for them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampled {
+    pub token: u32,
+    pub logprobs: Option<IdLogprobs>,
 }
 
 impl Sampler {
@@ -34,6 +48,11 @@ impl Sampler {
             processor: LogitsProcessor::from_sampling(params.seed, sampling(params)),
             penalties: Penalties::new(params),
             generated: GeneratedCounts::default(),
+            logprobs: params.logprobs.map(|top| top as usize),
+            temperature: match params.is_greedy() {
+                true => 1.0,
+                false => params.temperature,
+            },
         }
     }
 
@@ -43,22 +62,42 @@ impl Sampler {
     ///
     /// A frequency or presence penalty outside OpenAI's range is an error (the gateway never
     /// sends one).
+    #[cfg(test)]
     pub fn sample(&mut self, logits: &Tensor, history: &[u32]) -> candle_core::Result<u32> {
-        let token = if self.penalties.are_none() {
-            self.processor.sample(logits)?
-        } else {
-            if let Some(reason) = self.penalties.invalid() {
-                return Err(candle_core::Error::Msg(reason));
-            }
+        Ok(self.sample_with_logprobs(logits, history)?.token)
+    }
+
+    /// As [`Self::sample`], with the log probabilities the request asked for, read from the
+    /// distribution the token was drawn from (see [`logprobs`]).
+    pub fn sample_with_logprobs(
+        &mut self,
+        logits: &Tensor,
+        history: &[u32],
+    ) -> candle_core::Result<Sampled> {
+        if self.penalties.are_none() && self.logprobs.is_none() {
+            let token = self.processor.sample(logits)?;
+            self.generated.record(token);
+            return Ok(Sampled {
+                token,
+                logprobs: None,
+            });
+        }
+        if let Some(reason) = self.penalties.invalid() {
+            return Err(candle_core::Error::Msg(reason));
+        }
+        let mut values = logits.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        if !self.penalties.are_none() {
             let recent = &history[history.len().saturating_sub(REPETITION_WINDOW)..];
-            let mut values = logits.to_dtype(DType::F32)?.to_vec1::<f32>()?;
             self.penalties.apply(&mut values, recent, &self.generated);
-            let len = values.len();
+        }
+        let token =
             self.processor
-                .sample(&Tensor::from_vec(values, len, logits.device())?)?
-        };
+                .sample(&Tensor::from_slice(&values, values.len(), logits.device())?)?;
         self.generated.record(token);
-        Ok(token)
+        let logprobs = self
+            .logprobs
+            .map(|top| LogDistribution::new(&values, self.temperature).of(token, top));
+        Ok(Sampled { token, logprobs })
     }
 }
 
@@ -189,6 +228,59 @@ mod tests {
         });
         let error = sampler.sample(&logits(), &[]).unwrap_err();
         assert!(error.to_string().contains("presence_penalty"), "{error}");
+    }
+
+    #[test]
+    fn greedy_logprobs_rank_the_chosen_token_first() {
+        let mut sampler = Sampler::new(&SamplingParams {
+            temperature: 0.0,
+            logprobs: Some(3),
+            ..Default::default()
+        });
+        let sampled = sampler.sample_with_logprobs(&logits(), &[]).unwrap();
+        let logprobs = sampled.logprobs.unwrap();
+        assert_eq!(sampled.token, 1);
+        assert_eq!(logprobs.top[0], logprobs.chosen);
+        let ids: Vec<u32> = logprobs.top.iter().map(|&(id, _)| id).collect();
+        assert_eq!(ids, [1, 3, 7]);
+        assert!(logprobs.top.iter().all(|&(_, lp)| lp <= 0.0));
+    }
+
+    #[test]
+    fn logprobs_follow_the_penalties_and_the_temperature_that_sampled() {
+        let chosen = |params: SamplingParams| {
+            let mut sampler = Sampler::new(&SamplingParams {
+                logprobs: Some(0),
+                ..params
+            });
+            let sampled = sampler.sample_with_logprobs(&logits(), &[1]).unwrap();
+            sampled.logprobs.unwrap()
+        };
+        let greedy = SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        };
+        let plain = chosen(greedy.clone());
+        let penalised = chosen(SamplingParams {
+            repetition_penalty: 2.0,
+            ..greedy
+        });
+        // Token 1 is halved: token 3 is chosen, more likely than 1 was before.
+        assert_eq!((plain.chosen.0, penalised.chosen.0), (1, 3));
+        let after_penalty = [0.1f32, 1.0, 0.5, 1.9, -1.0, 0.0, 1.0, 1.5];
+        let expected = 1.9 - after_penalty.iter().map(|v| v.exp()).sum::<f32>().ln();
+        assert!(
+            (penalised.chosen.1 - expected).abs() < 1e-5,
+            "{penalised:?}"
+        );
+        assert!(penalised.top.is_empty());
+        let hot = chosen(SamplingParams {
+            temperature: 1.5,
+            top_k: 1,
+            ..Default::default()
+        });
+        assert_eq!(hot.chosen.0, 1);
+        assert!(hot.chosen.1 < plain.chosen.1, "temperature flattens");
     }
 
     #[test]

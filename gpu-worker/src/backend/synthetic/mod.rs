@@ -12,6 +12,14 @@
 //! the prefix cache's metrics (`prefix_cache.rs`), within `--prefix-cache-bytes` of text; it
 //! costs no time either way.
 //!
+//! Beyond plain text, it answers as a model with every feature would, in well-formed and
+//! documented shapes the gateway's tests check exactly:
+//! - fill-in-the-middle: the middle is [`infill_middle`] (one line naming the sizes of the
+//!   prefix and the suffix), then the FIM end token (counted, as a model's end token is), so
+//!   `finish_reason` is `stop` unless `max_tokens` cuts it;
+//! - log probabilities: the chosen token has probability 1/2 and the `k`-th alternative
+//!   (other corpus tokens, distinct) 2^-(k+1), so they are sorted, at most 0 and sum below 1.
+//!
 //! # Layout
 //! - `mod.rs`: the backend and its text.
 //! - `prefix_cache.rs`: the prompt text it has seen.
@@ -20,8 +28,11 @@ mod prefix_cache;
 
 use super::stop::{StopCheck, StopMatcher};
 use super::{Backend, BackendError, BackendInfo, Finished, Flow, StepObserver, TokenSink};
-use coder_nats::{FinishReason, GenerationRequest, Prompt, SamplingParams, Usage};
+use coder_nats::{
+    FinishReason, GenerationRequest, Infill, Logprob, Prompt, SamplingParams, TokenLogprobs, Usage,
+};
 use prefix_cache::{TextPrefixCache, BYTES_PER_TOKEN};
+use std::borrow::Cow;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -74,8 +85,18 @@ impl SyntheticBackend {
     }
 }
 
+/// The middle the synthetic backend fills in: a line of code naming how many lines the prefix
+/// and the suffix have, so a test can tell both reached the worker.
+pub fn infill_middle(infill: &Infill) -> String {
+    format!(
+        "return fill({}, {})\n",
+        infill.prefix.lines().count(),
+        infill.suffix.lines().count()
+    )
+}
+
 /// Words and the whitespace between them, in order.
-fn split_tokens(text: &'static str) -> Vec<&'static str> {
+fn split_tokens(text: &str) -> Vec<&str> {
     let mut tokens = Vec::new();
     let mut start = 0;
     let mut in_space = text.starts_with(char::is_whitespace);
@@ -117,6 +138,36 @@ pub fn prompt_tokens(prompt: &Prompt) -> u32 {
         .max(1)
 }
 
+impl SyntheticBackend {
+    /// The documented made-up log probabilities of `chosen` (see the module's docs), with `top`
+    /// alternatives: the chosen token first, then distinct corpus tokens after `position`.
+    fn logprobs(&self, chosen: &str, position: usize, top: u32) -> TokenLogprobs {
+        let half = std::f32::consts::LN_2;
+        let entry = |token: &str, rank: usize| {
+            Logprob::new(token.as_bytes().to_vec(), -half * (rank + 1) as f32)
+        };
+        let mut alternatives: Vec<&str> = vec![chosen];
+        for step in 1..self.tokens.len() {
+            if alternatives.len() >= top as usize {
+                break;
+            }
+            let token = self.tokens[(position + step) % self.tokens.len()];
+            if !alternatives.contains(&token) {
+                alternatives.push(token);
+            }
+        }
+        alternatives.truncate(top as usize);
+        TokenLogprobs {
+            chosen: entry(chosen, 0),
+            top: alternatives
+                .iter()
+                .enumerate()
+                .map(|(rank, token)| entry(token, rank))
+                .collect(),
+        }
+    }
+}
+
 impl Backend for SyntheticBackend {
     fn info(&self) -> &BackendInfo {
         &self.info
@@ -140,6 +191,11 @@ impl Backend for SyntheticBackend {
         }
         let cached_tokens = self.cached_tokens(&request.prompt, prompt_tokens);
         let offset = (text_hash(request) % self.tokens.len() as u64) as usize;
+        let middle = match &request.prompt {
+            Prompt::Infill(infill) => Some(infill_middle(infill)),
+            _ => None,
+        };
+        let middle_tokens = middle.as_deref().map(split_tokens);
         let mut stops = StopMatcher::new(&params.stop);
         let mut completion_tokens = 0;
         let mut finish_reason = FinishReason::Length;
@@ -150,13 +206,27 @@ impl Backend for SyntheticBackend {
             if !self.per_token.is_zero() {
                 std::thread::sleep(self.per_token);
             }
-            let token = self.tokens[(offset + completion_tokens as usize) % self.tokens.len()];
+            let position = completion_tokens as usize;
             completion_tokens += 1;
-            let (text, stopped) = match stops.push(token) {
+            let token = match &middle_tokens {
+                Some(middle) => match middle.get(position) {
+                    Some(token) => Cow::Borrowed(*token),
+                    None => {
+                        // The FIM end token: no text, and the middle is complete.
+                        finish_reason = FinishReason::Stop;
+                        break;
+                    }
+                },
+                None => Cow::Borrowed(self.tokens[(offset + position) % self.tokens.len()]),
+            };
+            let (text, stopped) = match stops.push(&token) {
                 StopCheck::Emit(text) => (text, false),
                 StopCheck::Stopped(text) => (text, true),
             };
-            if sink.token(&text) == Flow::Stop {
+            let logprobs = params
+                .logprobs
+                .map(|top| self.logprobs(&token, offset + position, top));
+            if sink.generated(&text, logprobs) == Flow::Stop {
                 return Err(BackendError::Cancelled);
             }
             if stopped {
@@ -294,6 +364,50 @@ mod tests {
             text(f32::NAN, 0.0),
             Err(BackendError::InvalidRequest(_))
         ));
+    }
+
+    #[test]
+    fn an_infill_request_gets_the_documented_middle_and_stops_at_the_fim_end() {
+        let infill = Infill {
+            prefix: "def f(a, b):\n    ".into(),
+            suffix: "\n\nprint(f(1, 2))\n".into(),
+            files: Vec::new(),
+        };
+        let mut request = request("", SamplingParams::default());
+        request.prompt = Prompt::Infill(infill.clone());
+        request.params.max_tokens = 50;
+        let mut sink = Collect::default();
+        let done = run(&request, &mut sink).unwrap();
+        assert_eq!(sink.text, "return fill(2, 3)\n");
+        assert_eq!(sink.text, infill_middle(&infill));
+        assert_eq!(done.finish_reason, FinishReason::Stop);
+        // return, " ", fill(2,, " ", 3), "\n", and the end token.
+        assert_eq!(done.usage.completion_tokens, 7);
+
+        request.params.max_tokens = 2;
+        let mut sink = Collect::default();
+        let done = run(&request, &mut sink).unwrap();
+        assert_eq!(
+            (sink.text.as_str(), done.finish_reason),
+            ("return ", FinishReason::Length)
+        );
+    }
+
+    #[test]
+    fn logprobs_are_sorted_and_start_with_the_chosen_token() {
+        let backend = SyntheticBackend::new(Duration::ZERO);
+        for top in [0, 1, 5, 20] {
+            let logprobs = backend.logprobs("def", 0, top);
+            assert_eq!(logprobs.top.len(), top as usize);
+            assert_eq!(logprobs.chosen.token, "def");
+            assert!(logprobs.chosen.logprob < 0.0);
+            if let Some(first) = logprobs.top.first() {
+                assert_eq!(first, &logprobs.chosen);
+            }
+            assert!(logprobs.top.windows(2).all(|w| w[0].logprob > w[1].logprob));
+            let total: f32 = logprobs.top.iter().map(|l| l.logprob.exp()).sum();
+            assert!(total < 1.0, "{total}");
+        }
     }
 
     #[test]

@@ -88,10 +88,12 @@ impl Engine {
 
     /// Runs `prompt` to its end through the engine, relaying its text to `sink` on the calling
     /// thread, which blocks; the sink's cancel flag and `Flow::Stop` end it at the next step.
+    /// `ends` are tokens that end it beyond the model's end tokens.
     pub fn generate(
         &self,
         prompt: Vec<u32>,
         params: &SamplingParams,
+        ends: Vec<u32>,
         sink: &mut dyn TokenSink,
     ) -> Result<Finished, BackendError> {
         let (events, received) = mpsc::channel();
@@ -99,6 +101,7 @@ impl Engine {
         let submission = Submission {
             prompt,
             params: params.clone(),
+            ends,
             events,
             cancelled: Arc::clone(&cancelled),
         };
@@ -113,8 +116,8 @@ impl Engine {
         };
         loop {
             match received.recv_timeout(CANCEL_POLL) {
-                Ok(Event::Token(text)) => {
-                    if sink.token(&text) == crate::backend::Flow::Stop {
+                Ok(Event::Token(text, logprobs)) => {
+                    if sink.generated(&text, logprobs) == crate::backend::Flow::Stop {
                         return cancel();
                     }
                 }

@@ -10,9 +10,10 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use candle_core::Tensor;
-use coder_nats::{FinishReason, SamplingParams, Usage};
+use coder_nats::{FinishReason, Logprob, SamplingParams, TokenLogprobs, Usage};
 
 use crate::backend::candle::models::Session;
+use crate::backend::candle::sampler::logprobs::IdLogprobs;
 use crate::backend::candle::sampler::Sampler;
 use crate::backend::candle::text::detokenize::IncrementalDecoder;
 use crate::backend::candle::text::vocab::Vocab;
@@ -22,8 +23,8 @@ use crate::backend::{BackendError, Finished};
 /// What the engine sends the thread waiting on a request.
 #[derive(Debug)]
 pub enum Event {
-    /// One generated token's text (possibly empty).
-    Token(String),
+    /// One generated token's text (possibly empty), with its log probabilities when asked for.
+    Token(String, Option<TokenLogprobs>),
     /// The end: how it finished, or why it failed.
     Done(Result<Finished, BackendError>),
 }
@@ -33,6 +34,8 @@ pub enum Event {
 pub struct Submission {
     pub prompt: Vec<u32>,
     pub params: SamplingParams,
+    /// Tokens that end this request beyond the model's end tokens (a FIM middle's ends).
+    pub ends: Vec<u32>,
     pub events: Sender<Event>,
     pub cancelled: Arc<AtomicBool>,
 }
@@ -143,17 +146,20 @@ impl<'v> Sequence<'v> {
     /// Samples the next token from the logits after the last fed one and sends its text.
     /// Returns how the request finished, or `None` while it goes on.
     pub fn advance(&mut self, logits: &Tensor) -> Result<Option<Finished>, BackendError> {
-        let token = self
+        let sampled = self
             .sampler
-            .sample(logits, &self.history)
+            .sample_with_logprobs(logits, &self.history)
             .map_err(|e| BackendError::Internal(anyhow::Error::new(e).context("sampling")))?;
+        let token = sampled.token;
         self.history.push(token);
         self.generated += 1;
-        if self.vocab.is_eos(token) {
+        if self.vocab.is_eos(token) || self.submission.ends.contains(&token) {
+            // An end token is not part of the text: no log probabilities for it.
             let (text, _) = self.release(None)?;
-            self.send(Event::Token(text));
+            self.send(Event::Token(text, None));
             return Ok(Some(self.finished(FinishReason::Stop)));
         }
+        let logprobs = sampled.logprobs.map(|ids| self.logprobs(ids));
         let last = self.generated == self.submission.params.max_tokens as usize;
         let (mut text, mut stopped) = self.release(Some(token))?;
         if !stopped && last {
@@ -161,7 +167,7 @@ impl<'v> Sequence<'v> {
             text += &tail;
             stopped = tail_stopped;
         }
-        self.send(Event::Token(text));
+        self.send(Event::Token(text, logprobs));
         Ok(match (stopped, last) {
             (true, _) => Some(self.finished(FinishReason::Stop)),
             (false, true) => Some(self.finished(FinishReason::Length)),
@@ -192,6 +198,15 @@ impl<'v> Sequence<'v> {
                 completion_tokens: self.generated as u32,
                 cached_tokens: self.cached as u32,
             },
+        }
+    }
+
+    /// Ids' log probabilities with each token's bytes and text.
+    fn logprobs(&self, ids: IdLogprobs) -> TokenLogprobs {
+        let entry = |(id, logprob): (u32, f32)| Logprob::new(self.vocab.token_bytes(id), logprob);
+        TokenLogprobs {
+            chosen: entry(ids.chosen),
+            top: ids.top.into_iter().map(entry).collect(),
         }
     }
 

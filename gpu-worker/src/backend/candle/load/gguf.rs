@@ -15,6 +15,7 @@ use super::{Loaded, Source};
 use crate::backend::candle::gguf_meta::{string, u32_meta};
 use crate::backend::candle::models::registry::{self, GgufInput};
 use crate::backend::candle::text::chat::ChatTemplate;
+use crate::backend::candle::text::fim::DeclaredFim;
 use crate::backend::candle::text::spm;
 use crate::backend::candle::text::vocab::Vocab;
 
@@ -89,7 +90,16 @@ fn vocab(content: &Content, path: &Path, explicit: Option<&Path>) -> anyhow::Res
         .filter_map(|key| u32_meta(content, &format!("tokenizer.ggml.{key}")));
     let eos: Vec<u32> = declared.collect();
     let bos = u32_meta(content, "tokenizer.ggml.bos_token_id");
-    Ok(Vocab::new(tokenizer, eos, bos))
+    let fim = |key: &str| u32_meta(content, &format!("tokenizer.ggml.fim_{key}_token_id"));
+    let declared = DeclaredFim {
+        prefix: fim("pre"),
+        suffix: fim("suf"),
+        middle: fim("mid"),
+        pad: fim("pad"),
+        repo: fim("rep"),
+        file_sep: fim("sep"),
+    };
+    Ok(Vocab::new(tokenizer, eos, bos).with_declared_fim(&declared))
 }
 
 fn chat_template(content: &Content, vocab: &Vocab) -> anyhow::Result<ChatTemplate> {

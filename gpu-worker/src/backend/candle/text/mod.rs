@@ -7,9 +7,13 @@
 //! - [`chat`]: the model's chat template, rendered with minijinja.
 //! - [`chat_tokens`]: a chat's token ids, with only the template's markup as control tokens.
 //! - [`detokenize`]: token ids to text as they stream, never splitting a character.
+//! - [`fim`]: the model's fill-in-the-middle tokens and the prompt they build.
+//! - [`token_bytes`]: a token's exact bytes, for log probabilities.
 
 pub mod chat;
 pub mod chat_tokens;
 pub mod detokenize;
+pub mod fim;
 pub mod spm;
+pub mod token_bytes;
 pub mod vocab;

@@ -8,7 +8,11 @@ use std::ops::Range;
 use std::path::Path;
 
 use anyhow::Context;
+use tokenizers::decoders::DecoderWrapper;
 use tokenizers::{OffsetReferential, OffsetType, Tokenizer};
+
+use super::fim::{DeclaredFim, FimTokens};
+use super::token_bytes::token_bytes;
 
 /// Special tokens that end a turn or a document in the common model families. A token with one
 /// of these names ends generation when the tokenizer knows it as a special token, on top of
@@ -39,6 +43,10 @@ pub struct Vocab {
     eos: BTreeSet<u32>,
     /// Fed as the whole prompt when a completion prompt is empty.
     bos: Option<u32>,
+    /// Fill-in-the-middle tokens, when the model has them.
+    fim: Option<FimTokens>,
+    /// Whether tokens spell bytes the GPT-2 way (see [`super::token_bytes`]).
+    byte_level: bool,
 }
 
 impl Vocab {
@@ -61,12 +69,35 @@ impl Vocab {
         }
         let mut text_tokenizer = tokenizer.clone();
         text_tokenizer.set_encode_special_tokens(true);
+        let byte_level = matches!(tokenizer.get_decoder(), Some(DecoderWrapper::ByteLevel(_)));
         Self {
+            fim: FimTokens::find(&tokenizer, &DeclaredFim::default()),
             tokenizer,
             text_tokenizer,
             special,
             eos,
             bos,
+            byte_level,
+        }
+    }
+
+    /// Takes the FIM token ids a checkpoint declares over the ones found by name.
+    pub fn with_declared_fim(mut self, declared: &DeclaredFim) -> Self {
+        self.fim = FimTokens::find(&self.tokenizer, declared);
+        self
+    }
+
+    /// The model's fill-in-the-middle tokens, if it has them.
+    pub fn fim(&self) -> Option<&FimTokens> {
+        self.fim.as_ref()
+    }
+
+    /// The exact bytes token `id` stands for (empty for an unknown id).
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        match self.tokenizer.id_to_token(id) {
+            Some(token) if self.special.contains(&id) => token.into_bytes(),
+            Some(token) => token_bytes(&token, self.byte_level),
+            None => Vec::new(),
         }
     }
 
