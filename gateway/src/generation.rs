@@ -139,14 +139,11 @@ impl Generation {
                     }
                     _ => None,
                 };
-                let now = Instant::now();
-                if self.first_token_at.is_none() {
-                    self.first_token_at = Some(now);
-                    self.metrics
-                        .record_time_to_first_token(self.model(), now - self.received_at);
+                // Timed on choice 0 alone: with `n` choices interleaved, counting every
+                // choice's tokens would divide one sequence's pace by `n`.
+                if token.choice == 0 {
+                    self.record_token(Instant::now());
                 }
-                self.last_token_at = Some(now);
-                self.tokens = self.tokens.saturating_add(1);
                 Ok(Some(Progress::Token(token)))
             }
             Filtered::Terminal(WorkerEvent::Final {
@@ -189,6 +186,17 @@ impl Generation {
                 Err(ApiError::Internal(format!("unexpected event {other:?}")))
             }
         }
+    }
+
+    /// Time to first token, and the span and count time per output token is read from.
+    fn record_token(&mut self, now: Instant) {
+        if self.first_token_at.is_none() {
+            self.first_token_at = Some(now);
+            self.metrics
+                .record_time_to_first_token(self.model(), now - self.received_at);
+        }
+        self.last_token_at = Some(now);
+        self.tokens = self.tokens.saturating_add(1);
     }
 
     fn record_completion(&self, usage: Usage) {

@@ -215,6 +215,27 @@ async fn time_per_output_token_is_recorded_once_per_multi_token_request() {
 }
 
 #[tokio::test]
+async fn time_per_output_token_follows_one_choice_when_there_are_several() {
+    let (_nats, gateway, _worker) = stack(MODEL, &[], &["--synthetic-ms-per-token", "5"]).await;
+    let mut body = completion_body(MODEL, 10);
+    body["n"] = serde_json::json!(4);
+    assert_eq!(post(&gateway, "/v1/completions", &body).await.status(), 200);
+
+    let scrape = scrape(&gateway.metrics_url()).await;
+    let labels = [("model_name", MODEL)];
+    let metric = "coder_model_time_per_output_token_seconds";
+    let count = value(&scrape, &format!("{metric}_count"), &labels);
+    assert_eq!(count, Some(1.0));
+    // Each choice's tokens come at least 5 ms apart; four choices interleaved would read as a
+    // quarter of that.
+    let mean = value(&scrape, &format!("{metric}_sum"), &labels).expect("a sum");
+    assert!(
+        mean > 0.004 && mean < 1.0,
+        "mean time per output token {mean}"
+    );
+}
+
+#[tokio::test]
 async fn token_counters_equal_the_usage_returned_to_clients() {
     let (_nats, gateway, _worker) = stack(MODEL, &[], &[]).await;
 

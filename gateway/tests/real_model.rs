@@ -21,12 +21,12 @@ fn model_path() -> PathBuf {
     path
 }
 
-#[tokio::test]
-async fn the_default_model_answers_through_the_gateway() {
+/// A gateway and a candle worker serving the default model, on a fresh nats-server.
+async fn default_model_stack() -> (NatsServer, Gateway, Worker) {
     let nats = NatsServer::start();
     let gateway = Gateway::start(&nats, &[]);
     let path = model_path();
-    let _worker = Worker::start(
+    let worker = Worker::start(
         &nats,
         MODEL,
         &[
@@ -37,6 +37,12 @@ async fn the_default_model_answers_through_the_gateway() {
         ],
     );
     wait_for_model(&gateway, MODEL).await;
+    (nats, gateway, worker)
+}
+
+#[tokio::test]
+async fn the_default_model_answers_through_the_gateway() {
+    let (_nats, gateway, _worker) = default_model_stack().await;
 
     // Greedy completion of a function header is code.
     let body =
@@ -66,20 +72,7 @@ async fn the_default_model_answers_through_the_gateway() {
 
 #[tokio::test]
 async fn the_default_model_fills_in_the_middle_with_logprobs_and_choices() {
-    let nats = NatsServer::start();
-    let gateway = Gateway::start(&nats, &[]);
-    let path = model_path();
-    let _worker = Worker::start(
-        &nats,
-        MODEL,
-        &[
-            "--backend",
-            "candle",
-            "--model-path",
-            path.to_str().unwrap(),
-        ],
-    );
-    wait_for_model(&gateway, MODEL).await;
+    let (_nats, gateway, _worker) = default_model_stack().await;
 
     // Fill-in-the-middle: a non-empty middle, ended by one of the model's FIM end tokens (no
     // stop string was given, and max_tokens leaves room), not by the token budget.

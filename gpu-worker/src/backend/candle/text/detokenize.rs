@@ -67,24 +67,8 @@ impl<'t> IncrementalDecoder<'t> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
-    use candle_core::quantized::gguf_file::Content;
-    use candle_core::quantized::tokenizer::TokenizerFromGguf;
-
+    use super::super::qwen_tokenizer;
     use super::*;
-
-    /// The default model's byte-level BPE tokenizer, when the model was fetched.
-    fn qwen_tokenizer() -> Option<Tokenizer> {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
-        if !path.is_file() {
-            eprintln!("NOTICE: {} is absent; skipping", path.display());
-            return None;
-        }
-        let mut file = std::fs::File::open(path).unwrap();
-        Some(Tokenizer::from_gguf(&Content::read(&mut file).unwrap()).unwrap())
-    }
 
     #[test]
     fn multibyte_characters_are_never_split() {

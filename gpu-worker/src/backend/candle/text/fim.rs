@@ -151,25 +151,14 @@ impl FimTokens {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
-    use candle_core::quantized::gguf_file::Content;
-    use candle_core::quantized::tokenizer::TokenizerFromGguf;
     use coder_nats::InfillFile;
 
+    use super::super::qwen_tokenizer;
     use super::*;
 
     /// The default model's vocabulary, when the model was fetched.
     fn qwen() -> Option<Vocab> {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
-        if !path.is_file() {
-            eprintln!("NOTICE: {} is absent; skipping", path.display());
-            return None;
-        }
-        let mut file = std::fs::File::open(path).unwrap();
-        let tokenizer = Tokenizer::from_gguf(&Content::read(&mut file).unwrap()).unwrap();
-        Some(Vocab::new(tokenizer, [], None))
+        Some(Vocab::new(qwen_tokenizer()?, [], None))
     }
 
     fn id(vocab: &Vocab, name: &str) -> u32 {

@@ -17,3 +17,20 @@ pub mod fim;
 pub mod spm;
 pub mod token_bytes;
 pub mod vocab;
+
+/// The default model's tokenizer, read from its GGUF file, for tests; `None` (with a notice)
+/// when the model was not fetched.
+#[cfg(test)]
+pub fn qwen_tokenizer() -> Option<tokenizers::Tokenizer> {
+    use candle_core::quantized::gguf_file::Content;
+    use candle_core::quantized::tokenizer::TokenizerFromGguf;
+
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+    if !path.is_file() {
+        eprintln!("NOTICE: {} is absent; skipping", path.display());
+        return None;
+    }
+    let mut file = std::fs::File::open(path).unwrap();
+    Some(tokenizers::Tokenizer::from_gguf(&Content::read(&mut file).unwrap()).unwrap())
+}
