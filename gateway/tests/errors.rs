@@ -28,7 +28,7 @@ async fn malformed_and_out_of_range_input_is_400_naming_the_field() {
             json!({"model": MODEL, "prompt": "x", "max_tokens": 0}),
             Some("max_tokens"),
         ),
-        (json!({"model": MODEL, "prompt": "x", "n": 3}), Some("n")),
+        (json!({"model": MODEL, "prompt": "x", "n": 9}), Some("n")),
         (json!({"model": MODEL}), Some("prompt")),
         (json!({"prompt": "x"}), Some("model")),
         (json!({"model": MODEL, "prompt": [1, 2, 3]}), Some("prompt")),
