@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use coder_nats::{ChatMessage, FinishReason, Infill, Prompt};
+use coder_nats::{ChatMessage, FinishReason, Infill, Prompt, SamplingParams};
 use gpu_worker::backend::candle::{CandleBackend, CandleOptions};
 use gpu_worker::backend::{Backend, BackendError};
 use tempfile::TempDir;
@@ -218,6 +218,35 @@ fn fill_in_the_middle_needs_the_models_fim_tokens_and_ends_at_them() {
         FinishReason::Length,
         "the FIM pad ends only a middle"
     );
+}
+
+#[test]
+fn greedy_logprobs_come_from_the_engine_with_the_chosen_token_first() {
+    for arch in ARCHITECTURES {
+        let backend = TinyGguf::write(arch, REPEATED).load();
+        let params = SamplingParams {
+            logprobs: Some(3),
+            ..greedy(4)
+        };
+
+        let (generation, recorder) = run(&backend, &request(text("w5 w6 w7"), params));
+
+        assert_eq!(generation.usage.completion_tokens, 4, "{arch}");
+        assert_eq!(recorder.logprobs.len(), 4, "{arch}: one per token");
+        for logprobs in &recorder.logprobs {
+            assert_eq!(logprobs.chosen.token, format!("w{REPEATED}"), "{arch}");
+            assert_eq!(logprobs.chosen.bytes, logprobs.chosen.token.as_bytes());
+            assert_eq!(logprobs.top.len(), 3, "{arch}");
+            assert_eq!(logprobs.top[0], logprobs.chosen, "{arch}");
+            assert!(logprobs
+                .top
+                .windows(2)
+                .all(|w| w[0].logprob >= w[1].logprob));
+            assert!(logprobs.top.iter().all(|l| l.logprob <= 0.0), "{arch}");
+        }
+        let (_, plain) = run(&backend, &request(text("w5 w6 w7"), greedy(4)));
+        assert!(plain.logprobs.is_empty(), "{arch}: none unless asked for");
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ pub use noise::noise;
 use std::collections::HashMap;
 use std::path::Path;
 
-use coder_nats::{GenerationRequest, Prompt, SamplingParams};
+use coder_nats::{GenerationRequest, Prompt, SamplingParams, TokenLogprobs};
 use gpu_worker::backend::candle::CandleBackend;
 use gpu_worker::backend::{Backend, Finished, Flow, TokenSink};
 use tokenizers::models::wordlevel::WordLevel;
@@ -51,6 +51,8 @@ pub fn write_tokenizer(dir: &Path, vocab_size: usize) {
 #[derive(Default)]
 pub struct Recorder {
     pub pieces: Vec<String>,
+    /// Each token's log probabilities, when the request asked for them.
+    pub logprobs: Vec<TokenLogprobs>,
     pub stop_after: Option<usize>,
     pub cancelled: bool,
 }
@@ -68,6 +70,10 @@ impl TokenSink for Recorder {
             Some(n) if self.pieces.len() >= n => Flow::Stop,
             _ => Flow::Continue,
         }
+    }
+    fn generated(&mut self, text: &str, logprobs: Option<TokenLogprobs>) -> Flow {
+        self.logprobs.extend(logprobs);
+        self.token(text)
     }
     fn is_cancelled(&self) -> bool {
         self.cancelled
