@@ -245,7 +245,7 @@ impl Executor {
 }
 
 /// The request's end from its choices' ends: every choice's finish reason, and the usage with
-/// the prompt counted once and every choice's completion tokens; or the first failure that is
+/// the prompt (and its cached tokens) counted once and every choice's completion tokens; or the first failure that is
 /// not a cancel (siblings of a failed choice are cancelled because of it), else the cancel.
 fn combine(
     results: Vec<Result<Finished, BackendError>>,
@@ -267,6 +267,8 @@ fn combine(
         completion_tokens: ends
             .iter()
             .fold(0u32, |sum, f| sum.saturating_add(f.usage.completion_tokens)),
+        // The prompt, counted once: as much of it as choice 0 found cached.
+        cached_tokens: ends.first().map_or(0, |f| f.usage.cached_tokens),
     };
     Ok((ends.iter().map(|f| f.finish_reason).collect(), usage))
 }
@@ -337,6 +339,7 @@ mod tests {
             usage: Usage {
                 prompt_tokens: 7,
                 completion_tokens,
+                cached_tokens: 4,
             },
         })
     }
@@ -349,7 +352,14 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(reasons, [FinishReason::Stop, FinishReason::Length]);
-        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (7, 8));
+        assert_eq!(
+            (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens
+            ),
+            (7, 8, 4)
+        );
     }
 
     #[test]

@@ -192,6 +192,9 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
     fn events_of_the_first_version_still_decode() {
         let token = br#"{"event":"token","attempt":1,"index":2,"text":"x"}"#;
         match WorkerEvent::from_json(token).unwrap() {

@@ -395,7 +395,7 @@ mod tests {
 
     #[test]
     fn logprobs_are_sorted_and_start_with_the_chosen_token() {
-        let backend = SyntheticBackend::new(Duration::ZERO);
+        let backend = SyntheticBackend::new(Duration::ZERO, 1 << 20);
         for top in [0, 1, 5, 20] {
             let logprobs = backend.logprobs("def", 0, top);
             assert_eq!(logprobs.top.len(), top as usize);
