@@ -2,7 +2,9 @@
 
 use crate::http::ClientTimeouts;
 use clap::Parser;
+use coder_nats::client_args::NatsArgs;
 use coder_nats::provision::StreamSettings;
+use coder_nats::subjects;
 use coder_service::parse_seconds;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,9 +25,16 @@ pub struct Config {
     #[arg(long, env = "CODER_METRICS_LISTEN", default_value = "0.0.0.0:8001")]
     pub metrics_listen: SocketAddr,
 
-    /// NATS server(s) to connect to, comma-separated.
-    #[arg(long, env = "CODER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    /// Where NATS is and the credentials and TLS files to connect with.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    /// The token after `coder.replies.` in this gateway's reply subjects
+    /// (`coder.replies.<scope>.<gateway-id>.<request-id>`): NATS permissions let a gateway user
+    /// read one scope's replies, so deployments that must not read each other's use different
+    /// scopes and users.
+    #[arg(long, env = "CODER_REPLIES_SCOPE", default_value = subjects::DEFAULT_REPLIES_SCOPE, value_parser = parse_replies_scope)]
+    pub replies_scope: String,
 
     /// File of API keys, one `name:key` per line (a bare key is named `key-<line>`); when set,
     /// every `/v1` route requires `Authorization: Bearer <key>`. Read again on SIGHUP.
@@ -142,6 +151,10 @@ impl Config {
     }
 }
 
+fn parse_replies_scope(value: &str) -> Result<String, String> {
+    subjects::check_replies_scope(value).map(|()| value.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,7 +164,14 @@ mod tests {
         let config = Config::parse_from(["gateway"]);
         assert_eq!(config.listen.port(), 8000);
         assert_eq!(config.metrics_listen.port(), 8001);
-        assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(config.nats.url, "nats://127.0.0.1:4222");
+        assert_eq!(config.replies_scope, "gateway");
         assert!(config.metrics_enabled);
+    }
+
+    #[test]
+    fn a_replies_scope_that_is_not_one_token_is_refused() {
+        let error = Config::try_parse_from(["gateway", "--replies-scope", "a.b"]).unwrap_err();
+        assert!(error.to_string().contains("--replies-scope"), "{error}");
     }
 }

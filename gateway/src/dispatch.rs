@@ -39,8 +39,9 @@ pub struct Dispatcher {
     admission: Arc<Admission>,
     models: Arc<KnownModels>,
     metrics: GatewayMetrics,
-    /// Forms this gateway's reply subjects.
-    gateway_id: String,
+    /// This gateway's place under `coder.replies.` (`<scope>.<gateway-id>`): forms its reply
+    /// subjects.
+    replies_root: String,
     /// From receipt to the last token (`--request-timeout`): sets each request's deadline.
     request_timeout: Duration,
 }
@@ -50,7 +51,7 @@ impl Dispatcher {
     pub async fn start(
         config: &Config,
         client: async_nats::Client,
-        gateway_id: String,
+        replies_root: String,
         admission: Arc<Admission>,
         models: Arc<KnownModels>,
         metrics: GatewayMetrics,
@@ -59,7 +60,7 @@ impl Dispatcher {
         Ok(Self {
             router: ReplyRouter::subscribe(
                 &client,
-                &gateway_id,
+                &replies_root,
                 config.stream_event_buffer as usize,
                 supervisor,
             )
@@ -69,7 +70,7 @@ impl Dispatcher {
             admission,
             models,
             metrics,
-            gateway_id,
+            replies_root,
             request_timeout: config.request_timeout,
         })
     }
@@ -156,7 +157,7 @@ impl Dispatcher {
         };
         let headers = RequestHeaders {
             msg_id: request.id.to_string(),
-            reply_to: subjects::reply_subject(&self.gateway_id, request.id),
+            reply_to: subjects::reply_subject(&self.replies_root, request.id),
             deadline,
             traceparent,
         };

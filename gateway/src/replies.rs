@@ -105,12 +105,12 @@ impl ReplyRouter {
     /// A router fed by this gateway's wildcard reply subscription, on a supervised task.
     pub async fn subscribe(
         client: &async_nats::Client,
-        gateway_id: &str,
+        replies_root: &str,
         buffer: usize,
         supervisor: &Supervisor,
     ) -> Result<Arc<Self>, async_nats::SubscribeError> {
         let replies = client
-            .subscribe(subjects::replies_wildcard(gateway_id))
+            .subscribe(subjects::replies_wildcard(replies_root))
             .await?;
         let router = Arc::new(Self::new(buffer));
         let routing = Arc::clone(&router).run(replies, client.clone());

@@ -68,10 +68,13 @@ pub async fn serve(
         signal.cancel();
     });
     let gateway_id = subjects::new_instance_id();
-    let client =
-        coder_nats::connection::connect(&config.nats_url, &format!("gateway-{gateway_id}"))
-            .await
-            .context("connecting to NATS")?;
+    let client = coder_nats::connection::connect(
+        &config.nats,
+        &format!("gateway-{gateway_id}"),
+        subjects::GATEWAY_INBOX_PREFIX,
+    )
+    .await
+    .context("connecting to NATS")?;
     let metrics = GatewayMetrics::new(&telemetry.meter());
     let state = start_queue_side(&config, &client, &gateway_id, metrics, &stopping).await?;
 
@@ -142,7 +145,7 @@ async fn start_queue_side(
     let dispatcher = Dispatcher::start(
         config,
         client.clone(),
-        gateway_id.to_owned(),
+        subjects::gateway_replies_root(&config.replies_scope, gateway_id),
         admission,
         models,
         metrics.clone(),

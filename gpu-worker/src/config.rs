@@ -1,6 +1,7 @@
 //! Command-line flags, each also read from `CODER_<FLAG>`.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use coder_nats::client_args::NatsArgs;
 use coder_nats::provision::{ConsumerSettings, StreamSettings};
 use coder_service::parse_seconds;
 use std::net::SocketAddr;
@@ -37,9 +38,9 @@ pub enum BackendKind {
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerConfig {
-    /// NATS server(s) to connect to, comma-separated.
-    #[arg(long, env = "CODER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    /// Where NATS is and the credentials and TLS files to connect with.
+    #[command(flatten)]
+    pub nats: NatsArgs,
 
     /// Address of the Prometheus `/metrics` listener.
     #[arg(long, env = "CODER_METRICS_LISTEN", default_value = "0.0.0.0:8002")]

@@ -51,10 +51,13 @@ pub async fn run(
     let backend = load(&config, &metrics).await?;
 
     let worker_id = subjects::new_instance_id();
-    let client =
-        coder_nats::connection::connect(&config.nats_url, &format!("gpu-worker-{worker_id}"))
-            .await
-            .context("connecting to NATS")?;
+    let client = coder_nats::connection::connect(
+        &config.nats,
+        &format!("gpu-worker-{worker_id}"),
+        subjects::WORKER_INBOX_PREFIX,
+    )
+    .await
+    .context("connecting to NATS")?;
     let Some(consumer) = provision(&client, &config, &stopping).await else {
         return Ok(());
     };

@@ -5,7 +5,9 @@
 //! durable pull consumer. No service formats a subject by hand.
 //!
 //! # Layout
-//! - [`connection`]: connecting with unlimited, logged reconnects.
+//! - [`client_args`]: the connection flags both services take (seed list, credentials, TLS).
+//! - [`connection`]: connecting with those, failing at once on refused credentials or TLS,
+//!   with unlimited, logged reconnects otherwise.
 //! - [`subjects`]: subject builders and the subject-safe encoding of model names.
 //! - [`headers`]: the NATS headers a queued request carries (reply subject, deadline, trace).
 //! - [`request`]: the queued generation request and its sampling parameters.
@@ -18,6 +20,7 @@
 //! - [`publish_error`]: classifying JetStream publish failures (stream full, too large, down).
 
 pub mod cancel;
+pub mod client_args;
 pub mod connection;
 pub mod events;
 pub mod headers;

@@ -29,6 +29,14 @@ const HEARTBEAT_PREFIX: &str = "coder.heartbeat.";
 pub const HEARTBEAT_WILDCARD: &str = "coder.heartbeat.>";
 /// Prefix of the durable consumer name for a model; the model token follows.
 const CONSUMER_PREFIX: &str = "coder-";
+/// The gateways' request inboxes (JetStream acks and API answers): the shipped NATS config lets
+/// the gateway user read these and no other inbox.
+pub const GATEWAY_INBOX_PREFIX: &str = "_INBOX.gateway";
+/// The workers' request inboxes (pulled requests, JetStream API answers).
+pub const WORKER_INBOX_PREFIX: &str = "_INBOX.worker";
+/// The gateways' default replies scope (`--replies-scope`), the one the shipped NATS config's
+/// gateway user may read.
+pub const DEFAULT_REPLIES_SCOPE: &str = "gateway";
 
 /// Encodes a model name as one subject token (see the module docs).
 pub fn model_token(model: &str) -> String {
@@ -76,14 +84,36 @@ pub fn consumer_name(model: &str) -> String {
     format!("{CONSUMER_PREFIX}{}", model_token(model))
 }
 
-/// `coder.replies.<gateway-id>.*`: the one subscription a gateway holds for its replies.
-pub fn replies_wildcard(gateway_id: &str) -> String {
-    format!("{REPLIES_PREFIX}{gateway_id}.*")
+/// `<scope>.<gateway-id>`: where under `coder.replies.` one gateway's replies go. The scope is
+/// what NATS permissions can name (a user may read `coder.replies.<scope>.>`), the id tells the
+/// gateways of one scope apart.
+pub fn gateway_replies_root(scope: &str, gateway_id: &str) -> String {
+    format!("{scope}.{gateway_id}")
 }
 
-/// `coder.replies.<gateway-id>.<request-id>`: where a worker sends a request's events.
-pub fn reply_subject(gateway_id: &str, request_id: Uuid) -> String {
-    format!("{REPLIES_PREFIX}{gateway_id}.{}", request_id.simple())
+/// Checks a replies scope: one subject token of ASCII letters, digits, `-` and `_`.
+pub fn check_replies_scope(scope: &str) -> Result<(), String> {
+    if scope.is_empty()
+        || !scope
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "`{scope}` is not a replies scope: use ASCII letters, digits, `-` and `_`"
+        ));
+    }
+    Ok(())
+}
+
+/// `coder.replies.<root>.*`: the one subscription a gateway holds for its replies, `root` from
+/// [`gateway_replies_root`].
+pub fn replies_wildcard(root: &str) -> String {
+    format!("{REPLIES_PREFIX}{root}.*")
+}
+
+/// `coder.replies.<root>.<request-id>`: where a worker sends a request's events.
+pub fn reply_subject(root: &str, request_id: Uuid) -> String {
+    format!("{REPLIES_PREFIX}{root}.{}", request_id.simple())
 }
 
 /// The request id at the end of a reply or cancel subject.
@@ -157,6 +187,21 @@ mod tests {
         assert_eq!(request_id_from_subject(&reply_subject("gw1", id)), Some(id));
         assert_eq!(request_id_from_subject(&cancel_subject(id)), Some(id));
         assert!(reply_subject("gw1", id).starts_with(&replies_wildcard("gw1")[..15]));
+        let root = gateway_replies_root("gateway", "gw1");
+        assert_eq!(
+            reply_subject(&root, id),
+            format!("coder.replies.gateway.gw1.{}", id.simple())
+        );
+        assert_eq!(request_id_from_subject(&reply_subject(&root, id)), Some(id));
+    }
+
+    #[test]
+    fn a_replies_scope_is_one_plain_token() {
+        assert!(check_replies_scope("gateway").is_ok());
+        assert!(check_replies_scope("team-a_2").is_ok());
+        for bad in ["", "a.b", "a*", ">", "a b"] {
+            assert!(check_replies_scope(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
