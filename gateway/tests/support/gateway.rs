@@ -2,7 +2,7 @@
 
 use super::client::spawn_completion;
 use super::exposition::{value, wait_for, FOLLOW};
-use coder_nats::testing::{free_port, http_get_status, NatsServer, Service, READY_TIMEOUT};
+use coder_nats::testing::{free_port, http_get_status, NatsServer, Role, Service, READY_TIMEOUT};
 use reqwest::StatusCode;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -48,6 +48,7 @@ impl Gateway {
             "--queue-poll-interval".into(),
             poll_interval,
         ];
+        args.extend(nats.client_flags(Role::Gateway));
         args.extend(extra.iter().map(|s| s.to_string()));
         let binary = Path::new(env!("CARGO_BIN_EXE_gateway"));
         Self {

@@ -4,7 +4,7 @@
 //! builds the binary for the tests (`CARGO_BIN_EXE_gpu-worker`); the gateway's tests start the one
 //! in the target directory, which must have been built first (see `binary_path`).
 
-use coder_nats::testing::{binary_path, free_port, NatsServer, Service, READY_TIMEOUT};
+use coder_nats::testing::{binary_path, free_port, NatsServer, Role, Service, READY_TIMEOUT};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -39,6 +39,7 @@ impl Worker {
             "--heartbeat-interval".into(),
             "0.5".into(),
         ];
+        args.extend(nats.client_flags(Role::Worker));
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut process = Service::spawn_path(&worker_binary(), &args, env);
         process.wait_http_ok(metrics, "/metrics", READY_TIMEOUT);

@@ -3,6 +3,13 @@
 //! Each [`NatsServer`] runs its own process with JetStream on a free loopback port and a
 //! temporary store directory, and is killed when dropped. [`NatsServer::restart`] keeps the port
 //! and the store, so tests can show that accepted requests survive a server restart.
+//! [`NatsServer::start_secured`] runs the shipped `nats/config/single.conf` instead: users per
+//! role and mutual TLS (see [`security`]); [`NatsServer::client_flags`] gives each role's flags.
+
+mod security;
+
+pub use security::Role;
+use security::Security;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -16,6 +23,8 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: tempfile::TempDir,
+    /// Set for a server run with the shipped users and TLS.
+    security: Option<Security>,
 }
 
 impl NatsServer {
@@ -27,14 +36,65 @@ impl NatsServer {
             child: None,
             port,
             store,
+            security: None,
         };
         server.spawn();
         server
     }
 
-    /// `nats://127.0.0.1:<port>`.
+    /// Starts a server with the shipped `nats/config/single.conf`: the users of
+    /// `nats/config/auth.conf` with random passwords, and mutual TLS with a fresh local CA.
+    pub fn start_secured() -> Self {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            store: tempfile::tempdir().expect("temporary store directory"),
+            security: Some(Security::new()),
+        };
+        server.spawn();
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`, or `tls://` for a secured server.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.security.is_some() {
+            "tls"
+        } else {
+            "nats"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The flags (besides `--nats-url`) a service of `role` connects with: none for an open
+    /// server, the role's user, password and certificates for a secured one.
+    pub fn client_flags(&self, role: Role) -> Vec<String> {
+        self.security
+            .as_ref()
+            .map_or_else(Vec::new, |security| security.client_flags(role))
+    }
+
+    /// The connection args of `role`, as its service would parse them.
+    pub fn client_args(&self, role: Role) -> crate::client_args::NatsArgs {
+        match &self.security {
+            Some(security) => security.client_args(role, &self.url()),
+            None => crate::client_args::NatsArgs::plain(self.url()),
+        }
+    }
+
+    /// A file of a secured server's PKI directory (`ca.pem`, `worker-key.pem`...).
+    pub fn pki_file(&self, name: &str) -> PathBuf {
+        self.secured().file(name)
+    }
+
+    /// The password of `role` on a secured server.
+    pub fn password(&self, role: Role) -> &str {
+        self.secured().password(role)
+    }
+
+    fn secured(&self) -> &Security {
+        self.security
+            .as_ref()
+            .expect("a server started with start_secured")
     }
 
     pub fn store_dir(&self) -> &Path {
@@ -56,7 +116,12 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(nats_server_binary())
+        let mut command = Command::new(nats_server_binary());
+        if let Some(security) = &self.security {
+            command.arg("-c").arg(Security::config());
+            command.envs(security.server_env());
+        }
+        let child = command
             .args([
                 "-a",
                 "127.0.0.1",
@@ -67,7 +132,7 @@ impl NatsServer {
             ])
             .arg(self.store.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(server_log())
             .spawn()
             .expect("nats-server starts (install it with scripts/setup.sh)");
         self.child = Some(child);
@@ -78,6 +143,16 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The server's log: shown (with a failing test's output) when `NATS_SERVER_LOG` is set, e.g. to
+/// see which subject a permission refused.
+fn server_log() -> Stdio {
+    if std::env::var_os("NATS_SERVER_LOG").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
     }
 }
 
