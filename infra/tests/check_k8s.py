@@ -14,7 +14,12 @@
     selects both Services by a port they have; pod annotations name the metrics port; the
     worker asks for nvidia.com/gpu; NATS runs 3 nodes with JetStream on file storage; the
     gateway and the worker both provision the stream with replicas = the NATS cluster size
-    (CODER_STREAM_REPLICAS or --stream-replicas; unset means the binaries' default of 1).
+    (CODER_STREAM_REPLICAS or --stream-replicas; unset means the binaries' default of 1);
+    NATS is secured: the values include the shipped nats/config/auth.conf, fill every password
+    it names from a Secret, and turn on mutual TLS for clients and routes; the NetworkPolicy
+    admits only the gateway and workers to 4222 and only KEDA and Prometheus to 8222; the
+    gateway and the worker connect over tls:// as their own user, with the password from a
+    Secret and the TLS files from a mounted Secret; KEDA reads the account the stream lives in.
 
 usage: check_k8s.py   (paths from this file's place in the repository)
 """
@@ -31,6 +36,7 @@ from promtool_rules import check_rules
 
 TESTS = pathlib.Path(__file__).resolve().parent
 K8S = TESTS.parent / "k8s"
+AUTH_CONF = TESTS.parent.parent / "nats" / "config" / "auth.conf"
 STREAM = "CODER_REQUESTS"
 PENDING = "coder_queue_pending_requests"
 BACKLOG = "coder_queue_backlog"
@@ -86,6 +92,63 @@ def stream_replicas(container):
     (the binaries' default, 1)."""
     env = {e["name"]: e.get("value") for e in container.get("env", [])}
     return flags(container).get("stream-replicas", env.get("CODER_STREAM_REPLICAS"))
+
+
+def env_of(container):
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def check_nats_security(docs, *services_and_keda):
+    *services, keda = services_and_keda
+    auth = AUTH_CONF.read_text()
+    values = yaml.safe_load((K8S / "nats" / "values.yaml").read_text())
+    config = values["config"]
+    check(config["merge"].get("$include", "").endswith("/auth.conf"), "NATS: values include the shipped auth.conf")
+    wanted = sorted(set(re.findall(r"\$(NATS_\w+_PASSWORD)", auth)))
+    env = values.get("container", {}).get("env", {})
+    from_secrets = sorted(k for k, v in env.items() if "secretKeyRef" in v.get("valueFrom", {}))
+    check(wanted and from_secrets == wanted, f"NATS: every password auth.conf reads comes from a Secret: {wanted}")
+    for block in ("nats", "cluster"):
+        tls = config[block].get("tls", {})
+        check(tls.get("enabled") and tls.get("merge", {}).get("verify") is True,
+              f"NATS: mutual TLS on {block} connections")
+    check(values.get("tlsCA", {}).get("enabled"), "NATS: a CA verifies client and route certificates")
+    check(not values.get("natsBox", {}).get("enabled", True), "NATS: no nats-box beside the services")
+
+    accounts = re.findall(r"^\s{2}(\w+) \{\s*$", auth.split("accounts {", 1)[1], re.M)
+    check(keda["account"] in accounts, f"KEDA reads the account the stream lives in ({keda['account']})")
+
+    policy = docs[("NetworkPolicy", "nats")][1]["spec"]
+    by_port = {}
+    for rule in policy["ingress"]:
+        for port in rule["ports"]:
+            by_port.setdefault(port["port"], []).extend(rule.get("from", []))
+    clients = by_port.get(4222, [])
+    names = [sorted(e["values"]) for p in clients for e in p.get("podSelector", {}).get("matchExpressions", [])]
+    check(len(clients) == 1 and names == [["coder-gateway", "coder-worker"]]
+          and clients[0].get("namespaceSelector", {}).get("matchLabels") == {"kubernetes.io/metadata.name": "coder"},
+          "NetworkPolicy: only the gateway and the workers reach 4222")
+    monitors = {p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                for p in by_port.get(8222, [])}
+    check(by_port.get(8222) and monitors <= {"keda", "monitoring"} and all("podSelector" not in p or "namespaceSelector" in p for p in by_port[8222]),
+          f"NetworkPolicy: only KEDA and Prometheus reach the monitoring port 8222 ({sorted(map(str, monitors))})")
+    check(set(by_port) <= {4222, 6222, 8222, 7777}, f"NetworkPolicy: no other port open ({sorted(by_port)})")
+
+    for dep, container, user in services:
+        name = dep["metadata"]["name"]
+        env = env_of(container)
+        value = lambda key: env.get(key, {}).get("value", "")
+        check(value("CODER_NATS_URL").startswith("tls://"), f"{name}: connects to NATS over tls://")
+        check(value("CODER_NATS_USER") == user and re.search(rf"\{{\s*user: {user},", auth),
+              f"{name}: connects as the auth.conf user {user}")
+        check("secretKeyRef" in env.get("CODER_NATS_PASSWORD", {}).get("valueFrom", {}),
+              f"{name}: its NATS password comes from a Secret")
+        pod = dep["spec"]["template"]["spec"]
+        secret_mounts = {m["mountPath"] for m in container.get("volumeMounts", [])
+                         for v in pod.get("volumes", []) if v["name"] == m["name"] and "secret" in v}
+        files = [value(f"CODER_NATS_TLS_{k}") for k in ("CA", "CERT", "KEY")]
+        check(all(files) and all(str(pathlib.PurePosixPath(f).parent) in secret_mounts for f in files),
+              f"{name}: its NATS TLS files are in a mounted Secret")
 
 
 def main():
@@ -180,6 +243,8 @@ def main():
         check(replicas == str(nats["cluster"]["replicas"]),
               f"{dep['metadata']['name']}: stream replicas ({replicas}) = NATS cluster size "
               f"({nats['cluster']['replicas']})")
+
+    check_nats_security(docs, (gateway, gc, "gateway"), (worker, wc, "worker"), meta)
 
     print(f"k8s checks: {len(failures)} failed")
     return 1 if failures else 0
