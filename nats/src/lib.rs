@@ -18,6 +18,16 @@
 //! - [`retry`]: retrying provisioning while NATS is unreachable, with one backoff.
 //! - `testing` (feature `testing`): a real nats-server per test.
 //! - [`publish_error`]: classifying JetStream publish failures (stream full, too large, down).
+//!
+//! # Security
+//! The server configs in `nats/config/` let nobody in anonymously and give each role a user
+//! allowed exactly the subjects and JetStream API calls the code in this workspace makes
+//! (`auth.conf`), over mutual TLS (`tls.conf`, `route-tls.conf`). What the code relies on for
+//! that: each role's request inboxes have their own prefix ([`subjects::GATEWAY_INBOX_PREFIX`],
+//! [`subjects::WORKER_INBOX_PREFIX`]), and a gateway's replies sit under its scope
+//! ([`subjects::gateway_replies_root`]). A new subject or JetStream call needs its permission in
+//! `auth.conf`, or the shipped server refuses it (the tests run that config:
+//! `tests/security.rs`, and the gateway's `tests/nats_security.rs`).
 
 pub mod cancel;
 pub mod client_args;
