@@ -170,7 +170,9 @@ fn log_event(event: Event, credentials: &str) {
             tracing::error!(credentials, "NATS refused these credentials; retrying")
         }
         Event::ServerError(error) => tracing::warn!(%error, "NATS refused an operation"),
-        Event::ClientError(error) => tracing::warn!(%error, credentials, "NATS connection failed"),
+        Event::ClientError(error) => {
+            tracing::info!(%error, credentials, "NATS connection attempt failed")
+        }
         other => tracing::info!(event = %other, "NATS connection event"),
     }
 }
@@ -233,4 +235,72 @@ fn describe_tls(args: &NatsArgs) -> String {
         parts.push(format!("--nats-tls-cert {}", cert.display()));
     }
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_with(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file
+    }
+
+    const SEED: &str = "SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU";
+
+    #[test]
+    fn an_nkey_file_gives_its_user_seed_or_says_what_is_wrong() {
+        let good = file_with(&format!("# the worker's seed\n{SEED}\n"));
+        assert_eq!(read_nkey_seed(good.path()).unwrap(), SEED);
+
+        let public_key_only =
+            file_with("UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4\n");
+        let error = read_nkey_seed(public_key_only.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("--nats-nkey ") && error.contains("no user nkey seed"),
+            "{error}"
+        );
+
+        let truncated = file_with(&SEED[..30]);
+        let error = read_nkey_seed(truncated.path()).unwrap_err().to_string();
+        assert!(error.contains("malformed"), "{error}");
+
+        let error = read_nkey_seed(Path::new("/nonexistent/seed.nk")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("--nats-nkey /nonexistent/seed.nk: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn tls_files_are_checked_and_named_before_connecting() {
+        let certificate =
+            file_with("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+        let key = file_with("-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n");
+        let mut args = NatsArgs::plain("tls://127.0.0.1:4222");
+        args.tls_ca = Some(certificate.path().into());
+        args.tls_cert = Some(certificate.path().into());
+        args.tls_key = Some(key.path().into());
+        check_tls_files(&args).unwrap();
+
+        args.tls_key = Some(certificate.path().into());
+        let error = check_tls_files(&args).unwrap_err().to_string();
+        assert!(
+            error.starts_with("--nats-tls-key ")
+                && error.contains("not a PEM file holding a PRIVATE KEY"),
+            "{error}"
+        );
+        args.tls_ca = Some("/nonexistent/ca.pem".into());
+        let error = check_tls_files(&args).unwrap_err().to_string();
+        assert!(
+            error.starts_with("--nats-tls-ca /nonexistent/ca.pem: "),
+            "{error}"
+        );
+    }
 }
