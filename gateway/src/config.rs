@@ -79,6 +79,12 @@ pub struct Config {
     #[arg(long, env = "CODER_REQUEST_TIMEOUT", default_value = "300", value_parser = parse_seconds)]
     pub request_timeout: Duration,
 
+    /// Seconds a request's publish is retried, with the same `Nats-Msg-Id`, while JetStream
+    /// acks nothing (a stream leader election, a reconnect to another node) before the client
+    /// gets 503; never past the request's deadline.
+    #[arg(long, env = "CODER_PUBLISH_RETRY_WINDOW", default_value = "10", value_parser = parse_seconds)]
+    pub publish_retry_window: Duration,
+
     /// Requests a model may have queued (not yet started) before new ones get 429.
     #[arg(long, env = "CODER_MAX_PENDING_PER_MODEL", default_value_t = 256)]
     pub max_pending_per_model: u64,

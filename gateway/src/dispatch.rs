@@ -1,5 +1,6 @@
 //! Putting a validated request on the queue: the model checked, the deadline set, admission,
-//! publish with JetStream's ack; then the [`Generation`] that follows it.
+//! publish with JetStream's ack (retried through a leader election or a reconnect); then the
+//! [`Generation`] that follows it.
 
 use crate::admission::Admission;
 use crate::config::Config;
@@ -7,6 +8,7 @@ use crate::error::ApiError;
 use crate::generation::{Generation, OutputShape};
 use crate::in_flight::{InFlight, Submitted};
 use crate::known_models::KnownModels;
+use crate::publish_retry::publish_until_acked;
 use crate::replies::ReplyRouter;
 use crate::request_context::RequestContext;
 use crate::supervisor::Supervisor;
@@ -44,6 +46,8 @@ pub struct Dispatcher {
     replies_root: String,
     /// From receipt to the last token (`--request-timeout`): sets each request's deadline.
     request_timeout: Duration,
+    /// How long an unacknowledged publish is retried (`--publish-retry-window`).
+    publish_retry_window: Duration,
 }
 
 impl Dispatcher {
@@ -72,6 +76,7 @@ impl Dispatcher {
             metrics,
             replies_root,
             request_timeout: config.request_timeout,
+            publish_retry_window: config.publish_retry_window,
         })
     }
 
@@ -124,6 +129,15 @@ impl Dispatcher {
         ))
     }
 
+    /// When a request's publish stops being retried: after `--publish-retry-window`, or at its
+    /// deadline if that comes first.
+    fn give_up_publishing_at(&self, deadline: SystemTime) -> tokio::time::Instant {
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        tokio::time::Instant::now() + left.min(self.publish_retry_window)
+    }
+
     /// Admits, publishes and waits for JetStream's ack. Nothing is queued when this fails.
     /// `label` is `request.model` as a metric label, shared with the response's.
     async fn submit(
@@ -135,10 +149,6 @@ impl Dispatcher {
     ) -> Result<Submitted, ApiError> {
         let model = request.model.as_str();
         let reject = |reason: RejectReason| self.metrics.record_rejection(label, reason);
-        if self.client.connection_state() != async_nats::connection::State::Connected {
-            reject(RejectReason::NatsUnavailable);
-            return Err(ApiError::Unavailable("not connected to NATS".into()));
-        }
         let payload = request.to_json();
         let room = payload_room(self.client.server_info().max_payload);
         if payload.len() > room {
@@ -171,19 +181,23 @@ impl Dispatcher {
             label.clone(),
             ticket,
         );
-        let published = self
-            .jetstream
-            .publish_with_headers(
-                subjects::request_subject(model),
-                headers.to_header_map(),
-                payload.into(),
-            )
-            .await;
-        let acked = match published {
-            Ok(ack) => ack.await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = acked {
+        let published = publish_until_acked(
+            &self.client,
+            &self.jetstream,
+            subjects::request_subject(model),
+            headers.to_header_map(),
+            payload.into(),
+            self.give_up_publishing_at(deadline),
+        )
+        .await;
+        if published.attempts > 1 {
+            tracing::info!(
+                attempts = published.attempts,
+                acked = published.outcome.is_ok(),
+                "publish retried with the same Nats-Msg-Id"
+            );
+        }
+        if let Err(error) = published.outcome {
             let mut guard = guard;
             let failure = classify(&error);
             if failure == PublishFailure::Unavailable {

@@ -19,6 +19,7 @@
 //! - [`access`]: API keys (named, reloaded on SIGHUP) and the per-key limits.
 //! - [`admission`]: the per-model backlog limit (429).
 //! - [`dispatch`]: the model checked, the deadline set, publish with ack.
+//! - [`publish_retry`]: a publish retried through a leader election or a reconnect, exactly once.
 //! - [`in_flight`]: a queued request's events and its cancel-on-drop guard.
 //! - [`replies`]: the wildcard reply subscription, demultiplexed.
 //! - [`attempts`]: following a request across redeliveries without repeating tokens.
@@ -40,6 +41,7 @@ pub mod http_metrics;
 pub mod in_flight;
 pub mod known_models;
 pub mod openai;
+pub mod publish_retry;
 pub mod queue_monitor;
 pub mod replies;
 pub mod request_context;

@@ -219,3 +219,47 @@ async fn a_worker_stops_promptly_when_nats_is_gone() {
     let took = signalled.elapsed();
     assert!(took < Duration::from_secs(7), "{took:?} to stop");
 }
+
+#[tokio::test]
+async fn a_publish_that_finds_no_stream_is_retried_until_it_is_back_and_queued_once() {
+    use async_nats::jetstream;
+    use coder_nats::provision::{self, ConsumerSettings, StreamSettings};
+    use coder_nats::subjects;
+
+    let nats = NatsServer::start();
+    let gateway = idle_gateway(&nats, MODEL, &["--publish-retry-window", "60"]).await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    // As when the stream's leader is lost: nothing answers a publish for a while.
+    js.delete_stream(subjects::STREAM_NAME).await.unwrap();
+
+    let request = spawn_completion(&gateway, MODEL, 2);
+    // The gateway keeps trying rather than answering 503.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !request.is_finished(),
+        "answered without the stream: {:?}",
+        request.await
+    );
+    provision::ensure_stream(&js, &StreamSettings::default())
+        .await
+        .unwrap();
+    provision::ensure_consumer_exists(&js, MODEL, &ConsumerSettings::default())
+        .await
+        .unwrap();
+
+    let queued = eventually(Duration::from_secs(15), || async {
+        let mut stream = js.get_stream(subjects::STREAM_NAME).await.ok()?;
+        (stream.info().await.ok()?.state.messages > 0).then_some(())
+    })
+    .await;
+    assert!(queued.is_some(), "the request never reached the stream");
+    let mut stream = js.get_stream(subjects::STREAM_NAME).await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        1,
+        "queued once"
+    );
+
+    let _worker = Worker::start(&nats, MODEL, &[]);
+    assert_eq!(request.await.unwrap(), 200);
+}
