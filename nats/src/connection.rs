@@ -129,9 +129,7 @@ async fn options(
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2))
         .ping_interval(Duration::from_secs(5))
-        .reconnect_delay_callback(|attempts| {
-            Duration::from_millis((100 * 2u64.saturating_pow(attempts as u32)).min(2_000))
-        })
+        .reconnect_delay_callback(reconnect_delay)
         .event_callback(move |event| {
             let credentials = described.clone();
             async move { log_event(event, &credentials) }
@@ -160,6 +158,13 @@ async fn options(
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
     Ok(options.require_tls(args.tls_required()))
+}
+
+/// The wait before reconnect attempt `attempts`: 100 ms doubling up to 2 s. The client counts
+/// attempts across the whole seed list and without bound, so no arithmetic may overflow.
+fn reconnect_delay(attempts: usize) -> Duration {
+    let doublings = attempts.min(5) as u32;
+    Duration::from_millis((100u64 << doublings).min(2_000))
 }
 
 fn log_event(event: Event, credentials: &str) {
@@ -249,6 +254,13 @@ mod tests {
     }
 
     const SEED: &str = "SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU";
+
+    #[test]
+    fn the_reconnect_delay_doubles_to_two_seconds_and_never_overflows() {
+        let delays: Vec<u128> = (0..7).map(|a| reconnect_delay(a).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 2000, 2000]);
+        assert_eq!(reconnect_delay(usize::MAX), Duration::from_secs(2));
+    }
 
     #[test]
     fn an_nkey_file_gives_its_user_seed_or_says_what_is_wrong() {
