@@ -25,6 +25,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// How long the last flush at shutdown may wait for NATS.
+const FINAL_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Binds both listeners from the config and serves until `shutdown` completes.
 pub async fn run(
     config: Config,
@@ -93,8 +96,11 @@ pub async fn serve(
     )
     .await;
     let _ = metrics_server.await;
-    if let Err(error) = client.flush().await {
-        tracing::debug!(%error, "final NATS flush");
+    // A flush waits for the server: with NATS gone, for a reconnect that may never come.
+    match tokio::time::timeout(FINAL_FLUSH_TIMEOUT, client.flush()).await {
+        Ok(Err(error)) => tracing::debug!(%error, "final NATS flush"),
+        Err(_) => tracing::warn!("NATS unreachable at shutdown: cancels not yet sent are lost"),
+        Ok(Ok(())) => {}
     }
     telemetry.shutdown();
     tracing::info!("gateway stopped");

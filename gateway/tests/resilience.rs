@@ -263,3 +263,16 @@ async fn a_publish_that_finds_no_stream_is_retried_until_it_is_back_and_queued_o
     let _worker = Worker::start(&nats, MODEL, &[]);
     assert_eq!(request.await.unwrap(), 200);
 }
+
+#[tokio::test]
+async fn sigterm_stops_the_gateway_while_nats_is_down() {
+    let mut nats = NatsServer::start();
+    let mut gateway = Gateway::start(&nats, &[]);
+    nats.stop();
+
+    gateway.process.signal(15);
+
+    // Its last flush would wait for a reconnect that never comes; it is bounded.
+    let status = gateway.process.wait_exit(Duration::from_secs(20));
+    assert!(status.is_some(), "the gateway did not stop");
+}
