@@ -51,9 +51,12 @@
 #                questions, one warm-up) and distinct ~128-token completion prompts (no shared
 #                prefix, not even a chat template's):
 #                hit rate, TTFT p50/p99 (of follow-up turns for conversations), aggregate
-#                tokens/s; each workload on and off on fresh stacks with the same seed. Cache
-#                affinity across workers is not built, so its two-worker runs are not made.
-#                Skipped when the model is missing.
+#                tokens/s; each workload on and off on fresh stacks with the same seed. Then the
+#                conversations with two workers (cache on), cache affinity on and off
+#                (--prefix-affinity false): the hit rate against one worker's.
+#                BENCH_PREFIX_WORKLOADS (default "multiturn repo-context distinct") and
+#                BENCH_PREFIX_AFFINITY (default 1) choose the runs. Skipped when the model is
+#                missing.
 #
 # Everything shares the machine: run it on a quiet one and say so next to the figures.
 # Exit status: 0 when every run's accounting held and nothing failed to run, 1 otherwise.
@@ -819,7 +822,7 @@ bench_prefix() {
     local distinct=(--requests "$requests" --prompt-file "$ROOT/load-tests/prompts/batching.txt"
         --distinct-prompts --warmup-requests 1)
     local workload cache specs=() cache_flag
-    for workload in multiturn repo-context distinct; do
+    for workload in ${BENCH_PREFIX_WORKLOADS:-multiturn repo-context distinct}; do
         for cache in on off; do
             cache_flag=()
             [ "$cache" = off ] && cache_flag=(--prefix-cache-bytes 0)
@@ -833,7 +836,21 @@ bench_prefix() {
             specs+=("$workload-$cache=$dir/$workload-$cache")
         done
     done
-    summarize "$summary" "9. Prefix cache on and off: $name (candle, CPU, 1 worker)" "" "${specs[@]}"
+    # Two workers, each with its own cache: with affinity a conversation's turns go to the worker
+    # that served its first; without, to whichever fetches first.
+    local affinity run
+    if [ "${BENCH_PREFIX_AFFINITY:-1}" = 1 ]; then
+        for affinity in on off; do
+            run="multiturn-2-workers-affinity-$affinity"
+            start_stack "$dir/stack-$run" 2 "$name" 300 --backend candle --model "$name" \
+                --model-path "$path" --concurrency "$c" \
+                --prefix-affinity "$([ "$affinity" = on ] && echo true || echo false)"
+            load "$run" "$dir" "$name" "${common[@]}" "${multiturn[@]}"
+            stop_stack
+            specs+=("$run=$dir/$run")
+        done
+    fi
+    summarize "$summary" "9. Prefix cache on and off (1 worker), affinity on and off (2 workers): $name (candle, CPU)" "" "${specs[@]}"
     {
         echo
         echo "Streamed, max_tokens $tokens, greedy, $c connections and worker sequences;" \

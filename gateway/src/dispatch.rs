@@ -1,6 +1,6 @@
 //! Putting a validated request on the queue: the model checked, the deadline set, admission,
-//! publish with JetStream's ack (retried through a leader election or a reconnect); then the
-//! [`Generation`] that follows it.
+//! publish to the request's partition with JetStream's ack (retried through a leader election or
+//! a reconnect), the doorbell rung; then the [`Generation`] that follows it.
 
 use crate::admission::Admission;
 use crate::config::Config;
@@ -15,7 +15,7 @@ use crate::supervisor::Supervisor;
 use async_nats::jetstream;
 use coder_nats::headers::RequestHeaders;
 use coder_nats::publish_error::{classify, PublishFailure};
-use coder_nats::{subjects, CancelReason, GenerationRequest, Prompt, SamplingParams};
+use coder_nats::{affinity, subjects, CancelReason, GenerationRequest, Prompt, SamplingParams};
 use metrics_common::names::value::RejectReason;
 use metrics_common::{GatewayMetrics, ModelLabel};
 use std::sync::Arc;
@@ -91,17 +91,24 @@ impl Dispatcher {
     }
 
     /// Checks the model is known, queues the request and returns its [`Generation`].
+    /// `cache_key` (the client's `prompt_cache_key`) picks the request's partition in place of
+    /// its prompt's leading content ([`affinity::prompt_key`]).
     pub async fn start_generation(
         &self,
         context: &RequestContext,
         label: &ModelLabel,
         prompt: Prompt,
         params: SamplingParams,
+        cache_key: Option<&str>,
     ) -> Result<Generation, ApiError> {
         let model = label.as_str();
         if !self.models.contains(model).await {
             return Err(ApiError::ModelNotFound(model.to_owned()));
         }
+        let partition = match cache_key {
+            Some(key) => affinity::partition_of(model, key.as_bytes()),
+            None => affinity::partition_of(model, &affinity::prompt_key(&prompt)),
+        };
         let (id, received_at) = (context.id, context.received_at);
         let shape = OutputShape {
             choices: params.n,
@@ -117,7 +124,7 @@ impl Dispatcher {
         let deadline = SystemTime::now() + timeout.saturating_sub(received_at.elapsed());
         let traceparent = context.traceparent.clone();
         let submitted = self
-            .submit(&request, label, deadline, Some(traceparent))
+            .submit(&request, partition, label, deadline, Some(traceparent))
             .await?;
         Ok(Generation::new(
             id,
@@ -138,11 +145,13 @@ impl Dispatcher {
         tokio::time::Instant::now() + left.min(self.publish_retry_window)
     }
 
-    /// Admits, publishes and waits for JetStream's ack. Nothing is queued when this fails.
-    /// `label` is `request.model` as a metric label, shared with the response's.
+    /// Admits, publishes to `partition` and waits for JetStream's ack, then rings the doorbell.
+    /// Nothing is queued when this fails. `label` is `request.model` as a metric label, shared
+    /// with the response's.
     async fn submit(
         &self,
         request: &GenerationRequest,
+        partition: u16,
         label: &ModelLabel,
         deadline: SystemTime,
         traceparent: Option<String>,
@@ -184,7 +193,7 @@ impl Dispatcher {
         let published = publish_until_acked(
             &self.client,
             &self.jetstream,
-            subjects::request_subject(model),
+            subjects::request_subject(model, partition),
             headers.to_header_map(),
             payload.into(),
             self.give_up_publishing_at(deadline),
@@ -223,7 +232,21 @@ impl Dispatcher {
                 }
             });
         }
+        self.ring_doorbell(model, partition).await;
         Ok(Submitted { events, guard })
+    }
+
+    /// Tells the model's workers that `partition` holds a new request, so its owner pulls it at
+    /// once. Core NATS, at most once: a lost ring delays the request until a worker's next sweep.
+    async fn ring_doorbell(&self, model: &str, partition: u16) {
+        let subject = subjects::doorbell_subject(model);
+        if let Err(error) = self
+            .client
+            .publish(subject, partition.to_string().into())
+            .await
+        {
+            tracing::debug!(%error, "doorbell not rung; a worker's sweep finds the request");
+        }
     }
 }
 

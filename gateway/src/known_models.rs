@@ -78,7 +78,8 @@ impl KnownModels {
             || self.workers.has_model(model)
     }
 
-    /// Whether the stream has a consumer for `model`.
+    /// Whether the stream has a consumer for `model` (its first partition's: all are created
+    /// together).
     async fn look_up(&self, model: &str) -> bool {
         let Ok(stream) = self
             .jetstream
@@ -87,7 +88,10 @@ impl KnownModels {
         else {
             return false;
         };
-        match stream.consumer_info(subjects::consumer_name(model)).await {
+        match stream
+            .consumer_info(subjects::consumer_name(model, 0))
+            .await
+        {
             Ok(info) => provision::model_of_consumer(&info).as_deref() == Some(model),
             Err(_) => false,
         }

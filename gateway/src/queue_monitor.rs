@@ -1,6 +1,10 @@
 //! Reads the queue's state from JetStream on an interval and makes it a signal: backlog gauges for
 //! Prometheus (and so for alerts and autoscaling), the observed backlog for admission, and the set
 //! of known models. It starts by provisioning the stream and the `--models` consumers.
+//!
+//! A model's queue is spread over its partitions' consumers ([`coder_nats::affinity`]): its
+//! gauges are their sums (pending, in flight) and their maximum (oldest age), so they stay exact
+//! per model.
 
 use crate::admission::Admission;
 use crate::config::Config;
@@ -11,14 +15,14 @@ use coder_nats::provision::{self, ConsumerSettings, StreamSettings};
 use coder_nats::{retry, subjects};
 use futures::TryStreamExt;
 use metrics_common::{GatewayMetrics, ModelLabel};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// One model's queue as read from its consumer.
-#[derive(Debug, Clone, PartialEq)]
+/// One model's queue as read from its consumers.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueState {
     pub model: String,
     pub pending: u64,
@@ -72,7 +76,7 @@ impl QueueMonitor {
             retry::until_ok("provisioning the stream", stopping.cancelled(), || async {
                 provision::ensure_stream(&self.jetstream, &stream).await?;
                 for model in &self.configured {
-                    provision::ensure_consumer_exists(&self.jetstream, model, &defaults).await?;
+                    provision::ensure_consumers_exist(&self.jetstream, model, &defaults).await?;
                 }
                 Ok::<_, provision::ProvisionError>(())
             });
@@ -113,19 +117,29 @@ impl QueueMonitor {
             .get_stream_no_info(subjects::STREAM_NAME)
             .await?;
         let consumers: Vec<consumer::Info> = stream.consumers().try_collect().await?;
-        let mut provisioned = self.configured.clone();
+        let mut models: BTreeMap<String, QueueState> = BTreeMap::new();
         for info in &consumers {
             let Some(state) = read_state(&stream, info).await else {
                 continue;
             };
+            models
+                .entry(state.model.clone())
+                .or_insert_with(|| QueueState {
+                    model: state.model.clone(),
+                    ..QueueState::default()
+                })
+                .add(&state);
+        }
+        let mut provisioned = self.configured.clone();
+        for (model, state) in models {
             self.metrics.set_queue_state(
-                &ModelLabel::new(&state.model),
+                &ModelLabel::new(&model),
                 state.pending,
                 state.inflight,
                 state.oldest_age,
             );
-            self.admission.observe_pending(&state.model, state.pending);
-            provisioned.insert(state.model);
+            self.admission.observe_pending(&model, state.pending);
+            provisioned.insert(model);
         }
         self.models.set_provisioned(provisioned);
         Ok(())
@@ -144,6 +158,16 @@ impl QueueMonitor {
     }
 }
 
+impl QueueState {
+    /// Adds one of the model's partitions.
+    fn add(&mut self, partition: &QueueState) {
+        self.pending += partition.pending;
+        self.inflight += partition.inflight;
+        self.oldest_age = self.oldest_age.max(partition.oldest_age);
+    }
+}
+
+/// One consumer's state: a partition of its model's queue.
 async fn read_state(
     stream: &jetstream::stream::Stream<()>,
     info: &consumer::Info,

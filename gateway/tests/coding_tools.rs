@@ -78,24 +78,7 @@ async fn a_field_the_worker_refuses_is_a_400_naming_it() {
     });
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client.clone());
-    let consumer: jetstream::consumer::PullConsumer = js
-        .get_stream(subjects::STREAM_NAME)
-        .await
-        .unwrap()
-        .get_consumer(&subjects::consumer_name(MODEL))
-        .await
-        .unwrap();
-    let message = consumer
-        .fetch()
-        .max_messages(1)
-        .expires(std::time::Duration::from_secs(30))
-        .messages()
-        .await
-        .unwrap()
-        .next()
-        .await
-        .expect("the request is queued")
-        .unwrap();
+    let message = queued_request(&js).await;
     let headers = RequestHeaders::from_header_map(message.headers.as_ref().unwrap()).unwrap();
     let events = [
         WorkerEvent::Started {
@@ -307,4 +290,24 @@ async fn chat_streams_each_choice_with_its_role_and_index() {
     assert_eq!(roles, [0, 1]);
     assert_eq!(streamed, texts);
     assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 6);
+}
+
+/// The one request the gateway queued, taken off whichever partition of [`MODEL`] holds it.
+async fn queued_request(js: &jetstream::Context) -> jetstream::Message {
+    let stream = js.get_stream(subjects::STREAM_NAME).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        for partition in 0..coder_nats::affinity::PARTITIONS {
+            let consumer: jetstream::consumer::PullConsumer = stream
+                .get_consumer(&subjects::consumer_name(MODEL, partition))
+                .await
+                .unwrap();
+            let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+            if let Some(message) = batch.next().await {
+                return message.unwrap();
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the request is never queued");
 }

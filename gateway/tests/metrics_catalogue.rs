@@ -108,6 +108,16 @@ async fn stack_with_every_gateway_family() -> (NatsServer, Gateway, Worker, Join
     let (nats, gateway, worker) = stack(MODEL, &flags, &[]).await;
     wait_until_configured_model_is_known(&gateway, IDLE_MODEL).await;
     complete(&gateway, MODEL, 3).await;
+    // Admission reads the backlog the queue monitor last saw: a poll that caught the request in
+    // the moment between its publish and a worker's fetch would refuse the next one (the limit
+    // is 1) until the next poll.
+    wait_for(
+        &gateway.metrics_url(),
+        std::time::Duration::from_secs(15),
+        "no request pending",
+        |s| value(s, "coder_queue_pending_requests", &[("model_name", MODEL)]) == Some(0.0),
+    )
+    .await;
     stream_completion(&gateway, MODEL, 3).await;
     let body = completion_body("no-such-model", 2);
     assert_eq!(

@@ -129,7 +129,8 @@ async fn a_poison_message_is_terminated_and_the_worker_keeps_serving() {
     let (nats, gateway, worker) = stack(MODEL, &[], &[]).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let jetstream = async_nats::jetstream::new(client);
-    let subject = coder_nats::subjects::request_subject(MODEL);
+    // Straight into a partition, with no doorbell: a worker's sweep finds it.
+    let subject = coder_nats::subjects::request_subject(MODEL, 3);
 
     jetstream
         .publish(subject.clone(), "{not json".into())
@@ -160,13 +161,13 @@ async fn a_poison_message_is_terminated_and_the_worker_keeps_serving() {
         .get_stream(coder_nats::subjects::STREAM_NAME)
         .await
         .unwrap();
-    let consumer_name = coder_nats::subjects::consumer_name(MODEL);
-    // The last request's ack lands just after its answer: poll until the consumer is empty.
+    // The last request's ack lands just after its answer: poll until the work queue is empty
+    // (acked and terminated messages leave it; pending and unacked ones stay).
     let drained = eventually(Duration::from_secs(5), || {
-        let info = stream.consumer_info(consumer_name.clone());
+        let mut stream = stream.clone();
         async move {
-            let info = info.await.ok()?;
-            (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+            let info = stream.info().await.ok()?;
+            (info.state.messages == 0).then_some(())
         }
     })
     .await;

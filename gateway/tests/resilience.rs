@@ -243,7 +243,7 @@ async fn a_publish_that_finds_no_stream_is_retried_until_it_is_back_and_queued_o
     provision::ensure_stream(&js, &StreamSettings::default())
         .await
         .unwrap();
-    provision::ensure_consumer_exists(&js, MODEL, &ConsumerSettings::default())
+    provision::ensure_consumers_exist(&js, MODEL, &ConsumerSettings::default())
         .await
         .unwrap();
 

@@ -1,5 +1,6 @@
 //! Command-line flags, each also read from `CODER_<FLAG>`.
 
+use crate::affinity::signals::AffinitySettings;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use coder_nats::client_args::NatsArgs;
 use coder_nats::provision::{ConsumerSettings, StreamSettings};
@@ -98,6 +99,18 @@ pub struct WorkerConfig {
     #[arg(long, env = "CODER_PREFIX_CACHE_BYTES", default_value_t = 1 << 30)]
     pub prefix_cache_bytes: u64,
 
+    /// Cache affinity: take the requests of the queue partitions this worker owns (those it wins
+    /// among the live workers of its model) first, so follow-ups land where their prefix is
+    /// cached. `false`: every partition is everyone's, first come first served.
+    #[arg(long, env = "CODER_PREFIX_AFFINITY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub prefix_affinity: bool,
+
+    /// Seconds a request in another worker's partition waits for that worker before this one
+    /// takes it, while that worker says it has room (one that is full or gone is not waited
+    /// for).
+    #[arg(long, env = "CODER_STEAL_AFTER", default_value = "0.25", value_parser = parse_seconds)]
+    pub steal_after: Duration,
+
     /// Synthetic backend: milliseconds per generated token.
     #[arg(long, env = "CODER_SYNTHETIC_MS_PER_TOKEN", default_value_t = 0.0)]
     pub synthetic_ms_per_token: f64,
@@ -137,7 +150,15 @@ impl WorkerConfig {
         }
     }
 
-    /// The model's consumer, which belongs to its workers.
+    /// How the pull loop weighs partition ownership.
+    pub fn affinity(&self) -> AffinitySettings {
+        AffinitySettings {
+            enabled: self.prefix_affinity,
+            steal_after: self.steal_after,
+        }
+    }
+
+    /// The model's consumers, which belong to its workers.
     pub fn consumer_settings(&self) -> ConsumerSettings {
         ConsumerSettings {
             ack_wait: self.ack_wait,
@@ -162,6 +183,10 @@ mod tests {
         assert_eq!(cli.serve.max_batch_tokens, 256);
         assert_eq!(cli.serve.kv_cache_bytes, None);
         assert_eq!(cli.serve.prefix_cache_bytes, 1 << 30);
+        assert!(cli.serve.prefix_affinity);
+        assert_eq!(cli.serve.steal_after, Duration::from_millis(250));
+        let off = Cli::parse_from(["gpu-worker", "--prefix-affinity", "false"]);
+        assert!(!off.serve.prefix_affinity);
     }
 
     #[test]

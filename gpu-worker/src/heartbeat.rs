@@ -1,4 +1,6 @@
-//! Announcing the worker: model, slots and device, every interval, and a last "leaving" beat.
+//! Announcing the worker: model, slots and device, every interval, at once when it fills up or
+//! has room again (other workers take its partitions' requests while it is full), and a last
+//! "leaving" beat.
 
 use crate::backend::BackendInfo;
 use crate::slots::Slots;
@@ -48,11 +50,19 @@ impl Announcer {
 
     pub async fn run(self, stopping: CancellationToken) {
         let mut ticker = tokio::time::interval(self.interval);
+        let mut announced_full = self.slots.full();
         loop {
             tokio::select! {
-                _ = ticker.tick() => self.beat(true).await,
+                _ = ticker.tick() => {}
+                _ = self.slots.changed() => {
+                    if self.slots.full() == announced_full {
+                        continue;
+                    }
+                }
                 _ = stopping.cancelled() => break,
             }
+            announced_full = self.slots.full();
+            self.beat(true).await;
         }
         self.beat(false).await;
     }

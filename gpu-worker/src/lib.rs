@@ -10,7 +10,9 @@
 //! # Layout
 //! - [`config`]: flags (`CODER_*` env too) and the `bench` subcommand.
 //! - [`run`]: wiring, provisioning, drain on shutdown.
-//! - [`consumer`]: the pull loop (fetch only for free slots).
+//! - [`consumer`]: the pull loop (fetch only for free slots, from the partitions that are due).
+//! - [`affinity`]: which of the model's queue partitions are this worker's, and when to take
+//!   another's (doorbells, heartbeats, sweeps).
 //! - [`slots`]: the slot pool (sequences of the engine's batch).
 //! - [`step_metrics`]: the engine's forward steps into the metrics.
 //! - [`job`]: message → job, expired or poison (pure, unit-tested).
@@ -25,6 +27,7 @@
 //!   `kernels/` (CPU kernels per instruction-set level), `text/` (tokenizers, chat templates).
 //! - [`bench`]: speed and memory of a model file.
 
+pub mod affinity;
 pub mod backend;
 pub mod bench;
 pub mod cancel;

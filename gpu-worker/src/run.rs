@@ -1,9 +1,10 @@
 //! Wiring: load the model, connect, provision, announce, pull until told to stop, then drain.
 
+use crate::affinity::Signals;
 use crate::backend::Backend;
 use crate::cancel::CancelRegistry;
 use crate::config::WorkerConfig;
-use crate::consumer::pull_loop;
+use crate::consumer::PullLoop;
 use crate::execute::Executor;
 use crate::heartbeat::Announcer;
 use crate::load::load_backend;
@@ -58,9 +59,12 @@ pub async fn run(
     )
     .await
     .context("connecting to NATS")?;
-    let Some(consumer) = provision(&client, &config, &stopping).await else {
+    let Some(partitions) = provision(&client, &config, &stopping).await else {
         return Ok(());
     };
+    let signals = Signals::subscribe(&client, &config.model, &worker_id, config.affinity())
+        .await
+        .context("subscribing to the doorbell and the heartbeats")?;
     let cancels = CancelRegistry::subscribe(&client).await?;
     let announcer = Announcer::new(
         client.clone(),
@@ -83,14 +87,13 @@ pub async fn run(
 
     tracing::info!(%worker_id, model = %config.model, slots = slots.total(), "worker ready: pulling requests");
     let tasks = TaskTracker::new();
-    pull_loop(
-        consumer,
-        slots.clone(),
-        Arc::new(executor),
-        stopping.clone(),
-        tasks.clone(),
-    )
-    .await;
+    let pulling = PullLoop {
+        partitions,
+        signals,
+        slots: slots.clone(),
+        executor: Arc::new(executor),
+    };
+    pulling.run(stopping.clone(), tasks.clone()).await;
     drain(tasks, &slots, config.shutdown_grace, heartbeat, &client).await;
     let _ = metrics_server.await;
     telemetry.shutdown();
@@ -126,18 +129,19 @@ async fn load(config: &WorkerConfig, metrics: &WorkerMetrics) -> anyhow::Result<
     Ok(backend)
 }
 
-/// Creates the stream if missing (its limits are the gateway's) and this model's consumer with
-/// this worker's delivery settings, retrying while NATS is unreachable; `None` if stopped first.
+/// Creates the stream if missing (its limits are the gateway's) and this model's consumers (one
+/// per partition) with this worker's delivery settings, retrying while NATS is unreachable;
+/// `None` if stopped first.
 async fn provision(
     client: &async_nats::Client,
     config: &WorkerConfig,
     stopping: &CancellationToken,
-) -> Option<PullConsumer> {
+) -> Option<Vec<PullConsumer>> {
     let jetstream = jetstream::new(client.clone());
     let (stream, consumer) = (config.stream_settings(), config.consumer_settings());
     retry::until_ok("provisioning the queue", stopping.cancelled(), || async {
         provision::ensure_stream_exists(&jetstream, &stream).await?;
-        provision::ensure_consumer(&jetstream, &config.model, &consumer).await
+        provision::ensure_consumers(&jetstream, &config.model, &consumer).await
     })
     .await
 }

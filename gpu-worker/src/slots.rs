@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// A permit is taken before pulling (so a pull never asks for more than the free slots); a slot
 /// counts as busy only while a request runs in it.
@@ -12,14 +12,20 @@ pub struct Slots {
     semaphore: Arc<Semaphore>,
     total: u32,
     running: Arc<AtomicU32>,
+    /// Woken whenever a request starts or ends (the heartbeat tells others when it fills up).
+    changed: Arc<Notify>,
 }
 
 /// Marks a slot busy until dropped.
-pub struct Running(Arc<AtomicU32>);
+pub struct Running {
+    running: Arc<AtomicU32>,
+    changed: Arc<Notify>,
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.running.fetch_sub(1, Ordering::Relaxed);
+        self.changed.notify_one();
     }
 }
 
@@ -29,13 +35,29 @@ impl Slots {
             semaphore: Arc::new(Semaphore::new(total as usize)),
             total,
             running: Arc::default(),
+            changed: Arc::default(),
         }
     }
 
     /// A request starts running in a slot (its permit already held).
     pub fn start(&self) -> Running {
         self.running.fetch_add(1, Ordering::Relaxed);
-        Running(Arc::clone(&self.running))
+        self.changed.notify_one();
+        Running {
+            running: Arc::clone(&self.running),
+            changed: Arc::clone(&self.changed),
+        }
+    }
+
+    /// Resolves at the next start or end of a request (or at once if one came since the last
+    /// call: one listener, the heartbeat, is expected).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Whether every slot runs a request.
+    pub fn full(&self) -> bool {
+        self.busy() >= self.total
     }
 
     /// Permits free for the next pull.

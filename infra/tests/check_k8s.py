@@ -4,9 +4,10 @@
   - KEDA ScaledObject, ServiceMonitor and PrometheusRule against the schemas in schemas/
     (the fields we use, unknown fields rejected);
   - the PrometheusRule's groups parse with promtool check rules;
-  - the pieces agree: the KEDA trigger names the worker's model consumer
-    ("coder-" + model token) on stream CODER_REQUESTS and scales the worker Deployment from
-    zero with lagThreshold = the worker's --concurrency; the HPA scales the same Deployment
+  - the pieces agree: the KEDA trigger reads the worker's model's queue gauges (pending + in
+    flight, max over gateways, which sum the model's partition consumers) from the Prometheus the
+    adapter reads, and scales the worker Deployment from zero with threshold = the worker's
+    --concurrency; its query parses with promtool; the HPA scales the same Deployment
     on the external metric coder_queue_pending_requests (and coder_queue_backlog) for the
     same model with --concurrency per replica; the adapter serves exactly those names, each
     query reads the queue gauges with max and parses with promtool (check_adapter_queries.py
@@ -17,9 +18,9 @@
     (CODER_STREAM_REPLICAS or --stream-replicas; unset means the binaries' default of 1);
     NATS is secured: the values include the shipped nats/config/auth.conf, fill every password
     it names from a Secret, and turn on mutual TLS for clients and routes; the NetworkPolicy
-    admits only the gateway and workers to 4222 and only KEDA and Prometheus to 8222; the
-    gateway and the worker connect over tls:// as their own user, with the password from a
-    Secret and the TLS files from a mounted Secret; KEDA reads the account the stream lives in.
+    admits only the gateway and workers to 4222 and only Prometheus to 8222; the gateway and the
+    worker connect over tls:// as their own user, with the password from a Secret and the TLS
+    files from a mounted Secret.
 
 usage: check_k8s.py   (paths from this file's place in the repository)
 """
@@ -37,7 +38,6 @@ from promtool_rules import check_rules
 TESTS = pathlib.Path(__file__).resolve().parent
 K8S = TESTS.parent / "k8s"
 AUTH_CONF = TESTS.parent.parent / "nats" / "config" / "auth.conf"
-STREAM = "CODER_REQUESTS"
 PENDING = "coder_queue_pending_requests"
 BACKLOG = "coder_queue_backlog"
 failures = []
@@ -47,14 +47,6 @@ def check(cond, what):
     print(f"{'PASS' if cond else 'FAIL'}  {what}")
     if not cond:
         failures.append(what)
-
-
-def model_token(model):
-    """nats/src/subjects.rs model_token: [A-Za-z0-9_-] stay, every other byte is ~HH."""
-    return "".join(
-        chr(b) if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "-_") else f"~{b:02X}"
-        for b in model.encode()
-    )
 
 
 def load_all():
@@ -98,8 +90,7 @@ def env_of(container):
     return {e["name"]: e for e in container.get("env", [])}
 
 
-def check_nats_security(docs, *services_and_keda):
-    *services, keda = services_and_keda
+def check_nats_security(docs, *services):
     auth = AUTH_CONF.read_text()
     values = yaml.safe_load((K8S / "nats" / "values.yaml").read_text())
     config = values["config"]
@@ -115,9 +106,6 @@ def check_nats_security(docs, *services_and_keda):
     check(values.get("tlsCA", {}).get("enabled"), "NATS: a CA verifies client and route certificates")
     check(not values.get("natsBox", {}).get("enabled", True), "NATS: no nats-box beside the services")
 
-    accounts = re.findall(r"^\s{2}(\w+) \{\s*$", auth.split("accounts {", 1)[1], re.M)
-    check(keda["account"] in accounts, f"KEDA reads the account the stream lives in ({keda['account']})")
-
     policy = docs[("NetworkPolicy", "nats")][1]["spec"]
     by_port = {}
     for rule in policy["ingress"]:
@@ -130,8 +118,8 @@ def check_nats_security(docs, *services_and_keda):
           "NetworkPolicy: only the gateway and the workers reach 4222")
     monitors = {p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
                 for p in by_port.get(8222, [])}
-    check(by_port.get(8222) and monitors <= {"keda", "monitoring"} and all("podSelector" not in p or "namespaceSelector" in p for p in by_port[8222]),
-          f"NetworkPolicy: only KEDA and Prometheus reach the monitoring port 8222 ({sorted(map(str, monitors))})")
+    check(by_port.get(8222) and monitors == {"monitoring"} and all("podSelector" not in p or "namespaceSelector" in p for p in by_port[8222]),
+          f"NetworkPolicy: only Prometheus reaches the monitoring port 8222 ({sorted(map(str, monitors))})")
     check(set(by_port) <= {4222, 6222, 8222, 7777}, f"NetworkPolicy: no other port open ({sorted(by_port)})")
 
     for dep, container, user in services:
@@ -152,8 +140,6 @@ def check_nats_security(docs, *services_and_keda):
 
 
 def main():
-    assert model_token("qwen2.5-coder-1.5b-instruct") == "qwen2~2E5-coder-1~2E5b-instruct"
-    assert model_token("Qwen/Qwen2.5:Q4 x~") == "Qwen~2FQwen2~2E5~3AQ4~20x~7E"
     docs = load_all()
 
     for kind in ("ScaledObject", "ServiceMonitor", "PrometheusRule"):
@@ -187,10 +173,17 @@ def main():
     meta = trigger["metadata"]
     check(so["scaleTargetRef"]["name"] == worker["metadata"]["name"], "ScaledObject targets the worker Deployment")
     check(so.get("minReplicaCount") == 0, "ScaledObject scales to zero (minReplicaCount 0)")
-    check(trigger["type"] == "nats-jetstream" and meta["stream"] == STREAM, f"trigger nats-jetstream on {STREAM}")
-    want = "coder-" + model_token(model)
-    check(meta["consumer"] == want, f"trigger consumer {meta['consumer']!r} == {want!r}")
-    check(meta["lagThreshold"] == concurrency, "lagThreshold equals the worker's --concurrency")
+    check(trigger["type"] == "prometheus", "KEDA trigger: prometheus (a model's queue is 16 consumers)")
+    adapter = yaml.safe_load((K8S / "autoscaling" / "prometheus-adapter-values.yaml").read_text())
+    prometheus = f"{adapter['prometheus']['url']}:{adapter['prometheus']['port']}"
+    check(meta["serverAddress"] == prometheus, f"KEDA reads the adapter's Prometheus ({prometheus})")
+    query = " ".join(meta["query"].split())
+    want_query = (f'max({PENDING}{{model_name="{model}"}}) '
+                  f'+ max(coder_queue_inflight_requests{{model_name="{model}"}})')
+    check(query == want_query, f"KEDA query: the model's pending + in flight, max over gateways: {query!r}")
+    check(promql_parses([query]), "KEDA query parses (promtool)")
+    check(meta["threshold"] == concurrency, "KEDA threshold equals the worker's --concurrency")
+    check(meta.get("activationThreshold") == "0", "KEDA wakes the model from zero on any queued request")
 
     hpa = docs[("HorizontalPodAutoscaler", "coder-worker")][1]["spec"]
     check(hpa["scaleTargetRef"]["name"] == worker["metadata"]["name"], "HPA targets the worker Deployment")
@@ -236,15 +229,13 @@ def main():
     nats = yaml.safe_load((K8S / "nats" / "values.yaml").read_text())["config"]
     check(nats["cluster"]["enabled"] and nats["cluster"]["replicas"] == 3, "NATS: 3-node cluster")
     check(nats["jetstream"]["enabled"] and nats["jetstream"]["fileStore"]["enabled"], "NATS: JetStream on file storage")
-    endpoint = meta["natsServerMonitoringEndpoint"]
-    check(endpoint.endswith(f":{nats['monitor']['port']}"), "KEDA reads NATS's monitoring port")
     for dep, container in ((gateway, gc), (worker, wc)):
         replicas = stream_replicas(container)
         check(replicas == str(nats["cluster"]["replicas"]),
               f"{dep['metadata']['name']}: stream replicas ({replicas}) = NATS cluster size "
               f"({nats['cluster']['replicas']})")
 
-    check_nats_security(docs, (gateway, gc, "gateway"), (worker, wc, "worker"), meta)
+    check_nats_security(docs, (gateway, gc, "gateway"), (worker, wc, "worker"))
 
     print(f"k8s checks: {len(failures)} failed")
     return 1 if failures else 0

@@ -9,6 +9,8 @@
 //! - [`connection`]: connecting with those, failing at once on refused credentials or TLS,
 //!   with unlimited, logged reconnects otherwise.
 //! - [`subjects`]: subject builders and the subject-safe encoding of model names.
+//! - [`affinity`]: which partition of its model a request is queued on, and which live worker
+//!   owns a partition (cache affinity with stealing).
 //! - [`headers`]: the NATS headers a queued request carries (reply subject, deadline, trace).
 //! - [`request`]: the queued generation request and its sampling parameters.
 //! - [`events`]: what a worker sends back (`started`, `token`, `final`, `error`).
@@ -29,6 +31,7 @@
 //! `auth.conf`, or the shipped server refuses it (the tests run that config:
 //! `tests/security.rs`, and the gateway's `tests/nats_security.rs`).
 
+pub mod affinity;
 pub mod cancel;
 pub mod client_args;
 pub mod connection;

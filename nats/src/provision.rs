@@ -6,10 +6,12 @@
 //! any order, and a restart of one never resets settings the other chose:
 //! - the stream's limits belong to the gateway, the producer ([`ensure_stream`]); a worker that
 //!   starts first creates the stream with the same defaults ([`ensure_stream_exists`]);
-//! - a model's consumer belongs to its workers, whose `--ack-wait` drives their in-progress acks
-//!   ([`ensure_consumer`]); a gateway with `--models` only creates missing consumers
-//!   ([`ensure_consumer_exists`]), so requests queue before any worker has run.
+//! - a model's consumers (one per partition, [`crate::affinity`]) belong to its workers, whose
+//!   `--ack-wait` drives their in-progress acks ([`ensure_consumers`]); a gateway with `--models`
+//!   only creates missing consumers ([`ensure_consumers_exist`]), so requests queue before any
+//!   worker has run.
 
+use crate::affinity::PARTITIONS;
 use crate::subjects;
 use async_nats::jetstream::{self, consumer, stream};
 use std::collections::{BTreeSet, HashMap};
@@ -17,6 +19,8 @@ use std::time::Duration;
 
 /// Consumer metadata key holding the model name exactly as clients write it.
 pub const MODEL_METADATA_KEY: &str = "coder.model";
+/// Consumer metadata key holding the partition the consumer serves.
+pub const PARTITION_METADATA_KEY: &str = "coder.partition";
 
 /// Limits of the request stream. A full stream rejects new publishes (discard-new): the gateway
 /// turns that into 429, never into an unbounded queue.
@@ -24,7 +28,10 @@ pub const MODEL_METADATA_KEY: &str = "coder.model";
 pub struct StreamSettings {
     pub max_messages: i64,
     pub max_bytes: i64,
-    /// Per model (per subject): a second, server-side bound on one model's backlog.
+    /// Per partition of a model (per subject): a second, server-side bound on one model's
+    /// backlog, behind the gateway's per-model admission. A partition may hold all of a
+    /// model's backlog (every request with the same key), so it is not divided by the
+    /// partitions.
     pub max_messages_per_model: i64,
     /// Window in which a re-published request id is dropped as a duplicate.
     pub duplicate_window: Duration,
@@ -57,7 +64,7 @@ pub struct ConsumerSettings {
     pub ack_wait: Duration,
     /// Deliveries before the request is given up on.
     pub max_deliver: i64,
-    /// Requests handed out and not yet acked, across all workers of the model.
+    /// Requests handed out and not yet acked, across all workers of the model, per partition.
     pub max_ack_pending: i64,
 }
 
@@ -131,50 +138,67 @@ fn stream_config(settings: &StreamSettings) -> stream::Config {
     }
 }
 
-/// Creates the model's durable pull consumer or updates its settings (the workers' call).
-pub async fn ensure_consumer(
+/// Creates the model's durable pull consumers, one per partition, or updates their settings
+/// (the workers' call). Element `p` of the result is partition `p`'s.
+pub async fn ensure_consumers(
     js: &jetstream::Context,
     model: &str,
     settings: &ConsumerSettings,
-) -> Result<consumer::PullConsumer, ProvisionError> {
+) -> Result<Vec<consumer::PullConsumer>, ProvisionError> {
     let stream = js.get_stream(subjects::STREAM_NAME).await?;
-    Ok(stream
-        .create_consumer(consumer_config(model, settings))
-        .await?)
+    let mut consumers = Vec::with_capacity(usize::from(PARTITIONS));
+    for partition in 0..PARTITIONS {
+        consumers.push(
+            stream
+                .create_consumer(consumer_config(model, partition, settings))
+                .await?,
+        );
+    }
+    Ok(consumers)
 }
 
-/// Creates the model's consumer if it is missing, leaving an existing one's settings to its
+/// Creates the model's consumers that are missing, leaving existing ones' settings to its
 /// workers (the gateway's call for `--models`). A strict create, never an update: a worker that
-/// creates the consumer at the same moment keeps its settings.
-pub async fn ensure_consumer_exists(
+/// creates a consumer at the same moment keeps its settings.
+pub async fn ensure_consumers_exist(
     js: &jetstream::Context,
     model: &str,
     settings: &ConsumerSettings,
-) -> Result<consumer::PullConsumer, ProvisionError> {
+) -> Result<(), ProvisionError> {
     use async_nats::jetstream::stream::ConsumerCreateStrictErrorKind;
     let stream = js.get_stream(subjects::STREAM_NAME).await?;
-    match stream
-        .create_consumer_strict(consumer_config(model, settings))
-        .await
-    {
-        Ok(consumer) => Ok(consumer),
-        Err(error) if error.kind() == ConsumerCreateStrictErrorKind::AlreadyExists => {
-            Ok(stream.get_consumer(&subjects::consumer_name(model)).await?)
+    for partition in 0..PARTITIONS {
+        match stream
+            .create_consumer_strict(consumer_config(model, partition, settings))
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if error.kind() == ConsumerCreateStrictErrorKind::AlreadyExists => {}
+            Err(error) => return Err(error.into()),
         }
-        Err(error) => Err(error.into()),
     }
+    Ok(())
 }
 
-fn consumer_config(model: &str, settings: &ConsumerSettings) -> consumer::pull::Config {
+fn consumer_config(
+    model: &str,
+    partition: u16,
+    settings: &ConsumerSettings,
+) -> consumer::pull::Config {
     consumer::pull::Config {
-        durable_name: Some(subjects::consumer_name(model)),
-        description: Some(format!("Generation requests for model {model}")),
-        filter_subject: subjects::request_subject(model),
+        durable_name: Some(subjects::consumer_name(model, partition)),
+        description: Some(format!(
+            "Generation requests for model {model}, partition {partition}"
+        )),
+        filter_subject: subjects::request_subject(model, partition),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: settings.ack_wait,
         max_deliver: settings.max_deliver,
         max_ack_pending: settings.max_ack_pending,
-        metadata: HashMap::from([(MODEL_METADATA_KEY.to_owned(), model.to_owned())]),
+        metadata: HashMap::from([
+            (MODEL_METADATA_KEY.to_owned(), model.to_owned()),
+            (PARTITION_METADATA_KEY.to_owned(), partition.to_string()),
+        ]),
         ..Default::default()
     }
 }

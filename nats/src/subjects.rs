@@ -12,8 +12,10 @@ use uuid::Uuid;
 pub const STREAM_NAME: &str = "CODER_REQUESTS";
 /// Subjects captured by [`STREAM_NAME`].
 pub const REQUESTS_WILDCARD: &str = "coder.requests.>";
-/// Prefix of request subjects; the model token follows.
+/// Prefix of request subjects; the model token and the partition follow.
 const REQUESTS_PREFIX: &str = "coder.requests.";
+/// Prefix of doorbell subjects; the model token follows.
+const DOORBELL_PREFIX: &str = "coder.doorbell.";
 /// Prefix of every gateway's reply subjects.
 const REPLIES_PREFIX: &str = "coder.replies.";
 /// Prefix of cancel subjects; the request id follows.
@@ -29,6 +31,9 @@ const HEARTBEAT_PREFIX: &str = "coder.heartbeat.";
 pub const HEARTBEAT_WILDCARD: &str = "coder.heartbeat.>";
 /// Prefix of the durable consumer name for a model; the model token follows.
 const CONSUMER_PREFIX: &str = "coder-";
+/// Between the model token and the partition in a consumer name: `~` followed by a letter never
+/// occurs in a model token (there it escapes a byte as two hex digits), so names cannot collide.
+const CONSUMER_PARTITION_MARK: &str = "~p";
 /// The gateways' request inboxes (JetStream acks and API answers): the shipped NATS config lets
 /// the gateway user read these and no other inbox.
 pub const GATEWAY_INBOX_PREFIX: &str = "_INBOX.gateway";
@@ -69,19 +74,37 @@ pub fn model_from_token(token: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// `coder.requests.<model-token>`: where a model's requests are published.
-pub fn request_subject(model: &str) -> String {
-    format!("{REQUESTS_PREFIX}{}", model_token(model))
+/// `coder.requests.<model-token>.<partition>`: where a model's requests of one partition
+/// ([`crate::affinity`]) are published.
+pub fn request_subject(model: &str, partition: u16) -> String {
+    format!("{REQUESTS_PREFIX}{}.{partition}", model_token(model))
 }
 
 /// The model whose request subject this is, if it is one.
 pub fn model_from_request_subject(subject: &str) -> Option<String> {
-    model_from_token(subject.strip_prefix(REQUESTS_PREFIX)?)
+    let (token, partition) = subject.strip_prefix(REQUESTS_PREFIX)?.split_once('.')?;
+    partition.parse::<u16>().ok()?;
+    model_from_token(token)
 }
 
-/// Durable pull consumer name for a model.
-pub fn consumer_name(model: &str) -> String {
-    format!("{CONSUMER_PREFIX}{}", model_token(model))
+/// Durable pull consumer name for one partition of a model.
+pub fn consumer_name(model: &str, partition: u16) -> String {
+    format!(
+        "{CONSUMER_PREFIX}{}{CONSUMER_PARTITION_MARK}{partition}",
+        model_token(model)
+    )
+}
+
+/// `coder.doorbell.<model-token>`: the gateway rings it (core NATS, the partition as payload)
+/// once JetStream holds a request, so workers pull at once instead of polling every partition.
+/// A lost ring costs latency only: workers also sweep their partitions.
+pub fn doorbell_subject(model: &str) -> String {
+    format!("{DOORBELL_PREFIX}{}", model_token(model))
+}
+
+/// `coder.heartbeat.<model-token>.*`: every heartbeat of one model's workers.
+pub fn model_heartbeats_wildcard(model: &str) -> String {
+    format!("{HEARTBEAT_PREFIX}{}.*", model_token(model))
 }
 
 /// `<scope>.<gateway-id>`: where under `coder.replies.` one gateway's replies go. The scope is
@@ -167,7 +190,7 @@ mod tests {
             assert!(is_valid_token(&token), "{model:?} gave {token:?}");
             assert_eq!(model_from_token(&token).as_deref(), Some(*model));
             assert_eq!(
-                model_from_request_subject(&request_subject(model)).as_deref(),
+                model_from_request_subject(&request_subject(model, 15)).as_deref(),
                 Some(*model)
             );
         }
@@ -179,6 +202,19 @@ mod tests {
         assert_eq!(tokens.len(), AWKWARD.len());
         assert_ne!(model_token("a.b"), model_token("a_b"));
         assert_ne!(model_token("a.b"), model_token("a~2Eb"));
+    }
+
+    #[test]
+    fn partitions_of_distinct_models_never_share_a_consumer_name() {
+        // `x` partition 3 against a model whose token ends the way a partition would.
+        let names: std::collections::HashSet<_> = AWKWARD
+            .iter()
+            .chain(&["x", "x~p3", "x-p3", "x.3"])
+            .flat_map(|m| (0..3).map(move |p| consumer_name(m, p)))
+            .collect();
+        assert_eq!(names.len(), (AWKWARD.len() + 4) * 3);
+        assert_eq!(consumer_name("a.b", 7), "coder-a~2Eb~p7");
+        assert_eq!(request_subject("a.b", 7), "coder.requests.a~2Eb.7");
     }
 
     #[test]
@@ -209,5 +245,7 @@ mod tests {
         assert_eq!(model_from_token("abc~"), None);
         assert_eq!(model_from_token("abc~zz"), None);
         assert_eq!(model_from_request_subject("other.subject"), None);
+        assert_eq!(model_from_request_subject("coder.requests.abc"), None);
+        assert_eq!(model_from_request_subject("coder.requests.abc.x"), None);
     }
 }

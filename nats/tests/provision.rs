@@ -2,6 +2,7 @@
 //! changes nothing, and each object keeps the settings of its owner whoever starts last.
 
 use async_nats::jetstream::{self, consumer, stream};
+use coder_nats::affinity::PARTITIONS;
 use coder_nats::provision::{self, ConsumerSettings, StreamSettings};
 use coder_nats::subjects;
 use coder_nats::testing::NatsServer;
@@ -22,6 +23,17 @@ fn small_stream() -> StreamSettings {
         duplicate_window: Duration::from_secs(30),
         ..StreamSettings::default()
     }
+}
+
+/// [`MODEL`]'s consumers, partition 0 first.
+async fn partition_consumers(js: &jetstream::Context) -> Vec<consumer::Info> {
+    let stream = js.get_stream(subjects::STREAM_NAME).await.unwrap();
+    let mut infos = Vec::new();
+    for partition in 0..PARTITIONS {
+        let name = subjects::consumer_name(MODEL, partition);
+        infos.push(stream.consumer_info(name).await.unwrap());
+    }
+    infos
 }
 
 #[tokio::test]
@@ -77,23 +89,29 @@ async fn a_consumer_keeps_its_workers_settings_when_a_gateway_starts_later() {
         max_deliver: 5,
         max_ack_pending: 64,
     };
-    provision::ensure_consumer(&js, MODEL, &workers)
+    let created = provision::ensure_consumers(&js, MODEL, &workers)
         .await
         .unwrap();
+    assert_eq!(created.len(), usize::from(PARTITIONS));
     // A gateway with `--models` starts after the worker: it must not reset ack_wait.
-    let mut seen = provision::ensure_consumer_exists(&js, MODEL, &ConsumerSettings::default())
+    provision::ensure_consumers_exist(&js, MODEL, &ConsumerSettings::default())
         .await
         .unwrap();
-    let config = seen.info().await.unwrap().config.clone();
-    assert_eq!(
-        config.durable_name.as_deref(),
-        Some(subjects::consumer_name(MODEL).as_str())
-    );
-    assert_eq!(config.filter_subject, subjects::request_subject(MODEL));
-    assert_eq!(config.ack_policy, consumer::AckPolicy::Explicit);
-    assert_eq!(config.ack_wait, Duration::from_secs(90));
-    assert_eq!(config.max_deliver, 5);
-    assert_eq!(config.max_ack_pending, 64);
+    for (partition, info) in (0..).zip(partition_consumers(&js).await) {
+        let config = &info.config;
+        assert_eq!(
+            config.filter_subject,
+            subjects::request_subject(MODEL, partition)
+        );
+        assert_eq!(config.ack_policy, consumer::AckPolicy::Explicit);
+        assert_eq!(config.ack_wait, Duration::from_secs(90));
+        assert_eq!(config.max_deliver, 5);
+        assert_eq!(config.max_ack_pending, 64);
+        assert_eq!(
+            config.metadata.get(provision::PARTITION_METADATA_KEY),
+            Some(&partition.to_string())
+        );
+    }
     assert_eq!(
         provision::provisioned_models(&js).await.unwrap(),
         [MODEL.to_owned()].into()
@@ -104,26 +122,29 @@ async fn a_consumer_keeps_its_workers_settings_when_a_gateway_starts_later() {
         ack_wait: Duration::from_secs(45),
         ..workers
     };
-    let mut updated = provision::ensure_consumer(&js, MODEL, &restarted)
+    let mut updated = provision::ensure_consumers(&js, MODEL, &restarted)
         .await
         .unwrap();
-    assert_eq!(
-        updated.info().await.unwrap().config.ack_wait,
-        Duration::from_secs(45)
-    );
+    for consumer in &mut updated {
+        assert_eq!(
+            consumer.info().await.unwrap().config.ack_wait,
+            Duration::from_secs(45)
+        );
+    }
 }
 
 #[tokio::test]
-async fn a_gateway_alone_creates_a_consumer_so_requests_can_queue() {
+async fn a_gateway_alone_creates_the_consumers_so_requests_can_queue() {
     let nats = NatsServer::start();
     let js = jetstream_of(&nats).await;
     provision::ensure_stream(&js, &StreamSettings::default())
         .await
         .unwrap();
-    let mut consumer = provision::ensure_consumer_exists(&js, MODEL, &ConsumerSettings::default())
+    provision::ensure_consumers_exist(&js, MODEL, &ConsumerSettings::default())
         .await
         .unwrap();
-    let info = consumer.info().await.unwrap();
-    assert_eq!(info.config.ack_wait, ConsumerSettings::default().ack_wait);
-    assert_eq!(info.num_pending, 0);
+    for info in partition_consumers(&js).await {
+        assert_eq!(info.config.ack_wait, ConsumerSettings::default().ack_wait);
+        assert_eq!(info.num_pending, 0);
+    }
 }

@@ -71,7 +71,7 @@ async fn provisioned(nats: &NatsServer) -> jetstream::Context {
     provision::ensure_stream(&js, &StreamSettings::default())
         .await
         .expect("the gateway user provisions the stream");
-    provision::ensure_consumer_exists(&js, MODEL, &ConsumerSettings::default())
+    provision::ensure_consumers_exist(&js, MODEL, &ConsumerSettings::default())
         .await
         .expect("the gateway user creates a --models consumer");
     js
@@ -192,7 +192,7 @@ async fn the_gateway_reads_only_its_own_replies_and_never_pulls_requests() {
     let next = format!(
         "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
         subjects::STREAM_NAME,
-        subjects::consumer_name(MODEL)
+        subjects::consumer_name(MODEL, 0)
     );
     gateway.publish(next.clone(), "1".into()).await.unwrap();
     expect_refused(&mut errors, "publish", &next).await;
@@ -208,7 +208,7 @@ async fn a_worker_cannot_queue_requests_read_replies_or_change_the_stream() {
     let js = provisioned(&nats).await;
     let (worker, mut errors) = client_of(&nats, Role::Worker).await;
 
-    let request = subjects::request_subject(MODEL);
+    let request = subjects::request_subject(MODEL, 0);
     worker.publish(request.clone(), "{}".into()).await.unwrap();
     expect_refused(&mut errors, "publish", &request).await;
     let mut stream = js.get_stream(subjects::STREAM_NAME).await.unwrap();
@@ -223,11 +223,20 @@ async fn a_worker_cannot_queue_requests_read_replies_or_change_the_stream() {
 
     // What it may do: provision its consumer (the stream exists) and publish a heartbeat.
     let worker_js = jetstream::new(worker.clone());
-    provision::ensure_consumer(&worker_js, MODEL, &ConsumerSettings::default())
+    provision::ensure_consumers(&worker_js, MODEL, &ConsumerSettings::default())
         .await
-        .expect("the worker user creates its model's consumer");
+        .expect("the worker user creates its model's consumers");
     worker
         .publish(subjects::heartbeat_subject(MODEL, "w1"), "{}".into())
+        .await
+        .unwrap();
+    // And learn of other workers and of new requests (cache affinity).
+    let _peers = worker
+        .subscribe(subjects::model_heartbeats_wildcard(MODEL))
+        .await
+        .unwrap();
+    let _doorbell = worker
+        .subscribe(subjects::doorbell_subject(MODEL))
         .await
         .unwrap();
     expect_no_refusal(&worker, &mut errors).await;
@@ -245,11 +254,11 @@ async fn the_monitor_reads_state_and_changes_nothing() {
         .expect("the monitor reads the stream");
     stream.info().await.expect("stream info");
     stream
-        .consumer_info(subjects::consumer_name(MODEL))
+        .consumer_info(subjects::consumer_name(MODEL, 0))
         .await
         .expect("consumer info");
 
-    let request = subjects::request_subject(MODEL);
+    let request = subjects::request_subject(MODEL, 0);
     monitor.publish(request.clone(), "{}".into()).await.unwrap();
     expect_refused(&mut errors, "publish", &request).await;
     let _sub = monitor.subscribe("coder.>").await.unwrap();

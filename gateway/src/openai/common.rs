@@ -18,6 +18,8 @@ pub const MAX_STOP_BYTES: usize = 256;
 /// outside `[A-Za-z0-9_-]` as three) and part of a consumer name; past nats-server's 4,096-byte
 /// control line the server would drop the gateway's connection.
 pub const MAX_MODEL_NAME_BYTES: usize = 256;
+/// The longest `prompt_cache_key` accepted, in bytes (only its hash is kept).
+pub const MAX_PROMPT_CACHE_KEY_BYTES: usize = 1024;
 /// `max_tokens` when the client gives none (OpenAI's completions default).
 const DEFAULT_MAX_TOKENS: u32 = 16;
 
@@ -55,6 +57,10 @@ pub struct SamplingFields {
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
+    /// OpenAI's hint for prompt caching: requests with the same key go to the same partition of
+    /// the queue, so to the worker that holds their prefix (instead of a hash of the prompt's
+    /// leading content).
+    pub prompt_cache_key: Option<String>,
 }
 
 impl SamplingFields {
@@ -153,6 +159,22 @@ impl SamplingFields {
             ));
         }
         Ok(stops)
+    }
+
+    /// `prompt_cache_key`, checked: non-empty and at most [`MAX_PROMPT_CACHE_KEY_BYTES`] long.
+    pub fn prompt_cache_key(&self) -> Result<Option<&str>, ApiError> {
+        match self.prompt_cache_key.as_deref() {
+            Some(key) if key.is_empty() || key.len() > MAX_PROMPT_CACHE_KEY_BYTES => {
+                Err(ApiError::bad_request(
+                    "prompt_cache_key",
+                    format!(
+                        "`prompt_cache_key` must be 1 to {MAX_PROMPT_CACHE_KEY_BYTES} bytes, got {}",
+                        key.len()
+                    ),
+                ))
+            }
+            key => Ok(key),
+        }
     }
 
     pub fn include_usage(&self) -> bool {
@@ -270,6 +292,27 @@ mod tests {
                 param: Some(param), ..
             }) => param,
             other => panic!("expected a 400 naming a field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_prompt_cache_key_is_one_to_1024_bytes() {
+        let key = |json: &str| {
+            let fields: SamplingFields = serde_json::from_str(json).unwrap();
+            match fields.prompt_cache_key() {
+                Ok(key) => Ok(key.map(str::to_owned)),
+                Err(ApiError::BadRequest { param, .. }) => Err(param),
+                Err(other) => panic!("expected a 400, got {other:?}"),
+            }
+        };
+        assert_eq!(key("{}"), Ok(None));
+        assert_eq!(
+            key(r#"{"prompt_cache_key": "repo-a"}"#),
+            Ok(Some("repo-a".into()))
+        );
+        let long = format!(r#"{{"prompt_cache_key": "{}"}}"#, "k".repeat(1025));
+        for bad in [r#"{"prompt_cache_key": ""}"#, long.as_str()] {
+            assert_eq!(key(bad), Err(Some("prompt_cache_key".into())), "{bad}");
         }
     }
 

@@ -58,6 +58,9 @@ const SHARED: &[Field] = &[
     ("top_k", Honoured),
     ("repetition_penalty", Honoured),
     ("user", Ignored),
+    // Requests with the same key go to the same worker's prefix cache when it has room (the
+    // queue's cache affinity); OpenAI's chat field, accepted on completions too.
+    ("prompt_cache_key", Honoured),
     // Choices, each its own sequence with its own seed (1 to 8).
     ("n", Honoured),
     (
@@ -75,7 +78,6 @@ pub const CHAT: &[&[Field]] = &[
         ("metadata", Ignored),
         ("store", Ignored),
         ("safety_identifier", Ignored),
-        ("prompt_cache_key", Ignored),
         ("tools", only(is_null, TOOLS)),
         ("tool_choice", only(is_none_choice, TOOLS)),
         ("parallel_tool_calls", only(is_null, TOOLS)),

@@ -35,11 +35,12 @@ async fn handle<E: GenerationEndpoint>(
 ) -> Result<Response, ApiError> {
     let prompt = body.prompt()?;
     let params = body.params(state.config.max_tokens_limit)?;
+    let sampling = body.sampling();
+    let cache_key = sampling.prompt_cache_key()?;
     let mut generation = state
         .dispatcher
-        .start_generation(context, model, prompt, params)
+        .start_generation(context, model, prompt, params, cache_key)
         .await?;
-    let sampling = body.sampling();
     if sampling.stream {
         return stream_response(generation, E::Chunks::default(), sampling.include_usage()).await;
     }

@@ -7,7 +7,7 @@ use coder_nats::headers::RequestHeaders;
 use coder_nats::provision::{self, ConsumerSettings, StreamSettings};
 use coder_nats::testing::NatsServer;
 use coder_nats::{
-    subjects, Cancel, CancelReason, ErrorKind, GenerationRequest, Prompt, SamplingParams,
+    affinity, subjects, Cancel, CancelReason, ErrorKind, GenerationRequest, Prompt, SamplingParams,
     WorkerEvent,
 };
 use futures::StreamExt;
@@ -42,9 +42,9 @@ impl QueueClient {
         provision::ensure_stream(&self.jetstream, &StreamSettings::default())
             .await
             .expect("the request stream");
-        provision::ensure_consumer_exists(&self.jetstream, model, &ConsumerSettings::default())
+        provision::ensure_consumers_exist(&self.jetstream, model, &ConsumerSettings::default())
             .await
-            .expect("the model's consumer");
+            .expect("the model's consumers");
     }
 
     /// Queues a completion of `max_tokens` tokens for `model`, wanted until `deadline`.
@@ -74,13 +74,22 @@ impl QueueClient {
             deadline,
             traceparent: None,
         };
-        let subject = subjects::request_subject(model);
+        // As the gateway does: the prompt's partition, then its doorbell.
+        let partition = affinity::partition_of(model, &affinity::prompt_key(&request.prompt));
+        let subject = subjects::request_subject(model, partition);
         self.jetstream
             .publish_with_headers(subject, headers.to_header_map(), request.to_json().into())
             .await
             .expect("published")
             .await
             .expect("acknowledged by JetStream");
+        self.client
+            .publish(
+                subjects::doorbell_subject(model),
+                partition.to_string().into(),
+            )
+            .await
+            .expect("the doorbell rung");
         Queued {
             id: request.id,
             events,

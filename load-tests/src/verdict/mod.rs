@@ -61,7 +61,8 @@ pub enum Benchmark {
     /// gateway peak RSS ≤ 64 MiB.
     Bodies(bodies::BodiesArgs),
     /// The worker's prefix cache on against off: follow-up TTFT p50 ≤ 25%, ≥ 97% of the
-    /// throughput without shared prefixes, affinity's target (not built yet), no errors.
+    /// throughput without shared prefixes, two workers with affinity ≥ 80% of one worker's hit
+    /// rate, no errors.
     Prefix(prefix::PrefixArgs),
 }
 
