@@ -61,7 +61,10 @@ async fn busy_one(workers: &[Worker; 2]) -> usize {
 
 #[tokio::test]
 async fn follow_ups_land_on_the_worker_that_holds_their_prefix() {
-    let (_nats, gateway, workers) = two_workers(&["--concurrency", "2"]).await;
+    // A long --steal-after: on a loaded machine the owner may take a moment to fetch, and the
+    // other worker must not take the request meanwhile (that is the stealing test's subject).
+    let flags = ["--concurrency", "2", "--steal-after", "10"];
+    let (_nats, gateway, workers) = two_workers(&flags).await;
     let conversations = 24;
     for i in 0..conversations {
         // Each conversation opens with text of its own, longer than the synthetic cache's

@@ -61,18 +61,20 @@ impl Peers {
         self.others.len()
     }
 
-    /// Whose `partition` is, from this worker's point of view: the rendezvous winner among this
-    /// worker and the live others.
+    /// Whose `partition`'s next request is, from the point of view of this worker (which asks
+    /// only when it has room): the rendezvous winner among this worker and the live others that
+    /// have room. While the partition's owner has room that is the owner (it wins among all);
+    /// while it is full, the same runner-up every time, so a busy partition's overflow also
+    /// lands where its prefixes are.
     pub fn claim(&self, partition: u16) -> Claim {
-        let ids = self
+        let with_room = self
             .others
-            .keys()
-            .map(String::as_str)
+            .iter()
+            .filter(|(_, peer)| peer.has_room)
+            .map(|(id, _)| id.as_str())
             .chain([self.me.as_str()]);
-        match affinity::owner(&self.model, partition, ids) {
-            Some(owner) if owner != self.me => Claim::Theirs {
-                owner_has_room: self.others.get(owner).is_some_and(|peer| peer.has_room),
-            },
+        match affinity::owner(&self.model, partition, with_room) {
+            Some(winner) if winner != self.me => Claim::Theirs,
             _ => Claim::Mine,
         }
     }
@@ -111,22 +113,31 @@ mod tests {
         peers.observe(&beat("other", 0, true), now);
         let owned = mine(&peers);
         assert!(0 < owned && owned < usize::from(PARTITIONS), "{owned}");
-        let theirs = (0..PARTITIONS)
-            .find(|&p| peers.claim(p) != Claim::Mine)
-            .unwrap();
-        assert_eq!(
-            peers.claim(theirs),
-            Claim::Theirs {
-                owner_has_room: true
-            }
-        );
+        // Full, the other worker's partitions are this one's to take at once.
         peers.observe(&beat("other", 2, true), now);
-        assert_eq!(
-            peers.claim(theirs),
-            Claim::Theirs {
-                owner_has_room: false
-            }
-        );
+        assert_eq!(mine(&peers), usize::from(PARTITIONS));
+    }
+
+    #[test]
+    fn a_full_owners_partitions_go_to_the_same_runner_up_every_time() {
+        let now = Instant::now();
+        let [mut a, mut b] = ["a", "b"].map(|me| Peers::new("m".into(), me.into()));
+        for peers in [&mut a, &mut b] {
+            peers.observe(&beat("a", 0, true), now);
+            peers.observe(&beat("b", 0, true), now);
+            peers.observe(&beat("owner", 2, true), now);
+        }
+        // With the third worker full, every partition is exactly one of a's and b's.
+        for partition in 0..PARTITIONS {
+            let claims = (a.claim(partition), b.claim(partition));
+            assert!(
+                matches!(
+                    claims,
+                    (Claim::Mine, Claim::Theirs) | (Claim::Theirs, Claim::Mine)
+                ),
+                "partition {partition}: {claims:?}"
+            );
+        }
     }
 
     #[test]

@@ -4,23 +4,31 @@
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Whose a partition is, as far as this worker can tell.
+/// Whose a partition's next request is, as far as this worker can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
     /// This worker's: fetch from it as soon as it rings.
     Mine,
-    /// Another live worker's: fetch from it only when that worker has no room, or once a ring
-    /// has gone unanswered for `steal_after`.
-    Theirs { owner_has_room: bool },
+    /// Another live worker's, one with room: fetch from it only once a ring has gone unanswered
+    /// for `steal_after` (that worker may be slow, stuck or dead).
+    Theirs,
 }
 
 /// Rings not yet served, one slot per partition.
 pub struct Schedule {
-    /// When each partition was first rung since it was last found empty.
-    rung: Vec<Option<Instant>>,
+    /// Each partition's first ring since it was last found empty.
+    rung: Vec<Option<Ring>>,
     steal_after: Duration,
     sweep_every: Duration,
     next_sweep: Instant,
+}
+
+/// Why a partition is to be looked at, and since when.
+#[derive(Debug, Clone, Copy)]
+struct Ring {
+    at: Instant,
+    /// A sweep's, not a doorbell's: it says nothing of when a request arrived.
+    swept: bool,
 }
 
 impl Schedule {
@@ -39,10 +47,17 @@ impl Schedule {
         }
     }
 
-    /// A doorbell: `partition` holds a new request. Out-of-range partitions are ignored.
+    /// A doorbell: `partition` holds a new request. It replaces a sweep's ring, so that another
+    /// worker's request is given its whole `steal_after` from its arrival, not from the sweep
+    /// before it. Out-of-range partitions are ignored.
     pub fn ring(&mut self, partition: u16, now: Instant) {
         if let Some(rung) = self.rung.get_mut(usize::from(partition)) {
-            rung.get_or_insert(now);
+            if rung.is_none_or(|ring| ring.swept) {
+                *rung = Some(Ring {
+                    at: now,
+                    swept: false,
+                });
+            }
         }
     }
 
@@ -52,23 +67,23 @@ impl Schedule {
     pub fn due(&mut self, now: Instant, claim: impl Fn(u16) -> Claim) -> Vec<u16> {
         if now >= self.next_sweep {
             for rung in &mut self.rung {
-                rung.get_or_insert(now);
+                rung.get_or_insert(Ring {
+                    at: now,
+                    swept: true,
+                });
             }
             self.next_sweep = now + self.sweep_every;
         }
         let mut mine = Vec::new();
         let mut taken = Vec::new();
         for (partition, rung) in (0u16..).zip(&self.rung) {
-            let Some(at) = *rung else { continue };
+            let Some(Ring { at, .. }) = *rung else {
+                continue;
+            };
             match claim(partition) {
                 Claim::Mine => mine.push((at, partition)),
-                Claim::Theirs {
-                    owner_has_room: false,
-                } => taken.push((at, partition)),
-                Claim::Theirs {
-                    owner_has_room: true,
-                } if now >= at + self.steal_after => taken.push((at, partition)),
-                Claim::Theirs { .. } => {}
+                Claim::Theirs if now >= at + self.steal_after => taken.push((at, partition)),
+                Claim::Theirs => {}
             }
         }
         mine.sort_unstable();
@@ -86,14 +101,17 @@ impl Schedule {
         }
     }
 
-    /// When something next falls due if nothing rings meanwhile: the next sweep, or a ring on a
-    /// partition whose owner has room becoming one this worker may take.
+    /// When something next falls due if nothing rings meanwhile: the next sweep, or a ring on
+    /// another's partition becoming one this worker may take.
     pub fn next_due(&self, claim: impl Fn(u16) -> Claim) -> Instant {
         (0u16..)
             .zip(&self.rung)
-            .filter_map(|(partition, rung)| match claim(partition) {
-                Claim::Theirs { .. } => rung.map(|at| at + self.steal_after),
-                Claim::Mine => *rung,
+            .filter_map(|(partition, rung)| {
+                let at = rung.as_ref()?.at;
+                Some(match claim(partition) {
+                    Claim::Theirs => at + self.steal_after,
+                    Claim::Mine => at,
+                })
             })
             .fold(self.next_sweep, Instant::min)
     }
@@ -106,16 +124,11 @@ mod tests {
     const STEAL: Duration = Duration::from_millis(200);
     const SWEEP: Duration = Duration::from_secs(1);
 
-    /// Partition 0 is this worker's, 1 belongs to a worker with room, 2 to a full one.
+    /// Partitions 0 and 2 are this worker's, 1 another's.
     fn claim(partition: u16) -> Claim {
         match partition {
-            0 => Claim::Mine,
-            1 => Claim::Theirs {
-                owner_has_room: true,
-            },
-            _ => Claim::Theirs {
-                owner_has_room: false,
-            },
+            1 => Claim::Theirs,
+            _ => Claim::Mine,
         }
     }
 
@@ -130,18 +143,20 @@ mod tests {
     }
 
     #[test]
-    fn its_own_ring_is_due_at_once_and_a_busy_owners_too() {
+    fn its_own_rings_are_due_at_once_oldest_first() {
         let now = Instant::now();
         let mut schedule = swept(now);
         assert!(schedule.due(now, claim).is_empty());
         schedule.ring(2, now);
         schedule.ring(0, now + Duration::from_millis(1));
+        schedule.ring(1, now + Duration::from_millis(1));
         let later = now + Duration::from_millis(2);
-        assert_eq!(schedule.due(later, claim), [0, 2], "own first");
+        assert_eq!(schedule.due(later, claim), [2, 0]);
+        assert_eq!(schedule.due(later + STEAL, claim), [2, 0, 1], "own first");
     }
 
     #[test]
-    fn an_owner_with_room_gets_steal_after_to_take_its_request() {
+    fn another_worker_gets_steal_after_to_take_its_request() {
         let now = Instant::now();
         let mut schedule = swept(now);
         schedule.ring(1, now);
@@ -151,6 +166,22 @@ mod tests {
         // The owner took it meanwhile: the fetch comes back empty and the ring is served.
         schedule.fetched(1, true);
         assert!(schedule.due(now + STEAL, claim).is_empty());
+    }
+
+    #[test]
+    fn a_doorbell_after_a_sweep_gives_the_owner_its_whole_steal_after() {
+        let now = Instant::now();
+        let mut schedule = swept(now);
+        let sweep = now + SWEEP;
+        assert_eq!(schedule.due(sweep, claim), [0, 2]);
+        // The owner's request arrives just before the sweep's ring would let this worker take it.
+        let arrival = sweep + STEAL - Duration::from_millis(1);
+        schedule.ring(1, arrival);
+        assert_eq!(schedule.due(sweep + STEAL, claim), [0, 2]);
+        assert_eq!(schedule.due(arrival + STEAL, claim), [0, 2, 1]);
+        // A second doorbell does not postpone the first.
+        schedule.ring(1, arrival + STEAL);
+        assert_eq!(schedule.due(arrival + STEAL, claim), [0, 2, 1]);
     }
 
     #[test]
@@ -171,7 +202,7 @@ mod tests {
         assert_eq!(schedule.next_due(claim), now + SWEEP);
         let sweep = now + SWEEP;
         assert_eq!(schedule.due(sweep, claim), [0, 2]);
-        assert_eq!(schedule.due(sweep + STEAL, claim), [0, 1, 2]);
+        assert_eq!(schedule.due(sweep + STEAL, claim), [0, 2, 1]);
         schedule.ring(7, sweep); // no such partition: ignored
     }
 }
