@@ -2,7 +2,7 @@
 
 use async_nats::HeaderMap;
 use coder_nats::headers::RequestHeaders;
-use coder_nats::GenerationRequest;
+use coder_nats::{subjects, GenerationRequest};
 use std::time::{Duration, SystemTime};
 
 /// A decoded request ready to run.
@@ -26,7 +26,8 @@ pub enum Intake {
     Expired(Job),
     /// Cancelled before it got here: answer `error: cancelled`, compute nothing.
     Cancelled(Job),
-    /// Cannot be decoded: terminate it (never redeliver), log why.
+    /// Cannot be decoded, or asks for its events on a subject that is not a gateway's reply
+    /// subject for it: terminate it (never redeliver), log why.
     Poison(String),
 }
 
@@ -47,6 +48,10 @@ pub fn intake(
         Ok(request) => request,
         Err(error) => return Intake::Poison(format!("undecodable request: {error}")),
     };
+    // A worker publishes only where a gateway waits for this request's events.
+    if let Err(error) = subjects::check_reply_subject(&headers.reply_to, request.id) {
+        return Intake::Poison(format!("refused to reply: {error}"));
+    }
     let job = Job {
         request,
         reply_to: headers.reply_to,
@@ -73,8 +78,13 @@ mod tests {
         false
     }
 
+    /// A request's bytes, with the id whose reply subject [`headers`] names.
     fn request_bytes() -> Vec<u8> {
-        request_bytes_for(uuid::Uuid::now_v7())
+        request_bytes_for(id())
+    }
+
+    fn id() -> uuid::Uuid {
+        uuid::Uuid::from_u128(0x0123_4567_89ab_7def_8123_4567_89ab_cdef)
     }
 
     fn request_bytes_for(id: uuid::Uuid) -> Vec<u8> {
@@ -88,9 +98,13 @@ mod tests {
     }
 
     fn headers(deadline: SystemTime) -> HeaderMap {
+        headers_replying_to(deadline, subjects::reply_subject("gateway.g1", id()))
+    }
+
+    fn headers_replying_to(deadline: SystemTime, reply_to: String) -> HeaderMap {
         RequestHeaders {
             msg_id: "id".into(),
-            reply_to: "coder.replies.g.r".into(),
+            reply_to,
             deadline,
             traceparent: None,
         }
@@ -136,32 +150,39 @@ mod tests {
     }
 
     #[test]
+    fn a_request_replying_anywhere_but_a_gateway_reply_subject_for_it_is_poison() {
+        let now = SystemTime::now();
+        let later = now + Duration::from_secs(10);
+        let elsewhere = [
+            "coder.requests.m".to_owned(),
+            "coder.cancel.x".to_owned(),
+            "coder.replies.>".to_owned(),
+            subjects::reply_subject("gateway.g1", uuid::Uuid::now_v7()),
+        ];
+        for reply_to in elsewhere {
+            let h = headers_replying_to(later, reply_to.clone());
+            match intake(Some(&h), &request_bytes(), 1, now, now, not_cancelled) {
+                Intake::Poison(reason) => assert!(
+                    reason.starts_with("refused to reply: reply subject")
+                        && reason.contains(&format!("{reply_to:?}")),
+                    "{reason}"
+                ),
+                other => panic!("{reply_to}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn a_request_cancelled_before_it_arrived_is_cancelled() {
         let now = SystemTime::now();
-        let h = headers(now + Duration::from_secs(10));
         let (cancelled, other) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
         let is_cancelled = |id| id == cancelled;
-        assert!(matches!(
-            intake(
-                Some(&h),
-                &request_bytes_for(cancelled),
-                1,
-                now,
-                now,
-                is_cancelled
-            ),
-            Intake::Cancelled(_)
-        ));
-        assert!(matches!(
-            intake(
-                Some(&h),
-                &request_bytes_for(other),
-                1,
-                now,
-                now,
-                is_cancelled
-            ),
-            Intake::Run(_)
-        ));
+        let fate = |id| {
+            let reply_to = subjects::reply_subject("gateway.g1", id);
+            let h = headers_replying_to(now + Duration::from_secs(10), reply_to);
+            intake(Some(&h), &request_bytes_for(id), 1, now, now, is_cancelled)
+        };
+        assert!(matches!(fate(cancelled), Intake::Cancelled(_)));
+        assert!(matches!(fate(other), Intake::Run(_)));
     }
 }

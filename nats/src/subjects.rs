@@ -139,6 +139,34 @@ pub fn reply_subject(root: &str, request_id: Uuid) -> String {
     format!("{REPLIES_PREFIX}{root}.{}", request_id.simple())
 }
 
+/// Checks that `subject`, a queued request's reply header, is one a gateway could have made for
+/// request `request_id`: `coder.replies.<root>.<request-id>`, every token plain (no wildcard, no
+/// whitespace, none empty). A worker publishes nowhere else, so a request queued by someone
+/// else cannot turn it into a publisher to other subjects.
+pub fn check_reply_subject(subject: &str, request_id: Uuid) -> Result<(), String> {
+    let refuse = |why: &str| Err(format!("reply subject {subject:?} {why}"));
+    let Some(rest) = subject.strip_prefix(REPLIES_PREFIX) else {
+        return refuse(&format!("is not under `{REPLIES_PREFIX}`"));
+    };
+    let tokens: Vec<&str> = rest.split('.').collect();
+    let plain = |token: &&str| {
+        !token.is_empty()
+            && !token
+                .bytes()
+                .any(|b| b == b'*' || b == b'>' || b.is_ascii_whitespace() || b.is_ascii_control())
+    };
+    if tokens.len() < 2 || !tokens.iter().all(plain) {
+        return refuse("is not `coder.replies.<gateway>.<request-id>` with plain tokens");
+    }
+    if tokens.last() != Some(&request_id.simple().to_string().as_str()) {
+        return refuse(&format!(
+            "does not end with the request's id {}",
+            request_id.simple()
+        ));
+    }
+    Ok(())
+}
+
 /// The request id at the end of a reply or cancel subject.
 pub fn request_id_from_subject(subject: &str) -> Option<Uuid> {
     let last = subject.rsplit('.').next()?;
@@ -215,6 +243,44 @@ mod tests {
         assert_eq!(names.len(), (AWKWARD.len() + 4) * 3);
         assert_eq!(consumer_name("a.b", 7), "coder-a~2Eb~p7");
         assert_eq!(request_subject("a.b", 7), "coder.requests.a~2Eb.7");
+    }
+
+    #[test]
+    fn only_a_gateway_reply_subject_for_the_request_passes() {
+        let id = Uuid::now_v7();
+        let other = Uuid::now_v7();
+        assert_eq!(
+            check_reply_subject(&reply_subject("gateway.gw1", id), id),
+            Ok(())
+        );
+        assert_eq!(check_reply_subject(&reply_subject("gw1", id), id), Ok(()));
+        let refused = [
+            (
+                format!("coder.requests.m.{}", id.simple()),
+                "is not under `coder.replies.`",
+            ),
+            (format!("coder.cancel.{}", id.simple()), "is not under"),
+            (
+                "$JS.API.STREAM.DELETE.CODER_REQUESTS".to_owned(),
+                "is not under",
+            ),
+            (format!("coder.replies.{}", id.simple()), "plain tokens"),
+            (format!("coder.replies.*.{}", id.simple()), "plain tokens"),
+            (format!("coder.replies.gw..{}", id.simple()), "plain tokens"),
+            ("coder.replies.gw.>".to_owned(), "plain tokens"),
+            (format!("coder.replies.g w.{}", id.simple()), "plain tokens"),
+            (
+                reply_subject("gateway.gw1", other),
+                "does not end with the request's id",
+            ),
+        ];
+        for (subject, why) in refused {
+            let error = check_reply_subject(&subject, id).unwrap_err();
+            assert!(
+                error.contains(why) && error.contains(&subject),
+                "{subject}: {error}"
+            );
+        }
     }
 
     #[test]
