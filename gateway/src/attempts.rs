@@ -64,6 +64,9 @@ impl AttemptFilter {
                 }
             }
             WorkerEvent::Started { .. } => Filtered::Skip,
+            // An error ends the request, even one whose `started` was lost (or never sent: a
+            // request expired in the queue).
+            error @ WorkerEvent::Error { .. } => Filtered::Terminal(error),
             _ if attempt > self.current => Filtered::Skip, // events before their `started`
             WorkerEvent::Token {
                 index,
@@ -128,6 +131,7 @@ mod tests {
             finish_reason: FinishReason::Length,
             usage: Usage::default(),
             finish_reasons: Vec::new(),
+            token_events: Vec::new(),
         }
     }
 
@@ -199,5 +203,20 @@ mod tests {
             }
         );
         assert_eq!(filter.accept(started(1)), Filtered::Skip);
+    }
+
+    #[test]
+    fn an_error_ends_the_request_even_without_its_start() {
+        let failed = |attempt| WorkerEvent::Error {
+            attempt,
+            kind: coder_nats::ErrorKind::Internal,
+            message: "m".into(),
+            param: None,
+        };
+        let mut filter = AttemptFilter::new(1);
+        assert_eq!(filter.accept(failed(1)), Filtered::Terminal(failed(1)));
+        let mut filter = AttemptFilter::new(1);
+        filter.accept(started(2));
+        assert_eq!(filter.accept(failed(1)), Filtered::Skip, "an old attempt's");
     }
 }

@@ -85,6 +85,11 @@ pub struct Config {
     #[arg(long, env = "CODER_PUBLISH_RETRY_WINDOW", default_value = "10", value_parser = parse_seconds)]
     pub publish_retry_window: Duration,
 
+    /// Deliveries JetStream makes of a request at most: the workers' `--max-deliver`. Worker
+    /// events with a higher attempt number cannot be genuine and are dropped.
+    #[arg(long, env = "CODER_MAX_DELIVER", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_deliver: u32,
+
     /// Requests a model may have queued (not yet started) before new ones get 429.
     #[arg(long, env = "CODER_MAX_PENDING_PER_MODEL", default_value_t = 256)]
     pub max_pending_per_model: u64,

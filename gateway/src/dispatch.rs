@@ -66,6 +66,7 @@ impl Dispatcher {
                 &client,
                 &replies_root,
                 config.stream_event_buffer as usize,
+                config.max_deliver,
                 supervisor,
             )
             .await?,
@@ -180,7 +181,7 @@ impl Dispatcher {
             deadline,
             traceparent,
         };
-        let events = self.router.register(request.id, deadline);
+        let events = self.router.register(request.id, deadline, request.params.n);
         let guard = InFlight::new(
             &self.client,
             &self.router,

@@ -22,6 +22,8 @@
 //! - [`publish_retry`]: a publish retried through a leader election or a reconnect, exactly once.
 //! - [`in_flight`]: a queued request's events and its cancel-on-drop guard.
 //! - [`replies`]: the wildcard reply subscription, demultiplexed.
+//! - [`continuity`]: each attempt's events checked whole (none lost, none forged) before a
+//!   request sees them; the receipt a worker's last event gets.
 //! - [`attempts`]: following a request across redeliveries without repeating tokens.
 //! - [`generation`]: one request's events → client progress, deadline and metrics.
 //! - [`sse`]: streaming as OpenAI server-sent events.
@@ -33,6 +35,7 @@ pub mod access;
 pub mod admission;
 pub mod attempts;
 pub mod config;
+pub mod continuity;
 pub mod dispatch;
 pub mod error;
 pub mod generation;

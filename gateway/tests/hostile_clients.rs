@@ -207,6 +207,7 @@ async fn forged_worker_events_with_extreme_numbers_leave_the_gateway_answering()
                 cached_tokens: u32::MAX,
             },
             finish_reasons: vec![FinishReason::Stop; 1000],
+            token_events: vec![u32::MAX; 1000],
         },
     ];
     for event in forged {

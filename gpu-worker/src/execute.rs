@@ -1,13 +1,15 @@
 //! Running one delivered request: `started`, tokens, `final`/`error`, in-progress acks while it
-//! runs, and the ack only after the last event is out.
+//! runs, and the ack only after the gateway confirmed the last event (a nak when it lost some:
+//! [`crate::end_receipt`]).
 
 use crate::backend::{Backend, BackendError, Finished};
 use crate::cancel::CancelRegistry;
+use crate::end_receipt::{confirm_end, Confirmed, CONFIRM_WINDOW};
 use crate::job::{intake, Intake, Job};
 use crate::sink::{ChannelSink, Generated};
 use crate::slots::Slots;
 use async_nats::jetstream::{AckKind, Message};
-use coder_nats::{ErrorKind, FinishReason, Usage, WorkerEvent};
+use coder_nats::{EndReceipt, ErrorKind, FinishReason, Usage, WorkerEvent};
 use metrics_common::names::value::Outcome;
 use metrics_common::WorkerMetrics;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -142,7 +144,7 @@ impl Executor {
 
         let mut progress = tokio::time::interval(self.progress_every);
         progress.tick().await;
-        // Per choice: the index of its next token.
+        // Per choice: the index of its next token event (tokens without text send none).
         let mut indexes = vec![0u32; generations.len()];
         loop {
             tokio::select! {
@@ -154,8 +156,8 @@ impl Executor {
                                 attempt, index: *index, text, choice, logprobs,
                             };
                             self.publish(&job, event).await;
+                            *index += 1;
                         }
-                        *index += 1;
                     }
                     None => break,
                 },
@@ -172,23 +174,43 @@ impl Executor {
                 )))
             }));
         }
+        let token_events: u32 = indexes.iter().sum();
         let (event, outcome) = match combine(results) {
             Ok((finish_reasons, usage)) => (
-                final_event(attempt, finish_reasons, usage),
+                final_event(attempt, finish_reasons, usage, indexes),
                 Outcome::Completed,
             ),
             Err(error) => error_event(attempt, error),
         };
-        let index: u32 = indexes.iter().sum();
-        self.publish(&job, event).await;
-        if let Err(error) = self.client.flush().await {
-            tracing::warn!(%error, "flushing the last event failed; the ack may be retried");
+        self.end(&job, event, message).await;
+        tracing::info!(outcome = outcome.as_str(), token_events, "request done");
+        outcome
+    }
+
+    /// Sends the terminal event until the gateway answers, then acks the message, or naks it
+    /// when the gateway lost events of this attempt (the next attempt regenerates them).
+    async fn end(&self, job: &Job, event: WorkerEvent, message: &Message) {
+        let give_up_at = tokio::time::Instant::now()
+            + CONFIRM_WINDOW.min(
+                job.deadline
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default(),
+            );
+        let payload = event.to_json().into();
+        match confirm_end(&self.client, &job.reply_to, payload, message, give_up_at).await {
+            Confirmed::Answered(EndReceipt::Complete) => {}
+            Confirmed::Answered(EndReceipt::Redeliver) => {
+                tracing::warn!("the gateway lost events of this attempt: redelivering it");
+                ack(message, AckKind::Nak(None)).await;
+                return;
+            }
+            Confirmed::Unanswered { tries } => {
+                tracing::warn!(tries, "no gateway answered the last event; acking anyway");
+            }
         }
         if let Err(error) = message.double_ack().await {
             tracing::warn!(%error, "ack not confirmed; JetStream may redeliver");
         }
-        tracing::info!(outcome = outcome.as_str(), tokens = index, "request done");
-        outcome
     }
 
     /// Starts every choice the job asks for, each on its own blocking thread writing to `tokens`;
@@ -273,8 +295,14 @@ fn combine(
     Ok((ends.iter().map(|f| f.finish_reason).collect(), usage))
 }
 
-/// The `final` event: choice 0's finish reason, and every choice's when there are several.
-fn final_event(attempt: u32, finish_reasons: Vec<FinishReason>, usage: Usage) -> WorkerEvent {
+/// The `final` event: choice 0's finish reason, and every choice's when there are several; the
+/// token events each choice sent.
+fn final_event(
+    attempt: u32,
+    finish_reasons: Vec<FinishReason>,
+    usage: Usage,
+    token_events: Vec<u32>,
+) -> WorkerEvent {
     WorkerEvent::Final {
         attempt,
         finish_reason: finish_reasons[0],
@@ -283,6 +311,7 @@ fn final_event(attempt: u32, finish_reasons: Vec<FinishReason>, usage: Usage) ->
             1 => Vec::new(),
             _ => finish_reasons,
         },
+        token_events,
     }
 }
 

@@ -3,8 +3,9 @@
 //! A worker holds `--concurrency` slots and asks JetStream for work only when one is free. Each
 //! request runs on a blocking thread through a [`backend::Backend`]; its events go to the
 //! requesting gateway on core NATS, in-progress acks keep long generations from being redelivered,
-//! and the message is acked only after the last event is published, so a worker that dies leaves
-//! its request to the next one. Cancels stop a generation within one token; requests whose
+//! and the message is acked only after the gateway confirmed it holds every event (or naked, to
+//! be generated again, when some were lost), so a worker that dies leaves its request to the next
+//! one. Cancels stop a generation within one token; requests whose
 //! deadline passed in the queue are answered without compute; undecodable messages are terminated.
 //!
 //! # Layout
@@ -17,6 +18,7 @@
 //! - [`step_metrics`]: the engine's forward steps into the metrics.
 //! - [`job`]: message → job, expired or poison (pure, unit-tested).
 //! - [`execute`]: one request's events and acks.
+//! - [`end_receipt`]: the last event sent until the gateway answers (ack, or nak to redeliver).
 //! - [`sink`]: the token channel from the generation thread.
 //! - [`cancel`]: the cancel stream followed, per-request flags; [`recent_cancels`]: cancels
 //!   remembered for requests not running here.
@@ -33,6 +35,7 @@ pub mod bench;
 pub mod cancel;
 pub mod config;
 pub mod consumer;
+pub mod end_receipt;
 pub mod execute;
 pub mod heartbeat;
 pub mod job;

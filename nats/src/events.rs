@@ -4,8 +4,13 @@
 //! `error`. Every event carries the JetStream delivery `attempt`, so a gateway that sees a
 //! redelivered request start again follows the newest attempt and ignores a stale one.
 //!
-//! Fields added after the first version (`choice`, `logprobs`, `finish_reasons`, `param`) are
-//! optional with defaults that mean what the old events meant, so either side may be older.
+//! Fields added after the first version (`choice`, `logprobs`, `finish_reasons`, `param`,
+//! `token_events`) are optional with defaults that mean what the old events meant, so either side
+//! may be older.
+//!
+//! The terminal event is sent as a NATS request: the gateway answers with an [`EndReceipt`](crate::receipt::EndReceipt)
+//! once it holds every event of the attempt, or asks for the request to be redelivered when some
+//! were lost (see [`crate::receipt`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +25,9 @@ pub enum WorkerEvent {
     },
     Token {
         attempt: u32,
-        /// 0-based index of this token in its choice's completion.
+        /// 0-based index of this token event among its choice's token events of this attempt:
+        /// consecutive, so a gap means an event was lost. (Older workers counted tokens that
+        /// sent no event too.)
         index: u32,
         text: String,
         /// Which of the request's `n` choices the token belongs to.
@@ -39,6 +46,11 @@ pub enum WorkerEvent {
         /// Every choice's, in choice order, when the request asked for more than one.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         finish_reasons: Vec<FinishReason>,
+        /// Token events this attempt sent, per choice in choice order, so the gateway can tell
+        /// that none was lost on the way (core NATS drops what a reconnecting subscriber
+        /// misses). Empty from workers older than it: nothing to check.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        token_events: Vec<u32>,
     },
     Error {
         attempt: u32,
@@ -168,12 +180,14 @@ mod tests {
                 cached_tokens: 2,
             },
             finish_reasons: Vec::new(),
+            token_events: vec![4],
         };
         let json = String::from_utf8(event.to_json()).unwrap();
         assert!(json.contains(r#""event":"final""#), "{json}");
         assert!(json.contains(r#""finish_reason":"length""#), "{json}");
         assert!(json.contains(r#""cached_tokens":2"#), "{json}");
         assert!(!json.contains("finish_reasons"), "{json}");
+        assert!(json.contains(r#""token_events":[4]"#), "{json}");
         assert_eq!(WorkerEvent::from_json(json.as_bytes()).unwrap(), event);
         assert!(event.is_terminal());
     }

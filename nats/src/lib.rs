@@ -15,6 +15,7 @@
 //! - [`request`]: the queued generation request and its sampling parameters.
 //! - [`events`]: what a worker sends back (`started`, `token`, `final`, `error`).
 //! - [`cancel`]: the gateway asking a worker to stop a request, and why.
+//! - [`receipt`]: the gateway's answer to a worker's terminal event (complete, or redeliver).
 //! - [`heartbeat`]: the worker's periodic announcement (model, slots, device).
 //! - [`provision`]: stream and consumer settings and their create-or-update.
 //! - [`retry`]: retrying provisioning while NATS is unreachable, with one backoff.
@@ -40,6 +41,7 @@ pub mod headers;
 pub mod heartbeat;
 pub mod provision;
 pub mod publish_error;
+pub mod receipt;
 pub mod request;
 pub mod retry;
 pub mod subjects;
@@ -49,4 +51,5 @@ pub mod testing;
 pub use cancel::{Cancel, CancelReason};
 pub use events::{ErrorKind, FinishReason, Logprob, TokenLogprobs, Usage, WorkerEvent};
 pub use heartbeat::Heartbeat;
+pub use receipt::EndReceipt;
 pub use request::{ChatMessage, GenerationRequest, Infill, InfillFile, Prompt, SamplingParams};

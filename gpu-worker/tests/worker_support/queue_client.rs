@@ -7,8 +7,8 @@ use coder_nats::headers::RequestHeaders;
 use coder_nats::provision::{self, ConsumerSettings, StreamSettings};
 use coder_nats::testing::NatsServer;
 use coder_nats::{
-    affinity, subjects, Cancel, CancelReason, ErrorKind, GenerationRequest, Prompt, SamplingParams,
-    WorkerEvent,
+    affinity, subjects, Cancel, CancelReason, EndReceipt, ErrorKind, GenerationRequest, Prompt,
+    SamplingParams, WorkerEvent,
 };
 use futures::StreamExt;
 use std::time::{Duration, SystemTime};
@@ -93,6 +93,7 @@ impl QueueClient {
         Queued {
             id: request.id,
             events,
+            client: self.client.clone(),
         }
     }
 
@@ -127,6 +128,8 @@ impl QueueClient {
 pub struct Queued {
     pub id: Uuid,
     events: async_nats::Subscriber,
+    /// Answers the terminal event's receipt request, as a gateway does.
+    client: async_nats::Client,
 }
 
 impl Queued {
@@ -135,7 +138,16 @@ impl Queued {
             .await
             .expect("the worker sends the next event in time")
             .expect("the reply subscription is open");
-        WorkerEvent::from_json(&message.payload).expect("a worker event")
+        let event = WorkerEvent::from_json(&message.payload).expect("a worker event");
+        if let Some(reply) = message.reply {
+            // Every event arrived here: the worker may ack.
+            let receipt = EndReceipt::Complete.to_json().into();
+            self.client
+                .publish(reply, receipt)
+                .await
+                .expect("the receipt published");
+        }
+        event
     }
 
     /// Waits for the first token.
