@@ -142,6 +142,12 @@ pub struct RunArgs {
     /// request got exactly one worker outcome.
     #[arg(long, env = "CODER_LOAD_WORKER_METRICS_URL", value_delimiter = ',')]
     pub worker_metrics_url: Vec<String>,
+    /// After the run, send each distinct request body once more and check that every
+    /// successful answer equals that reference to the byte (no token lost, none repeated); a
+    /// mismatch fails the accounting. For backends whose answer depends only on the body (the
+    /// synthetic backend, or temperature 0).
+    #[arg(long, env = "CODER_LOAD_CHECK_ANSWERS")]
+    pub check_answers: bool,
     /// Skip the accounting check (for gateways whose /metrics cannot be reached).
     #[arg(long, env = "CODER_LOAD_NO_ACCOUNTING")]
     pub no_accounting: bool,
@@ -205,13 +211,12 @@ impl WorkloadKind {
 #[derive(Debug, Clone, Parser)]
 #[command(group(ArgGroup::new("bound").required(true).args(["requests", "duration"])))]
 pub struct RawNatsArgs {
-    /// NATS server with JetStream enabled.
-    #[arg(
-        long,
-        env = "CODER_LOAD_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    pub nats_url: String,
+    /// NATS with JetStream: servers, credentials and TLS, as the gateway and the workers take
+    /// them (`--nats-url`, `--nats-user`, `--nats-tls-ca`...; `CODER_NATS_*`). The user must be
+    /// allowed to create and delete its own stream `CODER_LOAD_RAW_*` and use `coder-load.raw.>`:
+    /// the shipped roles are not (nats/config/auth.conf), on purpose.
+    #[command(flatten)]
+    pub nats: coder_nats::client_args::NatsArgs,
     /// Round trips in flight at once (closed loop).
     #[arg(long, env = "CODER_LOAD_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,

@@ -79,9 +79,10 @@ impl LoadClient {
     pub async fn send_turn(&self, turn: Turn, origin: Instant) -> RequestRecord {
         let (body, max_tokens) = self.workload.body_for(turn);
         let sent = Instant::now();
-        let mut record = self.exchange(body, sent).await;
+        let mut record = self.exchange(body.clone(), sent).await;
         record.start = sent.duration_since(origin);
         record.max_tokens = Some(max_tokens);
+        record.body = self.keep_answers.then_some(body);
         record
     }
 

@@ -24,6 +24,7 @@
 //! - [`timeline`]: throughput and latency per time bin.
 //! - [`scrape`]: reading counters from Prometheus text exposition.
 //! - [`accounting`]: client tallies against counter deltas: the verdict.
+//! - [`answers`]: every answer whole, against a reference answer to the same body.
 //! - [`snapshot`]: taking counter snapshots and waiting for them to settle.
 //! - [`result`]: what `result.json` holds.
 //! - [`report`]: the terminal table, the charts and the HTML report.
@@ -33,6 +34,7 @@
 //! - [`verdict`]: a benchmark's notes and PASS/MISS lines against its targets, for bench.sh.
 
 pub mod accounting;
+pub mod answers;
 pub mod cli;
 pub mod client;
 pub mod commands;

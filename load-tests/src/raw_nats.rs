@@ -17,6 +17,7 @@ use crate::stats::Summary;
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
+use coder_nats::client_args::NatsArgs;
 use coder_nats::headers::RequestHeaders;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+/// The benchmark's request inboxes (JetStream acks, pulls).
+const INBOX_PREFIX: &str = "_INBOX.coder-load";
 
 /// Longest a round trip may take before it counts as lost.
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,7 +108,7 @@ pub async fn run(args: RawNatsArgs) -> anyhow::Result<RawNatsResult> {
         _ => anyhow::bail!("give exactly one of --requests and --duration"),
     };
     let names = BenchNames::new();
-    let gateway = connect(&args.nats_url).await?;
+    let gateway = connect(&args.nats, "coder-load-raw-gateway").await?;
     let js = jetstream::new(gateway.clone());
     provision(&js, &names, &args).await?;
     let outcome = measure(&args, bound, &names, gateway, &js).await;
@@ -121,10 +125,11 @@ pub async fn run(args: RawNatsArgs) -> anyhow::Result<RawNatsResult> {
     Ok(result)
 }
 
-async fn connect(url: &str) -> anyhow::Result<async_nats::Client> {
-    async_nats::connect(url)
+/// Connects as the services do: the seed list, credentials and TLS of `nats`.
+async fn connect(nats: &NatsArgs, name: &str) -> anyhow::Result<async_nats::Client> {
+    coder_nats::connection::connect(nats, name, INBOX_PREFIX)
         .await
-        .with_context(|| format!("connecting to NATS at {url}"))
+        .with_context(|| format!("connecting to NATS at {}", nats.url))
 }
 
 async fn provision(
@@ -171,7 +176,7 @@ async fn measure(
 ) -> anyhow::Result<RawNatsResult> {
     let mut responders = JoinSet::new();
     for _ in 0..args.workers.max(1) {
-        let worker = connect(&args.nats_url).await?;
+        let worker = connect(&args.nats, "coder-load-raw-worker").await?;
         let consumer: consumer::PullConsumer = jetstream::new(worker.clone())
             .get_consumer_from_stream(&names.consumer, &names.stream)
             .await
@@ -306,7 +311,7 @@ fn summarise(args: &RawNatsArgs, wall_s: f64, trips: &[RoundTrip]) -> RawNatsRes
     }
     RawNatsResult {
         label: args.label.clone(),
-        nats_url: args.nats_url.clone(),
+        nats_url: args.nats.url.clone(),
         storage: if args.memory { "memory" } else { "file" }.to_owned(),
         concurrency: args.concurrency,
         workers: args.workers,

@@ -69,8 +69,12 @@ pub struct RequestRecord {
     pub cached_tokens: Option<u32>,
     /// A conversation's turn (from 1), for the multi-turn workload.
     pub turn: Option<u32>,
-    /// The answer's text, kept only by clients that resend it (the multi-turn workload).
+    /// The answer's text, kept only by clients that resend it (the multi-turn workload) or
+    /// check it (`--check-answers`).
     pub answer: Option<String>,
+    /// The request body, kept with the answer, so the answer can be checked against another to
+    /// the same body.
+    pub body: Option<bytes::Bytes>,
 }
 
 impl RequestRecord {
@@ -92,6 +96,7 @@ impl RequestRecord {
             cached_tokens: None,
             turn: None,
             answer: None,
+            body: None,
         }
     }
 

@@ -67,6 +67,9 @@ pub struct RunResult {
     pub settings: RunSettings,
     /// RFC 3339, when the load started.
     pub started_at: String,
+    /// The same, in seconds since the Unix epoch (to place other events on the run's clock).
+    #[serde(default)]
+    pub started_unix_s: f64,
     /// From the first send to the last terminal outcome, in seconds.
     pub duration_s: f64,
     /// Requests with a terminal outcome.
@@ -117,6 +120,9 @@ pub struct RunResult {
     /// TTFT of the follow-up turns (turn 2 on) of successful streamed requests (multiturn).
     #[serde(default)]
     pub follow_up_ttft_ms: Summary,
+    /// Every answer against a reference answer to its body (`--check-answers`).
+    #[serde(default)]
+    pub answers: Option<crate::answers::AnswerCheck>,
 }
 
 /// One conversation turn's figures over every conversation.
@@ -152,6 +158,7 @@ impl RunResult {
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         Self {
             started_at,
+            started_unix_s: 0.0,
             duration_s: wall_s,
             requests: records.len() as u64,
             sent,
@@ -194,6 +201,7 @@ impl RunResult {
                     .filter_map(|r| r.ttft)
                     .map(ms),
             ),
+            answers: None,
         }
     }
 }

@@ -1,6 +1,8 @@
-//! `coder-load run`: warm up, snapshot the counters, load, settle, account, report.
+//! `coder-load run`: warm up, snapshot the counters, load, settle, account, check the answers
+//! (`--check-answers`), report.
 
 use crate::accounting::{Accounting, ClientTally};
+use crate::answers;
 use crate::cli::{RunArgs, WorkloadKind};
 use crate::client::LoadClient;
 use crate::progress::Progress;
@@ -47,6 +49,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
     let client = load_client(&args, &shape, &prompts, http.clone())?;
     let client = Arc::new(match args.workload {
         WorkloadKind::Multiturn => client.keeping_answers(),
+        _ if args.check_answers => client.keeping_answers(),
         _ => client,
     });
     let targets = metrics_targets(&args, endpoint)?;
@@ -62,6 +65,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
     let prefix_before = prefix_counts(&targets, &http).await?;
 
     let started_at = now_rfc3339();
+    let started_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
     let live = Arc::new(Live::default());
     let progress = Progress::start(plan.bound, live.clone(), !args.no_progress);
     let load = match (args.workload, plan.shape.clone()) {
@@ -80,7 +87,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
     let load = load?;
 
     let tally = ClientTally::from_records(load.sent, &load.records);
-    let accounting = match (&targets, &before) {
+    let mut accounting = match (&targets, &before) {
         (Some(targets), Some(before)) => {
             targets
                 .settle(&http, before, &tally, args.settle_timeout)
@@ -88,6 +95,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
         }
         _ => Accounting::skipped(tally),
     };
+    let answers = match args.check_answers {
+        true => Some(answers::check(&client, &load.records).await),
+        false => None,
+    };
+    if let Some(answers) = answers.as_ref().filter(|answers| !answers.ok()) {
+        accounting.fail_answers(answers);
+    }
     let settings = settings(&args, &plan, endpoint, workload_seed);
     let mut result = RunResult::build(
         settings,
@@ -98,6 +112,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunOutcome> {
         load.wall.as_secs_f64(),
         accounting,
     );
+    result.answers = answers;
+    result.started_unix_s = started_unix_s;
     if let (Some(before), Some(after)) = (prefix_before, prefix_counts(&targets, &http).await?) {
         result.prefix_cache_hit_rate = after.hit_rate_since(before);
     }

@@ -79,3 +79,32 @@ async fn a_timed_run_on_a_memory_stream_stops_on_time() {
     assert!(result.duration_s < 5.0, "took {} s", result.duration_s);
     assert_eq!(streams(&nats).await, Vec::<String>::new());
 }
+
+/// `raw-nats` runs against a secured server with the services' flags: without them it is
+/// refused at connect; with the gateway user's, TLS and the password are accepted, and what the
+/// server refuses is the benchmark's own stream, which no shipped role may create.
+#[tokio::test]
+async fn the_nats_flags_carry_tls_and_credentials() {
+    let nats = NatsServer::start_secured();
+    let out = tempfile::tempdir().unwrap();
+    let attempt = |flags: Vec<String>| {
+        let url = nats.url();
+        let mut words = vec!["raw-nats".to_owned(), "--nats-url".to_owned(), url];
+        words.extend(flags);
+        words.extend(["--quiet", "--requests", "1", "--out"].map(String::from));
+        words.push(out.path().to_string_lossy().into_owned());
+        let args = RawNatsArgs::try_parse_from(words).expect("valid arguments");
+        raw_nats::run(args)
+    };
+
+    let anonymous = format!("{:#}", attempt(Vec::new()).await.unwrap_err());
+    assert!(anonymous.starts_with("connecting to NATS"), "{anonymous}");
+
+    let flags = nats.client_flags(coder_nats::testing::Role::Gateway);
+    let as_gateway = format!("{:#}", attempt(flags).await.unwrap_err());
+    assert!(!as_gateway.contains("connecting to NATS"), "{as_gateway}");
+    assert!(
+        as_gateway.starts_with("creating the benchmark stream"),
+        "{as_gateway}"
+    );
+}

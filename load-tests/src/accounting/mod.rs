@@ -167,6 +167,18 @@ impl Accounting {
         }
     }
 
+    /// Fails the accounting for answers that were not whole (`--check-answers`): a request
+    /// answered with a gap or a repeat was not answered exactly once.
+    pub fn fail_answers(&mut self, answers: &crate::answers::AnswerCheck) {
+        self.checked = true;
+        self.ok = false;
+        self.problems.push(format!(
+            "{} of {} answers differ from a reference answer to the same body",
+            answers.mismatched, answers.answers
+        ));
+        self.problems.extend(answers.problems.iter().cloned());
+    }
+
     /// `Some(verdict)` when checked, `None` when skipped: `accounting_ok` in result.json.
     pub fn verdict(&self) -> Option<bool> {
         self.checked.then_some(self.ok)
