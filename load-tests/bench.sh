@@ -3,9 +3,9 @@
 # gpu-worker(s) on free loopback ports) and stops afterwards, or against the model alone.
 #
 #   load-tests/bench.sh [OUT_DIR] [pipeline] [scaling] [overload] [model] [instrumentation]
-#                       [llama-cpp] [batching] [bodies] [prefix]
+#                       [llama-cpp] [batching] [bodies] [prefix] [chaos]
 #
-# With no benchmark named, all nine run. Results go under OUT_DIR (default
+# With no benchmark named, all ten run. Results go under OUT_DIR (default
 # bench-results/<timestamp>): one folder per run with result.json and report.html, a summary.md
 # per benchmark, machine.txt, commands.txt (every command, as run) and README.md (all summaries).
 #
@@ -57,6 +57,13 @@
 #                BENCH_PREFIX_WORKLOADS (default "multiturn repo-context distinct") and
 #                BENCH_PREFIX_AFFINITY (default 1) choose the runs. Skipped when the model is
 #                missing.
+#  10. chaos     a 3-node NATS cluster from nats/config/ (users, mutual TLS), the stream at R3, two
+#                synthetic workers, a gateway on all three nodes, 10 req/s of streamed 64-token
+#                completions for 60 s while the stream leader's node is killed and restarted, a
+#                worker killed and restarted, a worker paused past ack_wait, and the gateway's
+#                node restarted: 503 share (target ≤ 1%), only 503/429 errors, nothing lost and
+#                every answer whole (coder-load run --check-answers), p99 before/during/after,
+#                redeliveries (load-tests/bench-chaos.sh).
 #
 # Everything shares the machine: run it on a quiet one and say so next to the figures.
 # Exit status: 0 when every run's accounting held and nothing failed to run, 1 otherwise.
@@ -90,6 +97,8 @@
 #   BENCH_BATCHING_CONTEXT_PER_SEQUENCE=512 (llama-server's -c is this times --parallel)
 #   BENCH_PREFIX_CONVERSATIONS=4 BENCH_PREFIX_TURNS=4 BENCH_PREFIX_CONCURRENCY=2
 #   BENCH_PREFIX_REQUESTS=8 BENCH_PREFIX_TOKENS=32 BENCH_PREFIX_BYTES=4000 BENCH_PREFIX_SEED=1
+#   BENCH_CHAOS_DURATION=60 BENCH_CHAOS_RATE=10 BENCH_CHAOS_TOKENS=64 BENCH_CHAOS_MS_PER_TOKEN=10
+#   BENCH_CHAOS_SLOTS=8 BENCH_CHAOS_ACK_WAIT=5 BENCH_CHAOS_DOWN=6
 
 set -euo pipefail
 
@@ -98,7 +107,7 @@ OUT="${1:-$ROOT/bench-results/$(date +%Y%m%d-%H%M%S)}"
 shift || true
 BENCHES=("$@")
 if [ ${#BENCHES[@]} -eq 0 ]; then
-    BENCHES=(pipeline scaling overload model instrumentation llama-cpp batching bodies prefix)
+    BENCHES=(pipeline scaling overload model instrumentation llama-cpp batching bodies prefix chaos)
 fi
 
 DURATION="${BENCH_DURATION:-20}"
@@ -907,6 +916,9 @@ llama_cpp_version() {
     sed -n 's/^VERSION="\(.*\)"$/\1/p' "$ROOT/scripts/build-llama-cpp.sh"
 }
 
+# shellcheck source=load-tests/bench-chaos.sh
+source "$ROOT/load-tests/bench-chaos.sh"
+
 # --- main ------------------------------------------------------------------------------------
 
 command -v jq >/dev/null || { echo "bench.sh needs jq" >&2; exit 1; }
@@ -940,8 +952,8 @@ fi
 
 for bench in "${BENCHES[@]}"; do
     case "$bench" in
-        pipeline | scaling | overload | model | instrumentation | llama-cpp | batching | bodies | prefix) ;;
-        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model, instrumentation, llama-cpp, batching, bodies, prefix)" >&2; exit 2 ;;
+        pipeline | scaling | overload | model | instrumentation | llama-cpp | batching | bodies | prefix | chaos) ;;
+        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model, instrumentation, llama-cpp, batching, bodies, prefix, chaos)" >&2; exit 2 ;;
     esac
 done
 for bench in "${BENCHES[@]}"; do
