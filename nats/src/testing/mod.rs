@@ -5,9 +5,12 @@
 //! and the store, so tests can show that accepted requests survive a server restart.
 //! [`NatsServer::start_secured`] runs the shipped `nats/config/single.conf` instead: users per
 //! role and mutual TLS (see [`security`]); [`NatsServer::client_flags`] gives each role's flags.
+//! [`NatsCluster`] runs the shipped 3-node cluster configs the same way.
 
+mod cluster;
 mod security;
 
+pub use cluster::{NatsCluster, NODES};
 pub use security::Role;
 use security::Security;
 
@@ -148,7 +151,7 @@ impl Drop for NatsServer {
 
 /// The server's log: shown (with a failing test's output) when `NATS_SERVER_LOG` is set, e.g. to
 /// see which subject a permission refused.
-fn server_log() -> Stdio {
+pub(crate) fn server_log() -> Stdio {
     if std::env::var_os("NATS_SERVER_LOG").is_some() {
         Stdio::inherit()
     } else {
@@ -176,7 +179,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16, timeout: Duration) {
+pub(crate) fn wait_for_port(port: u16, timeout: Duration) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(

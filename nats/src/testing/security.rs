@@ -127,6 +127,7 @@ impl Security {
     }
 }
 
-fn workspace() -> &'static Path {
+/// The workspace root, where `nats/config` and `scripts` are.
+pub(super) fn workspace() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
