@@ -279,3 +279,108 @@ async fn bodies_of_countless_small_values_are_400_naming_where_before_they_are_b
 
     complete(&gateway, MODEL, 2).await;
 }
+
+#[tokio::test]
+async fn a_request_asking_for_its_replies_elsewhere_is_refused_by_the_worker() {
+    let (nats, _gateway, worker) = stack(MODEL, &[], &[]).await;
+    // Where a queued request's forged reply header points: the request stream itself.
+    let target = subjects::request_subject("victim");
+    let (client, mut watched) = watch(&nats, target.clone()).await;
+    let request = coder_nats::GenerationRequest {
+        id: uuid::Uuid::now_v7(),
+        model: MODEL.to_owned(),
+        prompt: coder_nats::Prompt::Text("x".into()),
+        params: coder_nats::SamplingParams::default(),
+    };
+    let headers = coder_nats::headers::RequestHeaders {
+        msg_id: request.id.to_string(),
+        reply_to: target,
+        deadline: std::time::SystemTime::now() + Duration::from_secs(60),
+        traceparent: None,
+    };
+    async_nats::jetstream::new(client)
+        .publish_with_headers(
+            subjects::request_subject(MODEL),
+            headers.to_header_map(),
+            request.to_json().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    // Terminated, counted as failed, and nothing published where the header pointed.
+    wait_for_sample(
+        &worker.metrics_url(),
+        "coder_worker_requests_total",
+        &[("outcome", "failed")],
+        1.0,
+    )
+    .await;
+    assert_eq!(count_until_quiet(&mut watched).await, 0);
+}
+
+#[tokio::test]
+async fn a_forged_attempt_beyond_max_deliver_cannot_take_a_request_over() {
+    let slow = ["--synthetic-ms-per-token", "20"];
+    let (nats, gateway, _worker) = stack(MODEL, &[], &slow).await;
+    let (forger, mut replies) = watch(&nats, "coder.replies.>".to_owned()).await;
+    let body = json!({"model": MODEL, "prompt": "take me over", "max_tokens": 40, "seed": 7});
+    let request = tokio::spawn({
+        let url = gateway.url("/v1/completions");
+        let body = body.clone();
+        async move {
+            http()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    });
+    let first = tokio::time::timeout(Duration::from_secs(20), replies.next())
+        .await
+        .expect("the worker replies")
+        .expect("a reply");
+
+    // Attempt 4 with the default --max-deliver 3: JetStream never gives it.
+    let forged = [
+        WorkerEvent::Started {
+            attempt: 4,
+            worker_id: "forger".into(),
+            queue_wait_ms: 0,
+        },
+        WorkerEvent::Token {
+            attempt: 4,
+            index: 0,
+            text: "FORGED".into(),
+            choice: 0,
+            logprobs: None,
+        },
+        WorkerEvent::Final {
+            attempt: 4,
+            finish_reason: FinishReason::Stop,
+            usage: Usage::default(),
+            finish_reasons: Vec::new(),
+            token_events: vec![1],
+        },
+    ];
+    for event in forged {
+        forger
+            .publish(first.subject.to_string(), event.to_json().into())
+            .await
+            .unwrap();
+    }
+    forger.flush().await.unwrap();
+
+    let answer = request.await.unwrap();
+    let text = answer["choices"][0]["text"].as_str().unwrap();
+    assert!(!text.contains("FORGED"), "{answer}");
+    assert_eq!(answer["usage"]["completion_tokens"], 40, "{answer}");
+    let again = post(&gateway, "/v1/completions", &body).await;
+    let expected: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(answer["choices"][0]["text"], expected["choices"][0]["text"]);
+}
