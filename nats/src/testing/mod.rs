@@ -28,6 +28,8 @@ pub struct NatsServer {
     store: tempfile::TempDir,
     /// Set for a server run with the shipped users and TLS.
     security: Option<Security>,
+    /// A config of the test's own, for [`NatsServer::start_with_config`].
+    config: Option<tempfile::NamedTempFile>,
 }
 
 impl NatsServer {
@@ -40,6 +42,25 @@ impl NatsServer {
             port,
             store,
             security: None,
+            config: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts a server with `config` (nats-server's config syntax, e.g. users of the test's
+    /// own), JetStream on, on a free port.
+    pub fn start_with_config(config: &str) -> Self {
+        use std::io::Write;
+        let mut file = tempfile::NamedTempFile::new().expect("a temporary config file");
+        file.write_all(config.as_bytes())
+            .expect("the config written");
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            store: tempfile::tempdir().expect("temporary store directory"),
+            security: None,
+            config: Some(file),
         };
         server.spawn();
         server
@@ -53,6 +74,7 @@ impl NatsServer {
             port: free_port(),
             store: tempfile::tempdir().expect("temporary store directory"),
             security: Some(Security::new()),
+            config: None,
         };
         server.spawn();
         server
@@ -123,6 +145,9 @@ impl NatsServer {
         if let Some(security) = &self.security {
             command.arg("-c").arg(Security::config());
             command.envs(security.server_env());
+        }
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config.path());
         }
         let child = command
             .args([
