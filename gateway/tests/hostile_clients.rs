@@ -284,7 +284,7 @@ async fn bodies_of_countless_small_values_are_400_naming_where_before_they_are_b
 async fn a_request_asking_for_its_replies_elsewhere_is_refused_by_the_worker() {
     let (nats, _gateway, worker) = stack(MODEL, &[], &[]).await;
     // Where a queued request's forged reply header points: the request stream itself.
-    let target = subjects::request_subject("victim");
+    let target = subjects::request_subject("victim", 0);
     let (client, mut watched) = watch(&nats, target.clone()).await;
     let request = coder_nats::GenerationRequest {
         id: uuid::Uuid::now_v7(),
@@ -300,7 +300,7 @@ async fn a_request_asking_for_its_replies_elsewhere_is_refused_by_the_worker() {
     };
     async_nats::jetstream::new(client)
         .publish_with_headers(
-            subjects::request_subject(MODEL),
+            subjects::request_subject(MODEL, 0),
             headers.to_header_map(),
             request.to_json().into(),
         )
