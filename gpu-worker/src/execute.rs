@@ -188,8 +188,20 @@ impl Executor {
     }
 
     /// Sends the terminal event until the gateway answers, then acks the message, or naks it
-    /// when the gateway lost events of this attempt (the next attempt regenerates them).
+    /// when the gateway lost events of this attempt (the next attempt regenerates them). A
+    /// cancel's `error` is only published: whoever cancelled waits for nothing.
     async fn end(&self, job: &Job, event: WorkerEvent, message: &Message) {
+        if let WorkerEvent::Error {
+            kind: ErrorKind::Cancelled,
+            ..
+        } = event
+        {
+            self.publish(job, event).await;
+            if let Err(error) = message.double_ack().await {
+                tracing::warn!(%error, "ack not confirmed; JetStream may redeliver");
+            }
+            return;
+        }
         let give_up_at = tokio::time::Instant::now()
             + CONFIRM_WINDOW.min(
                 job.deadline
