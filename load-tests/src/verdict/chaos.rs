@@ -118,15 +118,21 @@ fn read_events(path: &Path, started_unix_s: f64) -> anyhow::Result<Vec<Event>> {
         .collect()
 }
 
-/// p99 of the successful requests sent in `[from, to)`, in ms.
-fn p99_between(requests: &[Request], from: f64, to: f64) -> Option<f64> {
+/// p99 of the successful requests `chosen` picks, in ms.
+fn p99_of(requests: &[Request], chosen: impl Fn(&Request) -> bool) -> Option<f64> {
     let mut latencies: Vec<f64> = requests
         .iter()
-        .filter(|r| r.ok && r.start_s >= from && r.start_s < to)
+        .filter(|r| r.ok && chosen(r))
         .map(|r| r.latency_ms)
         .collect();
     latencies.sort_by(f64::total_cmp);
     percentile(&latencies, 99.0)
+}
+
+impl Request {
+    fn end_s(&self) -> f64 {
+        self.start_s + self.latency_ms / 1e3
+    }
 }
 
 pub fn verdict(args: &ChaosArgs, run: &ChaosRun) -> Verdict {
@@ -170,12 +176,13 @@ pub fn verdict(args: &ChaosArgs, run: &ChaosRun) -> Verdict {
         _ => "no errors".to_owned(),
     };
     notes.push(format!(
-        "Latency p99 of answered requests, by when they were sent: before the first failure {} \
-         ms, during the failures (to {} s after the last) {} ms, after {} ms; {window}.",
-        decimals(p99_between(requests, 0.0, from), 0),
+        "Latency p99 of answered requests: steady (done before the first failure) {} ms; \
+         through the failures (sent before {} s after the last, done after the first) {} ms; \
+         after (sent later) {} ms; {window}.",
+        decimals(p99_of(requests, |r| r.end_s() < from), 0),
         args.settle,
-        decimals(p99_between(requests, from, to), 0),
-        decimals(p99_between(requests, to, f64::INFINITY), 0),
+        decimals(p99_of(requests, |r| r.start_s < to && r.end_s() >= from), 0),
+        decimals(p99_of(requests, |r| r.start_s >= to), 0),
     ));
     let share = percent(Some(unavailable as f64), Some(total), 2);
     let answers = &run.figures;
