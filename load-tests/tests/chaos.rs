@@ -130,7 +130,7 @@ async fn killing_the_stream_leader_under_load_loses_nothing() {
         "--rate",
         "5",
         "--duration",
-        "14",
+        "12",
         "--stream",
         "--max-tokens",
         "64",
