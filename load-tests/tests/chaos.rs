@@ -20,9 +20,15 @@ use std::time::Duration;
 const MODEL: &str = "synthetic";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A service of `role` on `cluster`, its password in the environment.
-fn spawn(cluster: &NatsCluster, role: Role, binary: &str, mut args: Vec<String>) -> Service {
-    args.extend(["--nats-url".to_owned(), cluster.url()]);
+/// A service of `role` on the nodes of `seeds`, with its user's flags.
+fn spawn(
+    cluster: &NatsCluster,
+    seeds: String,
+    role: Role,
+    binary: &str,
+    mut args: Vec<String>,
+) -> Service {
+    args.extend(["--nats-url".to_owned(), seeds]);
     args.extend(cluster.client_flags(role));
     args.extend(["--stream-replicas", "3", "--max-deliver", "3"].map(String::from));
     Service::spawn(binary, &args, &[])
@@ -81,7 +87,17 @@ async fn killing_the_stream_leader_under_load_loses_nothing() {
         "--models".to_owned(),
         MODEL.to_owned(),
     ];
-    let mut gateway = spawn(&cluster, Role::Gateway, "gateway", gateway_args);
+    let mut gateway = spawn(
+        &cluster,
+        cluster.url(),
+        Role::Gateway,
+        "gateway",
+        gateway_args,
+    );
+    gateway.wait_http_ok(api, "/readyz", READY_TIMEOUT);
+    // The workers on the other two nodes: when the gateway's node dies, the events they publish
+    // while the gateway moves are lost for sure, and must be made good.
+    let gateways = gateway_node(&cluster).await;
     let _workers: Vec<Service> = (0..2)
         .map(|_| {
             let worker_args = [
@@ -100,10 +116,10 @@ async fn killing_the_stream_leader_under_load_loses_nothing() {
             ]
             .map(String::from)
             .to_vec();
-            spawn(&cluster, Role::Worker, "gpu-worker", worker_args)
+            let seeds = cluster.url_without(gateways);
+            spawn(&cluster, seeds, Role::Worker, "gpu-worker", worker_args)
         })
         .collect();
-    gateway.wait_http_ok(api, "/readyz", READY_TIMEOUT);
     let wait = WaitReadyArgs::try_parse_from([
         "wait-ready",
         "--url",

@@ -51,10 +51,18 @@ impl NatsCluster {
 
     /// The seed list of every node: `tls://127.0.0.1:<port>,...`.
     pub fn url(&self) -> String {
-        let urls: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|node| format!("tls://127.0.0.1:{}", node.port))
+        self.url_of(|_| true)
+    }
+
+    /// The seed list of every node but `index`.
+    pub fn url_without(&self, index: usize) -> String {
+        self.url_of(|i| i != index)
+    }
+
+    fn url_of(&self, chosen: impl Fn(usize) -> bool) -> String {
+        let urls: Vec<String> = (0..NODES)
+            .filter(|&i| chosen(i))
+            .map(|i| format!("tls://127.0.0.1:{}", self.nodes[i].port))
             .collect();
         urls.join(",")
     }
