@@ -39,6 +39,9 @@ pub enum Command {
     Summary(SummaryArgs),
     /// A benchmark's notes and PASS/MISS lines against its targets, for bench.sh's summaries.
     Verdict(VerdictArgs),
+    /// Hostile and malformed requests against a running stack beside a normal load: fails on a
+    /// 5xx, a held connection, a normal request's error, or a watched process gone or leaking.
+    Abuse(Box<AbuseArgs>),
 }
 
 impl Cli {
@@ -50,6 +53,62 @@ impl Cli {
         };
         self.threads.unwrap_or(default).max(1)
     }
+}
+
+/// `coder-load abuse`.
+#[derive(Debug, Clone, Parser)]
+pub struct AbuseArgs {
+    /// Base URL of the gateway's OpenAI API (`http://` only: cases are written on raw TCP).
+    #[arg(long, env = "CODER_LOAD_URL", default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// A model the stack serves: the valid parts of each case, and the normal load.
+    #[arg(long, env = "CODER_LOAD_MODEL")]
+    pub model: String,
+    /// API key, when the gateway has keys.
+    #[arg(long, env = "CODER_LOAD_API_KEY")]
+    pub api_key: Option<String>,
+    /// Seed of the random cases.
+    #[arg(long, env = "CODER_LOAD_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Random cases (several hostile fields at once) beside the fixed ones.
+    #[arg(long, env = "CODER_LOAD_RANDOM_CASES", default_value_t = 200)]
+    pub random_cases: usize,
+    /// Cases in flight at once.
+    #[arg(long, env = "CODER_LOAD_PARALLEL", default_value_t = 8)]
+    pub parallel: usize,
+    /// Seconds a case may take before its connection counts as held (past the gateway's body
+    /// read timeout, 60 s by default).
+    #[arg(long, env = "CODER_LOAD_CASE_TIMEOUT", default_value = "75", value_parser = parse_seconds)]
+    pub case_timeout: Duration,
+    /// Seconds a slow client (slowloris, never reading) may be held before it counts as held
+    /// (past the gateway's header read and idle write timeouts, 30 s by default).
+    #[arg(long, env = "CODER_LOAD_SLOW_LIMIT", default_value = "45", value_parser = parse_seconds)]
+    pub slow_limit: Duration,
+    /// `max_tokens` of the streamed answer the never-reading client asks for.
+    #[arg(long, env = "CODER_LOAD_STOP_READING_TOKENS", default_value_t = 30_000)]
+    pub stop_reading_tokens: u32,
+    /// The gateway's `--max-body-bytes`: bodies just under and over it are sent.
+    #[arg(long, env = "CODER_LOAD_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Connections of the normal load (valid 4-token completions, each must be a 200).
+    #[arg(long, env = "CODER_LOAD_NORMAL_CONCURRENCY", default_value_t = 2)]
+    pub normal_concurrency: usize,
+    /// A process to watch, `NAME=PID` (repeat): it must still run at the end, and come back
+    /// within the slacks below of its resident memory and open descriptors at the start.
+    #[arg(long, env = "CODER_LOAD_WATCH", value_delimiter = ',')]
+    pub watch: Vec<crate::abuse::watch::Watched>,
+    /// MiB of resident memory a watched process may keep above its start.
+    #[arg(long, env = "CODER_LOAD_RSS_SLACK_MIB", default_value_t = 64)]
+    pub rss_slack_mib: u64,
+    /// Open descriptors a watched process may keep above its start.
+    #[arg(long, env = "CODER_LOAD_FD_SLACK", default_value_t = 16)]
+    pub fd_slack: u64,
+    /// Seconds to wait for the watched processes to come back after the cases.
+    #[arg(long, env = "CODER_LOAD_SETTLE", default_value = "30", value_parser = parse_seconds)]
+    pub settle: Duration,
+    /// Write the report (every case's status, the totals, the processes) as JSON here.
+    #[arg(long, env = "CODER_LOAD_OUT")]
+    pub out: Option<PathBuf>,
 }
 
 /// `coder-load run`.

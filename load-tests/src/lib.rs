@@ -31,8 +31,10 @@
 //! - [`raw_nats`]: the raw JetStream round-trip benchmark.
 //! - [`wait_ready`]: waiting for a gateway (and a model) to be ready.
 //! - [`summary`]: several results as one Markdown table.
+//! - [`abuse`]: hostile and malformed requests beside a normal load, and the processes watched.
 //! - [`verdict`]: a benchmark's notes and PASS/MISS lines against its targets, for bench.sh.
 
+pub mod abuse;
 pub mod accounting;
 pub mod answers;
 pub mod cli;
