@@ -3,9 +3,9 @@
 # gpu-worker(s) on free loopback ports) and stops afterwards, or against the model alone.
 #
 #   load-tests/bench.sh [OUT_DIR] [pipeline] [scaling] [overload] [model] [instrumentation]
-#                       [llama-cpp] [batching] [bodies] [prefix] [chaos]
+#                       [llama-cpp] [batching] [bodies] [prefix] [chaos] [abuse]
 #
-# With no benchmark named, all ten run. Results go under OUT_DIR (default
+# With no benchmark named, all eleven run. Results go under OUT_DIR (default
 # bench-results/<timestamp>): one folder per run with result.json and report.html, a summary.md
 # per benchmark, machine.txt, commands.txt (every command, as run) and README.md (all summaries).
 #
@@ -64,6 +64,14 @@
 #                node restarted: 503 share (target ≤ 1%), only 503/429 errors, nothing lost and
 #                every answer whole (coder-load run --check-answers), p99 before/during/after,
 #                redeliveries (load-tests/bench-chaos.sh).
+#  11. abuse     `coder-load abuse` against a synthetic stack with the gateway's default client
+#                timeouts: every field of both endpoints with each wrong type and extreme (NaN,
+#                infinities, huge numbers, deep nesting, long strings, special tokens), broken
+#                bodies and HTTP, hostile model names, BENCH_ABUSE_RANDOM random mixes from
+#                BENCH_ABUSE_SEED, a slowloris client and one that never reads, a normal load
+#                beside them; fails on a 5xx, a held connection, a normal error, or the gateway or
+#                the worker gone or not back to its memory and descriptors. Per case the status
+#                seen (cases.txt), statuses counted, peak RSS.
 #
 # Everything shares the machine: run it on a quiet one and say so next to the figures.
 # Exit status: 0 when every run's accounting held and nothing failed to run, 1 otherwise.
@@ -99,6 +107,7 @@
 #   BENCH_PREFIX_REQUESTS=8 BENCH_PREFIX_TOKENS=32 BENCH_PREFIX_BYTES=4000 BENCH_PREFIX_SEED=1
 #   BENCH_CHAOS_DURATION=60 BENCH_CHAOS_RATE=10 BENCH_CHAOS_TOKENS=64 BENCH_CHAOS_MS_PER_TOKEN=10
 #   BENCH_CHAOS_SLOTS=8 BENCH_CHAOS_ACK_WAIT=5 BENCH_CHAOS_DOWN=6
+#   BENCH_ABUSE_RANDOM=1000 BENCH_ABUSE_SEED=1
 
 set -euo pipefail
 
@@ -107,7 +116,7 @@ OUT="${1:-$ROOT/bench-results/$(date +%Y%m%d-%H%M%S)}"
 shift || true
 BENCHES=("$@")
 if [ ${#BENCHES[@]} -eq 0 ]; then
-    BENCHES=(pipeline scaling overload model instrumentation llama-cpp batching bodies prefix chaos)
+    BENCHES=(pipeline scaling overload model instrumentation llama-cpp batching bodies prefix chaos abuse)
 fi
 
 DURATION="${BENCH_DURATION:-20}"
@@ -912,6 +921,50 @@ bench_bodies() {
         --duration "$DURATION" --rss-limit-mib "$rss_limit"
 }
 
+# bench_abuse: `coder-load abuse` (BENCH_ABUSE_RANDOM random cases from BENCH_ABUSE_SEED beside
+# the fixed ones) against a synthetic stack with the gateway's default client timeouts, the
+# gateway and the worker watched; every case's status in cases.txt, the report in abuse.json, the
+# peak RSS of both at the end.
+bench_abuse() {
+    local dir="$OUT/10-abuse"
+    local random="${BENCH_ABUSE_RANDOM:-1000}" seed="${BENCH_ABUSE_SEED:-1}" status=0
+    mkdir -p "$dir"
+    log "10. abuse: $random random hostile cases beside the fixed ones and a normal load"
+    start_stack "$dir" 1 "$SYNTHETIC" 60 --backend synthetic --model "$SYNTHETIC" --concurrency 8
+    local started=$SECONDS
+    logged "$LOAD_BIN" abuse --url "$API_URL" --model "$SYNTHETIC" --seed "$seed" \
+        --random-cases "$random" --watch "gateway=$GATEWAY_PID" --watch "worker=${WORKER_PIDS[0]}" \
+        --out "$dir/abuse.json" >"$dir/cases.txt" || status=$?
+    local took=$((SECONDS - started))
+    peak_rss "$GATEWAY_PID" "$dir/gateway-peak-rss.kib"
+    peak_rss "${WORKER_PIDS[0]}" "$dir/worker-peak-rss.kib"
+    stop_stack
+    case $status in
+        0) ;;
+        3) fail "abuse: a 5xx, a held connection, a normal error or a leak (see $dir/cases.txt)" ;;
+        *) fail "abuse: exit status $status" ;;
+    esac
+    [ -f "$dir/abuse.json" ] || return 0
+    local summary="$dir/summary.md"
+    {
+        echo "## 10. Hostile and malformed requests beside a normal load"
+        echo
+        echo "| cases | statuses seen | normal load | gateway peak RSS | worker peak RSS | failures |"
+        echo "| ---: | --- | --- | ---: | ---: | --- |"
+        printf '| %s | %s | %s ok, %s errors | %s MiB | %s MiB | %s |\n' \
+            "$(jq '.cases | length' "$dir/abuse.json")" \
+            "$(jq -r '.statuses | to_entries | map("\(.key): \(.value)") | join(", ")' "$dir/abuse.json")" \
+            "$(jq .normal_ok "$dir/abuse.json")" "$(jq .normal_errors "$dir/abuse.json")" \
+            "$(awk '{ printf "%.1f", $1 / 1024 }' "$dir/gateway-peak-rss.kib")" \
+            "$(awk '{ printf "%.1f", $1 / 1024 }' "$dir/worker-peak-rss.kib")" \
+            "$(jq '.failures | length' "$dir/abuse.json")"
+        echo
+        echo "Seed $seed, $random random cases beside the fixed ones, ${took} s; synthetic backend,"
+        echo "one worker with 8 slots, the gateway's default limits and client timeouts. Each case's"
+        echo "status: 10-abuse/cases.txt."
+    } >"$summary"
+}
+
 llama_cpp_version() {
     sed -n 's/^VERSION="\(.*\)"$/\1/p' "$ROOT/scripts/build-llama-cpp.sh"
 }
@@ -952,8 +1005,8 @@ fi
 
 for bench in "${BENCHES[@]}"; do
     case "$bench" in
-        pipeline | scaling | overload | model | instrumentation | llama-cpp | batching | bodies | prefix | chaos) ;;
-        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model, instrumentation, llama-cpp, batching, bodies, prefix, chaos)" >&2; exit 2 ;;
+        pipeline | scaling | overload | model | instrumentation | llama-cpp | batching | bodies | prefix | chaos | abuse) ;;
+        *) echo "unknown benchmark: $bench (pipeline, scaling, overload, model, instrumentation, llama-cpp, batching, bodies, prefix, chaos, abuse)" >&2; exit 2 ;;
     esac
 done
 for bench in "${BENCHES[@]}"; do
