@@ -385,3 +385,60 @@ fn http_cases(target: &Target) -> Vec<Case> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target<'static> {
+        Target {
+            model: "m",
+            api_key: Some("k"),
+            max_body_bytes: 1024,
+        }
+    }
+
+    fn names(cases: &[Case]) -> Vec<String> {
+        cases.iter().map(|case| case.name.clone()).collect()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_cases_and_another_seed_other_random_ones() {
+        let one = names(&generate(&target(), 1, 50));
+        assert_eq!(one, names(&generate(&target(), 1, 50)));
+        let other = names(&generate(&target(), 2, 50));
+        assert_ne!(one, other);
+        let fixed = |names: &[String]| names.iter().filter(|n| !n.starts_with("random-")).count();
+        assert_eq!(fixed(&one), fixed(&other), "only the random cases differ");
+    }
+
+    #[test]
+    fn every_field_of_both_endpoints_gets_every_hostile_value() {
+        let cases = names(&generate(&target(), 1, 0));
+        let values = hostile_values().len();
+        for (endpoint, _, fields) in endpoints() {
+            for (field, _) in fields {
+                let prefix = format!("{endpoint}.{field}=");
+                let count = cases
+                    .iter()
+                    .filter(|name| name.starts_with(&prefix))
+                    .count();
+                assert_eq!(count, values, "{prefix}");
+            }
+        }
+        assert!(cases.contains(&"slowloris".to_owned()));
+        assert!(cases.contains(&"client-stops-reading".to_owned()));
+    }
+
+    #[test]
+    fn requests_carry_the_key_and_an_honest_length() {
+        let request = json_post("/v1/completions", b"{}", Some("k"));
+        let text = String::from_utf8(request).unwrap();
+        assert!(
+            text.starts_with("POST /v1/completions HTTP/1.1\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("authorization: Bearer k\r\n"), "{text}");
+        assert!(text.ends_with("content-length: 2\r\n\r\n{}"), "{text}");
+    }
+}

@@ -119,3 +119,25 @@ pub async fn stop_reading(addr: SocketAddr, request: &[u8], limit: Duration) -> 
     tokio::time::sleep(limit - drain).await;
     read_to_end(&mut stream, Instant::now() + drain).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_5xx_or_a_held_connection_fails_a_case() {
+        assert!(Seen::Status(500).is_failure());
+        assert!(Seen::Status(503).is_failure());
+        assert!(Seen::Held.is_failure());
+        assert!(!Seen::Status(400).is_failure());
+        assert!(!Seen::Status(200).is_failure());
+        assert!(!Seen::Closed.is_failure());
+    }
+
+    #[test]
+    fn the_status_is_read_from_the_status_line() {
+        assert_eq!(status_of(b"HTTP/1.1 413 Payload Too Large\r\n"), Some(413));
+        assert_eq!(status_of(b"HTTP/1.1 2"), None);
+        assert_eq!(status_of(b"garbage"), None);
+    }
+}

@@ -62,3 +62,18 @@ impl Watched {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watched_processes_are_name_equals_pid_and_this_one_can_be_sampled() {
+        let me: Watched = format!("self={}", std::process::id()).parse().unwrap();
+        let sample = me.sample().expect("this process runs");
+        assert!(sample.rss_kib > 0 && sample.peak_rss_kib >= sample.rss_kib);
+        assert!(sample.open_fds >= 3);
+        assert!("gateway".parse::<Watched>().is_err());
+        assert!("gateway=x".parse::<Watched>().is_err());
+    }
+}
