@@ -926,10 +926,10 @@ bench_bodies() {
 # gateway and the worker watched; every case's status in cases.txt, the report in abuse.json, the
 # peak RSS of both at the end.
 bench_abuse() {
-    local dir="$OUT/10-abuse"
+    local dir="$OUT/11-abuse"
     local random="${BENCH_ABUSE_RANDOM:-1000}" seed="${BENCH_ABUSE_SEED:-1}" status=0
     mkdir -p "$dir"
-    log "10. abuse: $random random hostile cases beside the fixed ones and a normal load"
+    log "11. abuse: $random random hostile cases beside the fixed ones and a normal load"
     start_stack "$dir" 1 "$SYNTHETIC" 60 --backend synthetic --model "$SYNTHETIC" --concurrency 8
     local started=$SECONDS
     logged "$LOAD_BIN" abuse --url "$API_URL" --model "$SYNTHETIC" --seed "$seed" \
@@ -947,7 +947,7 @@ bench_abuse() {
     [ -f "$dir/abuse.json" ] || return 0
     local summary="$dir/summary.md"
     {
-        echo "## 10. Hostile and malformed requests beside a normal load"
+        echo "## 11. Hostile and malformed requests beside a normal load"
         echo
         echo "| cases | statuses seen | normal load | gateway peak RSS | worker peak RSS | failures |"
         echo "| ---: | --- | --- | ---: | ---: | --- |"
@@ -961,7 +961,7 @@ bench_abuse() {
         echo
         echo "Seed $seed, $random random cases beside the fixed ones, ${took} s; synthetic backend,"
         echo "one worker with 8 slots, the gateway's default limits and client timeouts. Each case's"
-        echo "status: 10-abuse/cases.txt."
+        echo "status: 11-abuse/cases.txt."
     } >"$summary"
 }
 
