@@ -14,6 +14,9 @@
 //!   answered [`EndReceipt::Redeliver`]: the worker naks, another attempt regenerates the same
 //!   text, and the request's [`crate::attempts::AttemptFilter`] passes on only what the client
 //!   has not seen yet;
+//! - such a `final` of the last attempt JetStream will make (`--max-deliver`) cannot be asked
+//!   again: the request fails, saying its answer lost events ([`Admission::lost`]), rather than
+//!   wait for its deadline; the worker is answered `Complete`;
 //! - an `error` ends the request whatever was lost before it, and a terminal event of an older
 //!   attempt (a worker that was paused past `ack_wait` and resumed) needs nothing: both are
 //!   answered `Complete`.
@@ -39,16 +42,21 @@ pub struct Admission {
     pub forward: bool,
     /// For a terminal event: the answer for its worker.
     pub receipt: Option<EndReceipt>,
+    /// Events of the last attempt were lost and no delivery is left to regenerate them: the
+    /// request is to fail (the event itself is not passed on).
+    pub lost: bool,
 }
 
 impl Admission {
     const FORWARD: Self = Self {
         forward: true,
         receipt: None,
+        lost: false,
     };
     const DROP: Self = Self {
         forward: false,
         receipt: None,
+        lost: false,
     };
 }
 
@@ -86,6 +94,7 @@ impl Continuity {
             WorkerEvent::Error { .. } => Admission {
                 forward: true,
                 receipt: Some(EndReceipt::Complete),
+                lost: false,
             },
             WorkerEvent::Final { token_events, .. } => self.end(attempt, token_events),
         }
@@ -116,17 +125,22 @@ impl Continuity {
         let complete = Admission {
             forward: true,
             receipt: Some(EndReceipt::Complete),
-        };
-        let redeliver = Admission {
-            forward: false,
-            receipt: Some(EndReceipt::Redeliver),
+            lost: false,
         };
         if attempt < self.current {
             return complete; // an attempt the request no longer follows
         }
         let all_arrived = token_events.is_empty() || token_events == self.next.as_slice();
         if attempt > self.current || self.broken || !all_arrived {
-            return redeliver;
+            let last = attempt >= self.max_deliver;
+            return Admission {
+                forward: false,
+                receipt: Some(match last {
+                    true => EndReceipt::Complete,
+                    false => EndReceipt::Redeliver,
+                }),
+                lost: last,
+            };
         }
         complete
     }
@@ -177,11 +191,32 @@ mod tests {
     const COMPLETE: Admission = Admission {
         forward: true,
         receipt: Some(EndReceipt::Complete),
+        lost: false,
     };
     const REDELIVER: Admission = Admission {
         forward: false,
         receipt: Some(EndReceipt::Redeliver),
+        lost: false,
     };
+    const LOST: Admission = Admission {
+        forward: false,
+        receipt: Some(EndReceipt::Complete),
+        lost: true,
+    };
+
+    #[test]
+    fn the_last_delivery_that_lost_events_fails_the_request_instead_of_asking_again() {
+        let mut continuity = Continuity::new(1, 2);
+        continuity.admit(&started(1));
+        assert_eq!(continuity.admit(&done(1, vec![2])), REDELIVER);
+        continuity.admit(&started(2));
+        continuity.admit(&token(2, 0));
+        assert_eq!(continuity.admit(&token(2, 2)), Admission::DROP);
+        assert_eq!(continuity.admit(&done(2, vec![3])), LOST);
+        // Its started lost too: the same.
+        let mut continuity = Continuity::new(1, 2);
+        assert_eq!(continuity.admit(&done(2, vec![0])), LOST);
+    }
 
     #[test]
     fn an_attempt_that_arrived_whole_is_complete() {

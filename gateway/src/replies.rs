@@ -18,13 +18,18 @@
 use crate::continuity::Continuity;
 use crate::supervisor::Supervisor;
 use coder_nats::headers::unix_millis;
-use coder_nats::{subjects, Cancel, CancelReason, EndReceipt, WorkerEvent};
+use coder_nats::{subjects, Cancel, CancelReason, EndReceipt, ErrorKind, WorkerEvent};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::sync::mpsc;
 use uuid::Uuid;
+
+/// What a request whose last attempt lost events fails with (a 500, an error event in a
+/// stream already under way): never a 200 with text missing.
+pub const EVENTS_LOST: &str = "events of the answer were lost between the worker and the gateway, \
+     and no delivery is left to regenerate it (--max-deliver)";
 
 pub struct ReplyRouter {
     routes: Mutex<HashMap<Uuid, Route>>,
@@ -119,13 +124,22 @@ impl ReplyRouter {
             };
         };
         let admission = route.continuity.admit(&event);
+        let mut event = event;
         if !route.continuity.possible_attempt(event.attempt()) {
             tracing::warn!(%request_id, attempt = event.attempt(), max_deliver = self.max_deliver, "event with an attempt JetStream cannot give: dropped");
         } else if admission.receipt == Some(EndReceipt::Redeliver) {
             tracing::warn!(%request_id, attempt = event.attempt(), "events of this attempt were lost: asking for it again");
+        } else if admission.lost {
+            tracing::warn!(%request_id, attempt = event.attempt(), "events of the last attempt were lost: the request fails");
+            event = WorkerEvent::Error {
+                attempt: event.attempt(),
+                kind: ErrorKind::Internal,
+                message: EVENTS_LOST.to_owned(),
+                param: None,
+            };
         }
         let receipt = admission.receipt;
-        if !admission.forward {
+        if !admission.forward && !admission.lost {
             return Routed {
                 cut_off: None,
                 receipt,
@@ -286,6 +300,25 @@ mod tests {
         let forged = router.deliver(&subject, &started(9).to_json());
         assert_eq!(forged, routed(None));
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_last_attempt_that_lost_events_ends_its_request_with_an_error() {
+        let router = ReplyRouter::new(16, 1);
+        let id = Uuid::now_v7();
+        let mut rx = router.register(id, SystemTime::now(), 1);
+        let subject = subjects::reply_subject("gw", id);
+        router.deliver(&subject, &started(1).to_json());
+        let receipt = router.deliver(&subject, &final_event(vec![1]).to_json());
+        assert_eq!(receipt, routed(Some(EndReceipt::Complete)));
+        assert_eq!(rx.try_recv().unwrap(), started(1));
+        match rx.try_recv().unwrap() {
+            WorkerEvent::Error { kind, message, .. } => {
+                assert_eq!(kind, ErrorKind::Internal);
+                assert_eq!(message, EVENTS_LOST);
+            }
+            other => panic!("expected the request to fail, got {other:?}"),
+        }
     }
 
     #[test]
