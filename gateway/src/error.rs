@@ -49,6 +49,12 @@ pub enum ApiError {
     ClientTooSlow,
     #[error("the request did not complete within {0:?}")]
     Timeout(Duration),
+    /// Events of the answer were lost on their way from the worker and no delivery was left to
+    /// generate it again.
+    #[error(
+        "events of the answer were lost between the worker and the gateway; retry the request"
+    )]
+    EventsLost,
     #[error("internal error")]
     Internal(String),
 }
@@ -98,6 +104,7 @@ impl ApiError {
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::ClientTooSlow => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::EventsLost => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -115,7 +122,7 @@ impl ApiError {
             ApiError::Overloaded { .. } | ApiError::KeyLimited { .. } => "rate_limit_error",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Timeout(_) => "timeout",
-            ApiError::Internal(_) => "server_error",
+            ApiError::Internal(_) | ApiError::EventsLost => "server_error",
         }
     }
 
@@ -130,6 +137,7 @@ impl ApiError {
             ApiError::KeyLimited { .. } => Some("rate_limit_exceeded"),
             ApiError::Timeout(_) => Some("deadline_exceeded"),
             ApiError::ClientTooSlow => Some("client_too_slow"),
+            ApiError::EventsLost => Some("events_lost"),
             _ => None,
         }
     }

@@ -7,6 +7,7 @@ use crate::attempts::{AttemptFilter, Filtered};
 use crate::error::ApiError;
 use crate::in_flight::Submitted;
 use crate::openai::fields::bounded;
+use crate::replies::EVENTS_LOST;
 use coder_nats::{CancelReason, ErrorKind, FinishReason, TokenLogprobs, Usage, WorkerEvent};
 use metrics_common::{GatewayMetrics, ModelLabel};
 use std::time::Duration;
@@ -178,6 +179,7 @@ impl Generation {
                     ErrorKind::Cancelled => {
                         ApiError::Unavailable(format!("worker cancelled: {message}"))
                     }
+                    ErrorKind::Internal if message == EVENTS_LOST => ApiError::EventsLost,
                     ErrorKind::Internal => ApiError::Internal(format!("worker failed: {message}")),
                 })
             }

@@ -26,8 +26,9 @@ use std::time::SystemTime;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-/// What a request whose last attempt lost events fails with (a 500, an error event in a
-/// stream already under way): never a 200 with text missing.
+/// The error event the router gives a request whose last attempt lost events, which ends it as
+/// [`crate::error::ApiError::EventsLost`] (a 502, an error event in a stream already under way):
+/// never a 200 with text missing.
 pub const EVENTS_LOST: &str = "events of the answer were lost between the worker and the gateway, \
      and no delivery is left to regenerate it (--max-deliver)";
 

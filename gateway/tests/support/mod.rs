@@ -9,6 +9,7 @@
 //! - [`client`]: requests over HTTP: completions, streams, the official openai client.
 //! - [`exposition`]: scraping and reading `/metrics`, and waiting for a value (shared).
 //! - [`catalogue`]: the metric catalogue as exposed, and its checks (shared).
+//! - [`lossy_proxy`]: a proxy in front of nats-server that loses chosen published messages.
 //!
 //! The shared files depend on no other file here, so `gpu-worker/tests` includes them by path.
 #![allow(dead_code)] // each test binary uses a different part of the harness
@@ -17,6 +18,7 @@ pub mod catalogue;
 pub mod client;
 pub mod exposition;
 pub mod gateway;
+pub mod lossy_proxy;
 pub mod stack;
 pub mod worker;
 
