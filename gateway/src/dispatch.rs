@@ -106,10 +106,7 @@ impl Dispatcher {
         if !self.models.contains(model).await {
             return Err(ApiError::ModelNotFound(model.to_owned()));
         }
-        let partition = match cache_key {
-            Some(key) => affinity::partition_of(model, key.as_bytes()),
-            None => affinity::partition_of(model, &affinity::prompt_key(&prompt)),
-        };
+        let partition = affinity::request_partition(model, &prompt, cache_key);
         let (id, received_at) = (context.id, context.received_at);
         let shape = OutputShape {
             choices: params.n,
@@ -243,7 +240,7 @@ impl Dispatcher {
         let subject = subjects::doorbell_subject(model);
         if let Err(error) = self
             .client
-            .publish(subject, partition.to_string().into())
+            .publish(subject, affinity::doorbell_payload(partition))
             .await
         {
             tracing::debug!(%error, "doorbell not rung; a worker's sweep finds the request");

@@ -74,6 +74,26 @@ pub fn prompt_key(prompt: &Prompt) -> Vec<u8> {
     key
 }
 
+/// The partition of a request: of the client's `prompt_cache_key` when it gave one, else of its
+/// prompt's [`prompt_key`]. The gateway's choice, which test clients that queue requests by
+/// hand make the same way.
+pub fn request_partition(model: &str, prompt: &Prompt, cache_key: Option<&str>) -> u16 {
+    match cache_key {
+        Some(key) => partition_of(model, key.as_bytes()),
+        None => partition_of(model, &prompt_key(prompt)),
+    }
+}
+
+/// A doorbell's payload: the partition that holds a new request, in decimal.
+pub fn doorbell_payload(partition: u16) -> bytes::Bytes {
+    partition.to_string().into()
+}
+
+/// The partition a doorbell's payload names, if it names one.
+pub fn doorbell_partition(payload: &[u8]) -> Option<u16> {
+    std::str::from_utf8(payload).ok()?.parse().ok()
+}
+
 /// The first [`KEY_PART_BYTES`] of `bytes`.
 fn head(bytes: &[u8]) -> &[u8] {
     &bytes[..bytes.len().min(KEY_PART_BYTES)]
@@ -208,6 +228,32 @@ mod tests {
         assert!(
             counts.values().all(|&n| (50..=150).contains(&n)),
             "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn a_doorbell_carries_its_partition_and_nothing_else_reads_as_one() {
+        for partition in [0, 7, PARTITIONS - 1] {
+            assert_eq!(
+                doorbell_partition(&doorbell_payload(partition)),
+                Some(partition)
+            );
+        }
+        for garbage in [&b""[..], b"x", b"-1", b"70000", b"\xff"] {
+            assert_eq!(doorbell_partition(garbage), None, "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn a_cache_key_picks_the_partition_in_place_of_the_prompt() {
+        let prompt = Prompt::Text("fn main() {}".into());
+        assert_eq!(
+            request_partition("m", &prompt, None),
+            partition_of("m", &prompt_key(&prompt))
+        );
+        assert_eq!(
+            request_partition("m", &prompt, Some("repo-a")),
+            partition_of("m", b"repo-a")
         );
     }
 

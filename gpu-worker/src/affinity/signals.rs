@@ -2,7 +2,7 @@
 //! heartbeats, each on its own task, feeding one [`Schedule`] and one [`Peers`].
 
 use super::{Claim, Peers, Schedule};
-use coder_nats::affinity::PARTITIONS;
+use coder_nats::affinity::{self, PARTITIONS};
 use coder_nats::{subjects, Heartbeat};
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
@@ -104,10 +104,7 @@ impl Signals {
 
     async fn follow_doorbell(self: Arc<Self>, mut doorbell: async_nats::Subscriber) {
         while let Some(message) = doorbell.next().await {
-            let partition = std::str::from_utf8(&message.payload)
-                .ok()
-                .and_then(|text| text.parse::<u16>().ok());
-            match partition {
+            match affinity::doorbell_partition(&message.payload) {
                 Some(partition) => {
                     self.lock().schedule.ring(partition, Instant::now());
                     self.wake.notify_one();

@@ -75,7 +75,7 @@ impl QueueClient {
             traceparent: None,
         };
         // As the gateway does: the prompt's partition, then its doorbell.
-        let partition = affinity::partition_of(model, &affinity::prompt_key(&request.prompt));
+        let partition = affinity::request_partition(model, &request.prompt, None);
         let subject = subjects::request_subject(model, partition);
         self.jetstream
             .publish_with_headers(subject, headers.to_header_map(), request.to_json().into())
@@ -86,7 +86,7 @@ impl QueueClient {
         self.client
             .publish(
                 subjects::doorbell_subject(model),
-                partition.to_string().into(),
+                affinity::doorbell_payload(partition),
             )
             .await
             .expect("the doorbell rung");
