@@ -114,6 +114,7 @@ mod tests {
             text: format!("t{index}"),
             choice,
             logprobs: None,
+            tool_calls: Vec::new(),
         }
     }
 

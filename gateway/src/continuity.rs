@@ -166,6 +166,7 @@ mod tests {
             text: format!("t{index}"),
             choice: 0,
             logprobs: None,
+            tool_calls: Vec::new(),
         }
     }
 
@@ -300,6 +301,7 @@ mod tests {
             text: String::new(),
             choice,
             logprobs: None,
+            tool_calls: Vec::new(),
         };
         for index in 0..2 {
             assert_eq!(continuity.admit(&of_choice(1, index)), Admission::FORWARD);

@@ -186,6 +186,7 @@ async fn forged_worker_events_with_extreme_numbers_leave_the_gateway_answering()
             text: "forged".into(),
             choice: 0,
             logprobs: None,
+            tool_calls: Vec::new(),
         },
         // A choice the request never asked for, with more alternatives than anyone may ask.
         WorkerEvent::Token {
@@ -197,6 +198,7 @@ async fn forged_worker_events_with_extreme_numbers_leave_the_gateway_answering()
                 chosen: Logprob::new(b"x".to_vec(), f32::MAX),
                 top: vec![Logprob::new(b"y".to_vec(), f32::MIN); 10_000],
             }),
+            tool_calls: Vec::new(),
         },
         WorkerEvent::Final {
             attempt: 1,
@@ -359,6 +361,7 @@ async fn a_forged_attempt_beyond_max_deliver_cannot_take_a_request_over() {
             text: "FORGED".into(),
             choice: 0,
             logprobs: None,
+            tool_calls: Vec::new(),
         },
         WorkerEvent::Final {
             attempt: 4,

@@ -154,6 +154,7 @@ impl Executor {
                         if !text.is_empty() || logprobs.is_some() {
                             let event = WorkerEvent::Token {
                                 attempt, index: *index, text, choice, logprobs,
+                                tool_calls: Vec::new(),
                             };
                             self.publish(&job, event).await;
                             *index += 1;

@@ -27,6 +27,7 @@
 //! - [`backend`]: the `Backend` trait; `synthetic`, and `candle` in folders by concern:
 //!   `load/` (checkpoints to a model), `models/` (architectures, their table, KV sessions),
 //!   `kernels/` (CPU kernels per instruction-set level), `text/` (tokenizers, chat templates).
+//! - [`tool_calls`]: tool-call syntax per model family, and parsing it out of the output.
 //! - [`bench`]: speed and memory of a model file.
 
 pub mod affinity;
@@ -45,5 +46,6 @@ pub mod run;
 pub mod sink;
 pub mod slots;
 pub mod step_metrics;
+pub mod tool_calls;
 
 pub use run::run;

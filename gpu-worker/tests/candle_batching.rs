@@ -70,6 +70,7 @@ fn request(content: &str, params: SamplingParams) -> GenerationRequest {
             role: "user".into(),
             content: content.into(),
             name: None,
+            ..Default::default()
         }]),
         params,
     }
@@ -213,6 +214,7 @@ fn second_turn(params: SamplingParams) -> GenerationRequest {
         role: role.into(),
         content: content.into(),
         name: None,
+        ..Default::default()
     };
     GenerationRequest {
         id: uuid::Uuid::now_v7(),

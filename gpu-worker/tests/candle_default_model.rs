@@ -126,6 +126,7 @@ fn a_chat_answer_ends_at_the_end_of_turn_token() {
         role: "user".into(),
         content: "Answer with one word only: what language uses `fn main()`?".into(),
         name: None,
+        ..Default::default()
     }];
     let params = SamplingParams {
         max_tokens: 24,
@@ -185,6 +186,7 @@ fn user_chat(content: &str) -> Prompt {
         role: "user".into(),
         content: content.into(),
         name: None,
+        ..Default::default()
     }])
 }
 

@@ -257,6 +257,7 @@ fn chat_uses_the_template_from_the_metadata() {
             role: "user".into(),
             content: "w5 w6".into(),
             name: None,
+            ..Default::default()
         }];
 
         let (generation, _) = run(&backend, &request(Prompt::Chat(messages), greedy(2)));

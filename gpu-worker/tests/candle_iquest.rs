@@ -202,6 +202,7 @@ fn chat_renders_the_template_and_stops_at_eos() {
         role: "user".into(),
         content: "w5 w6".into(),
         name: None,
+        ..Default::default()
     }];
 
     let (generation, _) = run(&backend, &request(Prompt::Chat(messages), greedy(8)));

@@ -17,7 +17,7 @@
 //! worker's `affinity` module). Nothing here decides whether a request is answered: every
 //! partition is an ordinary durable work-queue consumer, and any worker may pull from any of them.
 
-use crate::request::Prompt;
+use crate::request::{ChatMessage, Prompt};
 
 /// Partitions per model. Part of the contract between gateways and workers (a request is
 /// published to one of them, workers pull from all of them): changing it needs both redeployed.
@@ -50,18 +50,13 @@ pub fn prompt_key(prompt: &Prompt) -> Vec<u8> {
     };
     match prompt {
         Prompt::Text(text) => part(text),
-        Prompt::Chat(messages) => {
-            let mut first_user = true;
-            for message in messages {
-                match message.role.as_str() {
-                    "system" | "developer" => part(&message.content),
-                    "user" if first_user => {
-                        first_user = false;
-                        part(&message.content);
-                    }
-                    _ => {}
-                }
+        Prompt::Chat(messages) => chat_key(messages, &mut part),
+        Prompt::Conversation(conversation) => {
+            // Templates render the tools into the system turn: the same tools, the same prefix.
+            for tool in conversation.offered_tools() {
+                part(&tool.name);
             }
+            chat_key(&conversation.messages, &mut part);
         }
         Prompt::Infill(infill) => {
             for file in &infill.files {
@@ -72,6 +67,21 @@ pub fn prompt_key(prompt: &Prompt) -> Vec<u8> {
         }
     }
     key
+}
+
+/// A chat's part of [`prompt_key`]: its system and developer messages and its first user one.
+fn chat_key(messages: &[ChatMessage], part: &mut impl FnMut(&str)) {
+    let mut first_user = true;
+    for message in messages {
+        match message.role.as_str() {
+            "system" | "developer" => part(&message.content),
+            "user" if first_user => {
+                first_user = false;
+                part(&message.content);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The partition of a request: of the client's `prompt_cache_key` when it gave one, else of its
@@ -158,11 +168,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn message(role: &str, content: &str) -> ChatMessage {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-            name: None,
-        }
+        ChatMessage::new(role, content)
     }
 
     fn chat(messages: &[(&str, &str)]) -> Prompt {

@@ -14,6 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::structure::ToolCallDelta;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum WorkerEvent {
@@ -36,6 +38,10 @@ pub enum WorkerEvent {
         /// The token's log probability and its alternatives', when the request asked for them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         logprobs: Option<TokenLogprobs>,
+        /// Pieces of tool calls this token completed (the model's call syntax parsed out of
+        /// the text, which `text` then no longer holds).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<ToolCallDelta>,
     },
     Final {
         attempt: u32,
@@ -130,6 +136,9 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` reached.
     Length,
+    /// The answer ended after tool calls (the model's end of turn after its calls). A gateway
+    /// older than it never sees one: it refuses `tools`.
+    ToolCalls,
 }
 
 impl FinishReason {
@@ -137,6 +146,7 @@ impl FinishReason {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
         }
     }
 }
@@ -232,6 +242,7 @@ mod tests {
             text: "x".into(),
             choice: 0,
             logprobs: None,
+            tool_calls: Vec::new(),
         };
         let json = String::from_utf8(plain.to_json()).unwrap();
         assert_eq!(
@@ -247,6 +258,12 @@ mod tests {
                 chosen: Logprob::new(b"x".to_vec(), -0.5),
                 top: vec![Logprob::new(vec![0xe2], -1.5)],
             }),
+            tool_calls: vec![ToolCallDelta {
+                index: 0,
+                id: Some("call_1".into()),
+                name: Some("f".into()),
+                arguments: "{".into(),
+            }],
         };
         assert_eq!(WorkerEvent::from_json(&rich.to_json()).unwrap(), rich);
     }

@@ -13,6 +13,7 @@
 //!   owns a partition (cache affinity with stealing).
 //! - [`headers`]: the NATS headers a queued request carries (reply subject, deadline, trace).
 //! - [`request`]: the queued generation request and its sampling parameters.
+//! - [`structure`]: tools, tool choice, response formats and tool-call deltas.
 //! - [`events`]: what a worker sends back (`started`, `token`, `final`, `error`).
 //! - [`cancel`]: the gateway asking a worker to stop a request, and why.
 //! - [`receipt`]: the gateway's answer to a worker's terminal event (complete, or redeliver).
@@ -44,6 +45,7 @@ pub mod publish_error;
 pub mod receipt;
 pub mod request;
 pub mod retry;
+pub mod structure;
 pub mod subjects;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -53,3 +55,4 @@ pub use events::{ErrorKind, FinishReason, Logprob, TokenLogprobs, Usage, WorkerE
 pub use heartbeat::Heartbeat;
 pub use receipt::EndReceipt;
 pub use request::{ChatMessage, GenerationRequest, Infill, InfillFile, Prompt, SamplingParams};
+pub use structure::{Conversation, ResponseFormat, Tool, ToolCall, ToolCallDelta, ToolChoice};

@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::structure::{Conversation, ToolCall};
+
 /// One queued request: what to generate, for which model, and how to sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerationRequest {
@@ -25,6 +27,9 @@ pub enum Prompt {
     Chat(Vec<ChatMessage>),
     /// Added with fill-in-the-middle: a worker older than it refuses the message as poison.
     Infill(Infill),
+    /// A chat with tools, a required call, a JSON answer, or tool calls in its history. Added
+    /// with tool calls: a worker older than it refuses the message as poison.
+    Conversation(Conversation),
 }
 
 /// Fill-in-the-middle: the code before and after the cursor, and other files of the project
@@ -51,13 +56,18 @@ impl Prompt {
     pub fn hash_key(&self) -> String {
         match self {
             Prompt::Text(text) => text.clone(),
-            Prompt::Chat(messages) => messages
-                .iter()
-                .map(|m| match &m.name {
-                    None => format!("{}\u{0}{}\u{0}", m.role, m.content),
-                    Some(name) => format!("{}\u{0}{}\u{0}{name}\u{0}", m.role, m.content),
-                })
-                .collect(),
+            Prompt::Chat(messages) => messages_key(messages),
+            Prompt::Conversation(conversation) => format!(
+                "{}\u{2}{}",
+                messages_key(&conversation.messages),
+                serde_json::to_string(&(
+                    &conversation.tools,
+                    &conversation.tool_choice,
+                    conversation.parallel_tool_calls,
+                    &conversation.response_format,
+                ))
+                .expect("tools serialise")
+            ),
             Prompt::Infill(infill) => {
                 let files: String = infill
                     .files
@@ -73,7 +83,23 @@ impl Prompt {
     pub fn char_len(&self) -> usize {
         match self {
             Prompt::Text(text) => text.len(),
-            Prompt::Chat(messages) => messages.iter().map(|m| m.content.len()).sum(),
+            Prompt::Chat(messages) => messages.iter().map(ChatMessage::char_len).sum(),
+            Prompt::Conversation(conversation) => {
+                let messages: usize = conversation
+                    .messages
+                    .iter()
+                    .map(ChatMessage::char_len)
+                    .sum();
+                let tools: usize = conversation
+                    .tools
+                    .iter()
+                    .map(|tool| {
+                        let schema = tool.parameters.as_ref().map_or(0, |p| p.to_string().len());
+                        tool.name.len() + tool.description.as_ref().map_or(0, String::len) + schema
+                    })
+                    .sum();
+                messages + tools
+            }
             Prompt::Infill(infill) => {
                 let files: usize = infill
                     .files
@@ -86,15 +112,71 @@ impl Prompt {
     }
 }
 
-/// One chat turn; `role` is `system`, `user`, `assistant` or `tool`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The messages' part of [`Prompt::hash_key`].
+fn messages_key(messages: &[ChatMessage]) -> String {
+    messages
+        .iter()
+        .map(|m| {
+            let mut key = format!("{}\u{0}{}\u{0}", m.role, m.content);
+            if let Some(name) = &m.name {
+                key.push_str(&format!("{name}\u{0}"));
+            }
+            for call in &m.tool_calls {
+                key.push_str(&format!(
+                    "{}\u{3}{}\u{3}{}\u{0}",
+                    call.id, call.name, call.arguments
+                ));
+            }
+            if let Some(id) = &m.tool_call_id {
+                key.push_str(&format!("{id}\u{4}"));
+            }
+            key
+        })
+        .collect()
+}
+
+/// One chat turn; `role` is `system`, `developer`, `user`, `assistant` or `tool`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: String,
+    /// The text (empty for an assistant turn that only called tools).
     pub content: String,
     /// The participant's name (OpenAI's `name`), given to the chat template as Hugging Face and
     /// vLLM give it; most templates do not use it. Absent from older messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The calls an assistant turn made (only in a [`Prompt::Conversation`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// Which call a `tool` turn answers (only in a [`Prompt::Conversation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    /// A turn with just a role and text.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Characters of text the turn holds.
+    pub fn char_len(&self) -> usize {
+        let calls: usize = self
+            .tool_calls
+            .iter()
+            .map(|call| call.id.len() + call.name.len() + call.arguments.len())
+            .sum();
+        self.content.len() + self.name.as_ref().map_or(0, String::len) + calls
+    }
+
+    /// Whether the turn holds anything only a [`Prompt::Conversation`] carries.
+    pub fn has_tool_parts(&self) -> bool {
+        !self.tool_calls.is_empty() || self.tool_call_id.is_some()
+    }
 }
 
 /// Sampling parameters after validation and defaults.
@@ -257,6 +339,7 @@ mod tests {
                 role: "user".into(),
                 content: "hi".into(),
                 name: Some("ann".into()),
+                ..Default::default()
             }]),
             params: SamplingParams {
                 seed: 7,

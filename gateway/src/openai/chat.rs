@@ -169,6 +169,7 @@ fn convert(index: usize, message: &RequestMessage) -> Result<ChatMessage, ApiErr
         role: message.role.clone(),
         content,
         name: message.name.clone(),
+        ..ChatMessage::default()
     })
 }
 
@@ -300,11 +301,7 @@ mod tests {
         );
         assert_eq!(
             r.prompt().unwrap(),
-            Prompt::Chat(vec![ChatMessage {
-                role: "user".into(),
-                content: "ab".into(),
-                name: None,
-            }])
+            Prompt::Chat(vec![ChatMessage::new("user", "ab")])
         );
     }
 

@@ -139,6 +139,13 @@ impl CandleBackend {
             Prompt::Text(text) => self.vocab.encode(text, true)?,
             Prompt::Chat(messages) => text::chat_tokens::encode(&self.chat, &self.vocab, messages)?,
             Prompt::Infill(infill) => self.fim()?.encode(&self.vocab, infill)?,
+            Prompt::Conversation(_) => {
+                return Err(BackendError::InvalidField {
+                    param: "tools",
+                    message: "tools and structured output are not supported by this worker yet"
+                        .to_owned(),
+                })
+            }
         };
         match (ids.is_empty(), self.vocab.bos()) {
             (false, _) => Ok(ids),

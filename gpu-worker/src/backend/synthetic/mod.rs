@@ -179,6 +179,13 @@ impl Backend for SyntheticBackend {
         sink: &mut dyn TokenSink,
     ) -> Result<Finished, BackendError> {
         let params = &request.params;
+        if let Prompt::Conversation(_) = &request.prompt {
+            return Err(BackendError::InvalidField {
+                param: "tools",
+                message: "tools and structured output are not supported by this worker yet"
+                    .to_owned(),
+            });
+        }
         let prompt_tokens = prompt_tokens(&request.prompt);
         super::check_context(prompt_tokens as usize, params.max_tokens, CONTEXT_LENGTH)?;
         if let Some((field, value)) = params.penalty_out_of_range() {

@@ -112,11 +112,13 @@ mod tests {
                 role: "system".into(),
                 content: "  Be brief.  ".into(),
                 name: None,
+                ..Default::default()
             },
             ChatMessage {
                 role: "user".into(),
                 content: "hi".into(),
                 name: None,
+                ..Default::default()
             },
         ]
     }

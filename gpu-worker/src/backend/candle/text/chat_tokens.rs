@@ -59,6 +59,7 @@ pub fn encode(
                     Some(name) => Some(placeholders.escape(vocab, name)?),
                     None => None,
                 },
+                ..ChatMessage::default()
             })
         })
         .collect::<Result<Vec<_>, ChatTokensError>>()?;
@@ -199,6 +200,7 @@ mod tests {
             role: "user".into(),
             content: content.into(),
             name: None,
+            ..Default::default()
         }
     }
 
