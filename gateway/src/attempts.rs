@@ -7,7 +7,7 @@
 //! choices, each choice's tokens are counted on their own; a token of a choice the request did
 //! not ask for (a forged event) is dropped.
 
-use coder_nats::{TokenLogprobs, WorkerEvent};
+use coder_nats::{TokenLogprobs, ToolCallDelta, WorkerEvent};
 
 #[derive(Debug)]
 pub struct AttemptFilter {
@@ -23,6 +23,8 @@ pub struct ChoiceToken {
     pub choice: u32,
     pub text: String,
     pub logprobs: Option<TokenLogprobs>,
+    /// Pieces of tool calls the token completed.
+    pub tool_calls: Vec<ToolCallDelta>,
 }
 
 /// What a raw worker event means for the client.
@@ -73,6 +75,7 @@ impl AttemptFilter {
                 text,
                 choice,
                 logprobs,
+                tool_calls,
                 ..
             } => match self.forwarded.get_mut(choice as usize) {
                 Some(forwarded) if u64::from(index) >= *forwarded => {
@@ -81,6 +84,7 @@ impl AttemptFilter {
                         choice,
                         text,
                         logprobs,
+                        tool_calls,
                     })
                 }
                 _ => Filtered::Skip,
@@ -123,6 +127,7 @@ mod tests {
             choice,
             text: format!("t{index}"),
             logprobs: None,
+            tool_calls: Vec::new(),
         })
     }
 

@@ -111,6 +111,7 @@ impl Dispatcher {
         let shape = OutputShape {
             choices: params.n,
             logprobs: params.logprobs,
+            tool_calls: matches!(&prompt, Prompt::Conversation(c) if !c.offered_tools().is_empty()),
         };
         let request = GenerationRequest {
             id,

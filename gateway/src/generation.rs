@@ -8,7 +8,10 @@ use crate::error::ApiError;
 use crate::in_flight::Submitted;
 use crate::openai::fields::bounded;
 use crate::replies::EVENTS_LOST;
-use coder_nats::{CancelReason, ErrorKind, FinishReason, TokenLogprobs, Usage, WorkerEvent};
+use coder_nats::{
+    assemble_tool_call, CancelReason, ErrorKind, FinishReason, TokenLogprobs, ToolCall, Usage,
+    WorkerEvent,
+};
 use metrics_common::{GatewayMetrics, ModelLabel};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -33,7 +36,13 @@ pub struct OutputShape {
     pub choices: u32,
     /// `None`: no log probabilities; `Some(k)`: the chosen token's and `k` alternatives'.
     pub logprobs: Option<u32>,
+    /// Whether the request offered tools, so that tool calls may come back.
+    pub tool_calls: bool,
 }
+
+/// The most calls one choice may make: deltas for later ones are dropped (128 tools, each
+/// called more than once, is already far past what a client asks for).
+pub const MAX_TOOL_CALLS_PER_CHOICE: u32 = 256;
 
 /// One choice of a whole (non-streamed) answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +50,8 @@ pub struct ChoiceOutput {
     pub text: String,
     /// Per token, when the request asked for log probabilities.
     pub logprobs: Option<Vec<TokenLogprobs>>,
+    /// The calls the choice made, in order (none unless the request offered tools).
+    pub tool_calls: Vec<ToolCall>,
     pub finish_reason: FinishReason,
 }
 
@@ -140,6 +151,13 @@ impl Generation {
                     }
                     _ => None,
                 };
+                if self.shape.tool_calls {
+                    token
+                        .tool_calls
+                        .retain(|delta| delta.index < MAX_TOOL_CALLS_PER_CHOICE);
+                } else {
+                    token.tool_calls.clear();
+                }
                 // Timed on choice 0 alone: with `n` choices interleaved, counting every
                 // choice's tokens would divide one sequence's pace by `n`.
                 if token.choice == 0 {
@@ -155,9 +173,17 @@ impl Generation {
             }) => {
                 self.submitted.guard.finished();
                 self.record_completion(usage);
-                // One per choice, whatever the event held.
+                // One per choice, whatever the event held; `tool_calls` only where tools were
+                // offered.
                 finish_reasons.resize(self.shape.choices.max(1) as usize, finish_reason);
                 finish_reasons[0] = finish_reason;
+                if !self.shape.tool_calls {
+                    for reason in &mut finish_reasons {
+                        if *reason == FinishReason::ToolCalls {
+                            *reason = FinishReason::Stop;
+                        }
+                    }
+                }
                 Ok(Some(Progress::Done {
                     finish_reasons,
                     usage,
@@ -219,29 +245,33 @@ impl Generation {
     /// responses).
     pub async fn collect(&mut self) -> Result<(Vec<ChoiceOutput>, Usage), ApiError> {
         let choices = self.shape.choices.max(1) as usize;
-        let mut texts = vec![String::new(); choices];
-        let mut logprobs: Vec<Vec<TokenLogprobs>> = vec![Vec::new(); choices];
+        let mut outputs: Vec<ChoiceOutput> = (0..choices)
+            .map(|_| ChoiceOutput {
+                text: String::new(),
+                logprobs: self.shape.logprobs.map(|_| Vec::new()),
+                tool_calls: Vec::new(),
+                finish_reason: FinishReason::Stop,
+            })
+            .collect();
         loop {
             match self.next().await? {
                 Progress::Token(token) => {
-                    let choice = token.choice as usize;
-                    texts[choice].push_str(&token.text);
-                    logprobs[choice].extend(token.logprobs);
+                    let output = &mut outputs[token.choice as usize];
+                    output.text.push_str(&token.text);
+                    if let (Some(all), Some(logprobs)) = (&mut output.logprobs, token.logprobs) {
+                        all.push(logprobs);
+                    }
+                    for delta in token.tool_calls {
+                        assemble_tool_call(&mut output.tool_calls, delta);
+                    }
                 }
                 Progress::Done {
                     finish_reasons,
                     usage,
                 } => {
-                    let outputs = texts
-                        .into_iter()
-                        .zip(logprobs)
-                        .zip(finish_reasons)
-                        .map(|((text, logprobs), finish_reason)| ChoiceOutput {
-                            text,
-                            logprobs: self.shape.logprobs.map(|_| logprobs),
-                            finish_reason,
-                        })
-                        .collect();
+                    for (output, finish_reason) in outputs.iter_mut().zip(finish_reasons) {
+                        output.finish_reason = finish_reason;
+                    }
                     return Ok((outputs, usage));
                 }
             }

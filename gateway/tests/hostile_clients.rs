@@ -4,7 +4,8 @@
 mod support;
 
 use coder_nats::{
-    subjects, testing::NatsServer, FinishReason, Logprob, TokenLogprobs, Usage, WorkerEvent,
+    subjects, testing::NatsServer, FinishReason, Logprob, TokenLogprobs, ToolCallDelta, Usage,
+    WorkerEvent,
 };
 use futures::StreamExt;
 use serde_json::json;
@@ -186,7 +187,13 @@ async fn forged_worker_events_with_extreme_numbers_leave_the_gateway_answering()
             text: "forged".into(),
             choice: 0,
             logprobs: None,
-            tool_calls: Vec::new(),
+            // Calls for a request that offered no tools, at the furthest index.
+            tool_calls: vec![ToolCallDelta {
+                index: u32::MAX,
+                id: Some("forged".into()),
+                name: Some("x".repeat(100_000)),
+                arguments: "{".into(),
+            }],
         },
         // A choice the request never asked for, with more alternatives than anyone may ask.
         WorkerEvent::Token {
@@ -208,7 +215,7 @@ async fn forged_worker_events_with_extreme_numbers_leave_the_gateway_answering()
                 completion_tokens: u32::MAX,
                 cached_tokens: u32::MAX,
             },
-            finish_reasons: vec![FinishReason::Stop; 1000],
+            finish_reasons: vec![FinishReason::ToolCalls; 1000],
             token_events: vec![u32::MAX; 1000],
         },
     ];

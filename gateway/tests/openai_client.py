@@ -105,8 +105,9 @@ def main() -> None:
 
     tool = {"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}}
     refusals = [
-        ("tools", {"tools": [tool], "tool_choice": "required"}),
-        ("response_format", {"response_format": {"type": "json_object"}}),
+        ("tool_choice", {"tool_choice": "required"}),
+        ("tools[0].function.name", {"tools": [{**tool, "function": {"name": "a b"}}]}),
+        ("response_format.type", {"response_format": {"type": "yaml"}}),
         ("frequency_penalty", {"frequency_penalty": 2.5}),
         ("n", {"n": 9}),
         ("top_logprobs", {"logprobs": True, "top_logprobs": 21}),

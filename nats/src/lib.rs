@@ -55,4 +55,6 @@ pub use events::{ErrorKind, FinishReason, Logprob, TokenLogprobs, Usage, WorkerE
 pub use heartbeat::Heartbeat;
 pub use receipt::EndReceipt;
 pub use request::{ChatMessage, GenerationRequest, Infill, InfillFile, Prompt, SamplingParams};
-pub use structure::{Conversation, ResponseFormat, Tool, ToolCall, ToolCallDelta, ToolChoice};
+pub use structure::{
+    assemble_tool_call, Conversation, ResponseFormat, Tool, ToolCall, ToolCallDelta, ToolChoice,
+};

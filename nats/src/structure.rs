@@ -173,6 +173,33 @@ pub struct ToolCallDelta {
     pub arguments: String,
 }
 
+/// Adds one delta to the calls assembled so far: a delta for the next call starts it (it must
+/// carry the call's id and name), one for an earlier call appends to its arguments. A delta that
+/// skips ahead, or starts a call without its name, is dropped: only a confused or forged event
+/// holds one. Returns whether the delta was taken.
+pub fn assemble_tool_call(calls: &mut Vec<ToolCall>, delta: ToolCallDelta) -> bool {
+    let index = delta.index as usize;
+    let next = calls.len();
+    match calls.get_mut(index) {
+        Some(call) => {
+            call.arguments.push_str(&delta.arguments);
+            true
+        }
+        None if index == next => match (delta.id, delta.name) {
+            (Some(id), Some(name)) => {
+                calls.push(ToolCall {
+                    id,
+                    name,
+                    arguments: delta.arguments,
+                });
+                true
+            }
+            _ => false,
+        },
+        None => false,
+    }
+}
+
 /// The id of a choice's `index`th call: derived from the request, the choice and the index, so
 /// a redelivered request names its calls as the first delivery did (the gateway resumes a
 /// stream without repeating what its client saw).
@@ -251,6 +278,47 @@ mod tests {
             conversation.tools[0].to_template_value(),
             serde_json::json!({"type": "function", "function": {"name": "f",
                 "parameters": {"type": "object", "properties": {}}}})
+        );
+    }
+
+    #[test]
+    fn deltas_assemble_into_calls_and_strays_are_dropped() {
+        let delta = |index, head: Option<(&str, &str)>, arguments: &str| ToolCallDelta {
+            index,
+            id: head.map(|(id, _)| id.to_owned()),
+            name: head.map(|(_, name)| name.to_owned()),
+            arguments: arguments.to_owned(),
+        };
+        let mut calls = Vec::new();
+        assert!(assemble_tool_call(
+            &mut calls,
+            delta(0, Some(("c0", "f")), "")
+        ));
+        assert!(assemble_tool_call(&mut calls, delta(0, None, "{\"a\":")));
+        assert!(assemble_tool_call(&mut calls, delta(0, None, "1}")));
+        assert!(!assemble_tool_call(
+            &mut calls,
+            delta(2, Some(("c2", "g")), "{}")
+        ));
+        assert!(!assemble_tool_call(&mut calls, delta(1, None, "{}")));
+        assert!(assemble_tool_call(
+            &mut calls,
+            delta(1, Some(("c1", "g")), "{}")
+        ));
+        assert_eq!(
+            calls,
+            vec![
+                ToolCall {
+                    id: "c0".into(),
+                    name: "f".into(),
+                    arguments: r#"{"a":1}"#.into(),
+                },
+                ToolCall {
+                    id: "c1".into(),
+                    name: "g".into(),
+                    arguments: "{}".into(),
+                },
+            ]
         );
     }
 

@@ -6,10 +6,14 @@ use super::fields;
 use super::json::ApiBody;
 use super::logprobs::ChatLogprobs;
 use super::response::ResponseBody;
+use super::response_format::parse_response_format;
+use super::tool_call_body::{ToolCallBody, ToolCallDeltaBody};
+use super::tools;
 use crate::error::ApiError;
 use crate::generation::{ChoiceOutput, ChoiceToken};
-use coder_nats::{ChatMessage, FinishReason, Prompt, SamplingParams};
+use coder_nats::{ChatMessage, Conversation, FinishReason, Prompt, SamplingParams};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
 const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
@@ -23,6 +27,12 @@ pub struct ChatRequest {
     pub logprobs: Option<bool>,
     /// With `logprobs`, this many alternatives' too (0 to 20).
     pub top_logprobs: Option<u32>,
+    /// Functions the model may call (checked in [`tools`]).
+    pub tools: Option<Value>,
+    pub tool_choice: Option<Value>,
+    pub parallel_tool_calls: Option<Value>,
+    /// Free text, JSON, or JSON following a schema (checked in [`super::response_format`]).
+    pub response_format: Option<Value>,
     /// Parsed separately from the same JSON (see [`ApiBody`]).
     #[serde(skip)]
     pub sampling: SamplingFields,
@@ -35,6 +45,10 @@ pub struct RequestMessage {
     pub content: Option<serde_json::Value>,
     /// The participant's name, given to the chat template.
     pub name: Option<String>,
+    /// An assistant turn's calls.
+    pub tool_calls: Option<Value>,
+    /// The call a `tool` turn answers.
+    pub tool_call_id: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,12 +96,34 @@ impl GenerationEndpoint for ChatRequest {
             .ok_or_else(|| {
                 ApiError::bad_request("messages", "`messages` must be a non-empty list")
             })?;
-        let converted = messages
+        let converted: Vec<ChatMessage> = messages
             .iter()
             .enumerate()
             .map(|(i, message)| convert(i, message))
             .collect::<Result<_, _>>()?;
-        Ok(Prompt::Chat(converted))
+        let tools = tools::parse_tools(self.tools.as_ref())?;
+        let conversation = Conversation {
+            tool_choice: tools::parse_tool_choice(self.tool_choice.as_ref(), &tools)?,
+            parallel_tool_calls: tools::parse_parallel_tool_calls(
+                self.parallel_tool_calls.as_ref(),
+            )?,
+            response_format: parse_response_format(self.response_format.as_ref())?,
+            tools,
+            ..Conversation::plain(converted)
+        };
+        // A chat that asks for nothing beyond text stays a plain chat, which every worker
+        // version reads; anything more goes as a conversation, which an older worker refuses
+        // rather than ignores.
+        let plain = conversation.tools.is_empty()
+            && conversation.response_format.is_text()
+            && !conversation
+                .messages
+                .iter()
+                .any(ChatMessage::has_tool_parts);
+        Ok(match plain {
+            true => Prompt::Chat(conversation.messages),
+            false => Prompt::Conversation(conversation),
+        })
     }
 
     /// `top_logprobs` only with `logprobs: true`, as OpenAI requires.
@@ -113,10 +149,7 @@ impl GenerationEndpoint for ChatRequest {
             .zip(0..)
             .map(|(choice, index)| ChatChoice {
                 index,
-                message: Some(AssistantMessage {
-                    role: ASSISTANT,
-                    content: choice.text,
-                }),
+                message: Some(AssistantMessage::new(choice.text, choice.tool_calls)),
                 delta: None,
                 logprobs: choice.logprobs.map(|tokens| ChatLogprobs::new(&tokens)),
                 finish_reason: Some(choice.finish_reason.as_str()),
@@ -165,11 +198,15 @@ fn convert(index: usize, message: &RequestMessage) -> Result<ChatMessage, ApiErr
             ))
         }
     };
+    let role = message.role.as_str();
+    let tool_calls = tools::parse_history_calls(message.tool_calls.as_ref(), role, index)?;
+    let tool_call_id = tools::parse_tool_call_id(message.tool_call_id.as_ref(), role, index)?;
     Ok(ChatMessage {
         role: message.role.clone(),
         content,
         name: message.name.clone(),
-        ..ChatMessage::default()
+        tool_calls,
+        tool_call_id,
     })
 }
 
@@ -190,7 +227,20 @@ pub struct ChatChoice {
 #[derive(Debug, Serialize)]
 pub struct AssistantMessage {
     pub role: &'static str,
-    pub content: String,
+    /// `null` when the answer is only tool calls, as OpenAI writes it.
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallBody>,
+}
+
+impl AssistantMessage {
+    fn new(text: String, calls: Vec<coder_nats::ToolCall>) -> Self {
+        Self {
+            role: ASSISTANT,
+            content: (!text.is_empty() || calls.is_empty()).then_some(text),
+            tool_calls: calls.into_iter().map(ToolCallBody::from).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -199,6 +249,8 @@ pub struct Delta {
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallDeltaBody>,
 }
 
 const ASSISTANT: &str = "assistant";
@@ -229,6 +281,7 @@ impl ChatResponse {
         Delta {
             role: Some(ASSISTANT),
             content: Some(String::new()),
+            tool_calls: Vec::new(),
         }
     }
 
@@ -252,9 +305,12 @@ impl ChunkFormat for ChatChunks {
     }
 
     fn token(&mut self, id: Uuid, model: &str, token: ChoiceToken) -> String {
+        // A token that only moved a tool call on writes no `content`.
+        let content = (!token.text.is_empty() || token.tool_calls.is_empty()).then_some(token.text);
         let delta = Delta {
             role: None,
-            content: Some(token.text),
+            content,
+            tool_calls: token.tool_calls.into_iter().map(Into::into).collect(),
         };
         let logprobs = token
             .logprobs
@@ -352,5 +408,92 @@ mod tests {
     fn max_completion_tokens_wins() {
         let r = request(r#"{"max_tokens": 5, "max_completion_tokens": 7}"#);
         assert_eq!(r.max_tokens(), (Some(7), "max_completion_tokens"));
+    }
+
+    #[test]
+    fn a_chat_with_tools_or_a_format_is_a_conversation_and_a_plain_one_stays_a_chat() {
+        let plain =
+            request(r#"{"messages":[{"role":"user","content":"hi"}],"tool_choice":"none"}"#);
+        assert!(matches!(plain.prompt().unwrap(), Prompt::Chat(_)));
+
+        let tools = request(
+            r#"{"messages":[{"role":"user","content":"weather?"}],
+                "tools":[{"type":"function","function":{"name":"get_weather"}}],
+                "tool_choice":"required","parallel_tool_calls":false}"#,
+        );
+        match tools.prompt().unwrap() {
+            Prompt::Conversation(conversation) => {
+                assert_eq!(conversation.tools[0].name, "get_weather");
+                assert_eq!(conversation.tool_choice, coder_nats::ToolChoice::Required);
+                assert!(!conversation.parallel_tool_calls);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let json = request(
+            r#"{"messages":[{"role":"user","content":"a point"}],
+                "response_format":{"type":"json_object"}}"#,
+        );
+        assert!(matches!(json.prompt().unwrap(), Prompt::Conversation(_)));
+
+        // A history with calls and results, even without tools on this turn.
+        let history = request(
+            r#"{"messages":[{"role":"user","content":"weather?"},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function",
+                  "function":{"name":"get_weather","arguments":"{}"}}]},
+                {"role":"tool","tool_call_id":"call_1","content":"sunny"}]}"#,
+        );
+        match history.prompt().unwrap() {
+            Prompt::Conversation(conversation) => {
+                let [_, call, result] = &conversation.messages[..] else {
+                    panic!("{conversation:?}")
+                };
+                assert_eq!((call.content.as_str(), call.tool_calls.len()), ("", 1));
+                assert_eq!(result.tool_call_id.as_deref(), Some("call_1"));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let unanswered = request(r#"{"messages":[{"role":"tool","content":"sunny"}]}"#);
+        match unanswered.prompt() {
+            Err(ApiError::BadRequest { param, .. }) => {
+                assert_eq!(param.as_deref(), Some("messages[0].tool_call_id"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn calls_are_written_as_openai_writes_them() {
+        let call = coder_nats::ToolCall {
+            id: "call_1".into(),
+            name: "f".into(),
+            arguments: "{}".into(),
+        };
+        let message =
+            serde_json::to_value(AssistantMessage::new(String::new(), vec![call])).unwrap();
+        assert_eq!(message["content"], Value::Null);
+        assert_eq!(message["tool_calls"][0]["function"]["name"], "f");
+        let text = serde_json::to_value(AssistantMessage::new("hi".into(), Vec::new())).unwrap();
+        assert_eq!(
+            text,
+            serde_json::json!({"role": "assistant", "content": "hi"})
+        );
+
+        let token = ChoiceToken {
+            choice: 0,
+            text: String::new(),
+            logprobs: None,
+            tool_calls: vec![coder_nats::ToolCallDelta {
+                index: 0,
+                arguments: "{".into(),
+                ..Default::default()
+            }],
+        };
+        let chunk = ChatChunks.token(Uuid::nil(), "m", token);
+        let chunk: Value = serde_json::from_str(&chunk).unwrap();
+        let delta = &chunk["choices"][0]["delta"];
+        assert_eq!(delta.get("content"), None, "{chunk}");
+        assert_eq!(delta["tool_calls"][0]["function"]["arguments"], "{");
     }
 }

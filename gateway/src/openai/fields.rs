@@ -4,7 +4,7 @@
 //! honours), with one [`Rule`]: honoured (read and range-checked by the endpoint's typed body),
 //! ignored on purpose (`user`, `metadata`, `store`, ...: hints that change no answer, as other
 //! OpenAI-compatible servers treat them), or accepted only with the value that asks for what the
-//! gateway does anyway (`best_of: 1`, `tool_choice: "none"`, `response_format: {"type": "text"}`).
+//! gateway does anyway (`best_of: 1`, `function_call: "none"`).
 //! Any other value, and any field not listed (a typo such as `temprature` included), is a 400
 //! naming the field. The official `openai` client sends only the fields its caller passed, so
 //! refusing unknown ones costs it nothing.
@@ -38,9 +38,7 @@ pub type Field = (&'static str, Rule);
 
 use Rule::{Honoured, Ignored};
 
-const TOOLS: &str = "tool calls are not supported yet";
-const STRUCTURED: &str =
-    "structured output (`json_object`, `json_schema`) is not supported yet; only `{\"type\": \"text\"}`";
+const FUNCTIONS: &str = "the deprecated `functions` API is not supported; use `tools`";
 
 /// Fields both generation endpoints define.
 const SHARED: &[Field] = &[
@@ -78,18 +76,15 @@ pub const CHAT: &[&[Field]] = &[
         ("metadata", Ignored),
         ("store", Ignored),
         ("safety_identifier", Ignored),
-        ("tools", only(is_null, TOOLS)),
-        ("tool_choice", only(is_none_choice, TOOLS)),
-        ("parallel_tool_calls", only(is_null, TOOLS)),
-        (
-            "functions",
-            only(is_null, "function calls are not supported yet"),
-        ),
-        (
-            "function_call",
-            only(is_none_choice, "function calls are not supported yet"),
-        ),
-        ("response_format", only(is_text_format, STRUCTURED)),
+        // Offered to the model through its chat template; its calls come back parsed from its
+        // own syntax, and `required` or a named function is enforced by constrained decoding.
+        ("tools", Rule::Nested(TOOL)),
+        ("tool_choice", Rule::Nested(TOOL_CHOICE)),
+        ("parallel_tool_calls", Honoured),
+        ("functions", only(is_null, FUNCTIONS)),
+        ("function_call", only(is_none_choice, FUNCTIONS)),
+        // `json_object` and `json_schema` are enforced token by token by the worker's grammar.
+        ("response_format", Rule::Nested(RESPONSE_FORMAT)),
         // `true` for the chosen tokens' log probabilities; `top_logprobs` (0 to 20) more.
         ("logprobs", Honoured),
         ("top_logprobs", Honoured),
@@ -142,17 +137,60 @@ pub const MESSAGE: &[&[Field]] = &[&[
     ("content", Rule::Nested(CONTENT_PART)),
     // Given to the chat template, as Hugging Face and vLLM do; most templates do not use it.
     ("name", Honoured),
-    ("tool_calls", only(is_empty_list, TOOLS)),
-    ("tool_call_id", only(is_null, TOOLS)),
-    (
-        "function_call",
-        only(is_null, "function calls are not supported yet"),
-    ),
+    // An assistant turn's calls, and the call a `tool` turn answers.
+    ("tool_calls", Rule::Nested(TOOL_CALL)),
+    ("tool_call_id", Honoured),
+    ("function_call", only(is_null, FUNCTIONS)),
     (
         "refusal",
         only(is_null, "assistant refusals are not supported"),
     ),
     ("audio", only(is_null, "audio is not supported")),
+]];
+
+/// One of `tools`.
+pub const TOOL: &[&[Field]] = &[&[("type", Honoured), ("function", Rule::Nested(FUNCTION))]];
+
+/// A tool's `function`.
+pub const FUNCTION: &[&[Field]] = &[&[
+    ("name", Honoured),
+    ("description", Honoured),
+    // A JSON Schema: its own keywords are the grammar engine's to check, not field names.
+    ("parameters", Honoured),
+    ("strict", Honoured),
+]];
+
+/// `tool_choice` when it names a function.
+pub const TOOL_CHOICE: &[&[Field]] = &[&[
+    ("type", Honoured),
+    ("function", Rule::Nested(NAMED_FUNCTION)),
+]];
+
+/// The function a `tool_choice` names.
+pub const NAMED_FUNCTION: &[&[Field]] = &[&[("name", Honoured)]];
+
+/// One of an assistant message's `tool_calls`.
+pub const TOOL_CALL: &[&[Field]] = &[&[
+    ("id", Honoured),
+    ("type", Honoured),
+    ("function", Rule::Nested(CALLED_FUNCTION)),
+]];
+
+/// The function of a call in the history.
+pub const CALLED_FUNCTION: &[&[Field]] = &[&[("name", Honoured), ("arguments", Honoured)]];
+
+/// `response_format`.
+pub const RESPONSE_FORMAT: &[&[Field]] = &[&[
+    ("type", Honoured),
+    ("json_schema", Rule::Nested(JSON_SCHEMA)),
+]];
+
+/// `response_format.json_schema`.
+pub const JSON_SCHEMA: &[&[Field]] = &[&[
+    ("name", Honoured),
+    ("description", Honoured),
+    ("schema", Honoured),
+    ("strict", Honoured),
 ]];
 
 /// One part of a message's `content` list (its `type` is checked where it is read).
@@ -254,27 +292,13 @@ fn is_one(value: &Value) -> bool {
     value.is_null() || value.as_u64() == Some(1)
 }
 
-fn is_empty_list(value: &Value) -> bool {
-    value.is_null() || value.as_array().is_some_and(Vec::is_empty)
-}
-
 fn is_empty_object(value: &Value) -> bool {
     value.is_null() || value.as_object().is_some_and(Map::is_empty)
 }
 
-/// `"none"`: no tool is called, which is what happens.
+/// `"none"`: no function is called.
 fn is_none_choice(value: &Value) -> bool {
     value.is_null() || value.as_str() == Some("none")
-}
-
-fn is_text_format(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::Object(format) => {
-            format.len() == 1 && format.get("type").and_then(Value::as_str) == Some("text")
-        }
-        _ => false,
-    }
 }
 
 fn is_text_modality(value: &Value) -> bool {
@@ -304,14 +328,8 @@ mod tests {
     #[test]
     fn unsupported_chat_features_are_refused_by_name() {
         let cases = [
-            json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
-            json!({"tool_choice": "required"}),
-            json!({"tool_choice": {"type": "function", "function": {"name": "f"}}}),
-            json!({"parallel_tool_calls": false}),
             json!({"functions": [{"name": "f"}]}),
             json!({"function_call": "auto"}),
-            json!({"response_format": {"type": "json_object"}}),
-            json!({"response_format": {"type": "json_schema", "json_schema": {}}}),
             json!({"logit_bias": {"50256": -100}}),
             json!({"modalities": ["text", "audio"]}),
             json!({"service_tier": "flex"}),
@@ -321,6 +339,32 @@ mod tests {
             let field = body.as_object().unwrap().keys().next().unwrap().clone();
             assert_eq!(refused(CHAT, body), Some(field));
         }
+    }
+
+    #[test]
+    fn tools_and_formats_are_checked_field_by_field() {
+        let tool = json!({"type": "function", "function": {"name": "f", "description": "d",
+            "parameters": {"type": "object", "anyKeyword": 1}, "strict": true}});
+        let body = json!({"tools": [tool], "parallel_tool_calls": false,
+            "tool_choice": {"type": "function", "function": {"name": "f"}},
+            "response_format": {"type": "json_schema", "json_schema": {"name": "n",
+                "description": "d", "schema": {"x-anything": 1}, "strict": true}}});
+        assert_eq!(refused(CHAT, body), None);
+        let typo = json!({"type": "function", "function": {"name": "f", "paramters": {}}});
+        assert_eq!(
+            refused(CHAT, json!({"tools": [typo]})).as_deref(),
+            Some("tools[0].function.paramters")
+        );
+        let body = json!({"response_format": {"type": "json_schema", "schema": {}}});
+        assert_eq!(
+            refused(CHAT, body).as_deref(),
+            Some("response_format.schema")
+        );
+        let body = json!({"tool_choice": {"type": "function", "function": {"name": "f", "x": 1}}});
+        assert_eq!(
+            refused(CHAT, body).as_deref(),
+            Some("tool_choice.function.x")
+        );
     }
 
     #[test]
@@ -361,15 +405,14 @@ mod tests {
     #[test]
     fn nested_fields_are_named_with_their_path() {
         let user = json!({"role": "user", "content": "hi", "name": "ann"});
-        let call = json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c"}]});
+        let call = json!({"role": "assistant", "content": null,
+            "tool_calls": [{"id": "c", "type": "function",
+                            "function": {"name": "f", "arguments": "{}", "extra": 1}}]});
         let body = json!({"messages": [user, call]});
-        match check_body(&body, CHAT) {
-            Err(ApiError::BadRequest { param, message }) => {
-                assert_eq!(param.as_deref(), Some("messages[1].tool_calls"));
-                assert!(message.contains("not supported yet"), "{message}");
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            refused(CHAT, body).as_deref(),
+            Some("messages[1].tool_calls[0].function.extra")
+        );
         let part = json!({"type": "text", "text": "a", "cache_control": {}});
         let body = json!({"messages": [{"role": "user", "content": ["x", part]}]});
         assert_eq!(
@@ -387,8 +430,8 @@ mod tests {
 
     #[test]
     fn the_first_field_of_the_list_is_named_whatever_the_bodys_order() {
-        let body = json!({"tool_choice": "required", "tools": [{}], "zzz": 1});
-        assert_eq!(refused(CHAT, body).as_deref(), Some("tools"));
+        let body = json!({"function_call": "auto", "functions": [{}], "zzz": 1});
+        assert_eq!(refused(CHAT, body).as_deref(), Some("functions"));
     }
 
     #[test]

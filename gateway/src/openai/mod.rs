@@ -6,6 +6,8 @@
 //! - [`common`]: the sampling fields both share, validated into `SamplingParams`.
 //! - [`fields`]: every field each body may carry, and whether it is honoured, ignored or
 //!   refused (nothing is silently ignored).
+//! - [`tools`], [`response_format`]: chat's tool fields and answer formats, checked.
+//! - [`tool_call_body`]: tool calls in answers and stream chunks.
 //! - [`response`]: the envelope around every answer's `choices`.
 //! - [`shape`]: the bounds on a body's nesting, lists and values, checked before it is parsed.
 //! - [`logprobs`]: log probabilities in chat's and completions' shapes.
@@ -19,4 +21,7 @@ pub mod fields;
 pub mod json;
 pub mod logprobs;
 pub mod response;
+pub mod response_format;
 pub mod shape;
+pub mod tool_call_body;
+pub mod tools;
