@@ -1,4 +1,5 @@
-//! Streaming a [`Generation`] as OpenAI server-sent events, ending in `data: [DONE]`.
+//! Streaming a [`Generation`] as server-sent events, in its endpoint's chunk format (OpenAI's end
+//! in `data: [DONE]`).
 //!
 //! The response is committed only when the first token (or the end) arrives, so a request that
 //! fails while queued (expired, too long for the model, ...) still gets its proper HTTP status.
@@ -57,7 +58,11 @@ impl<F: ChunkFormat> StreamState<F> {
         };
         let (id, model) = (self.generation.id, self.generation.model().as_str());
         match progress {
-            Ok(Progress::Token(token)) if token.text.is_empty() && token.logprobs.is_none() => {
+            Ok(Progress::Token(token))
+                if token.text.is_empty()
+                    && token.logprobs.is_none()
+                    && token.tool_calls.is_empty() =>
+            {
                 (Vec::new(), false)
             }
             Ok(Progress::Token(token)) => (vec![self.format.token(id, model, token)], false),
@@ -65,20 +70,13 @@ impl<F: ChunkFormat> StreamState<F> {
                 finish_reasons,
                 usage,
             }) => {
-                let mut chunks: Vec<String> = (0..)
-                    .zip(finish_reasons)
-                    .map(|(choice, reason)| self.format.finish(id, model, choice, reason))
-                    .collect();
-                if self.include_usage {
-                    chunks.push(self.format.usage(id, model, UsageBody::from(usage)));
-                }
-                chunks.push("[DONE]".to_owned());
-                (chunks, true)
+                let usage = self.include_usage.then(|| UsageBody::from(usage));
+                (self.format.closing(id, model, finish_reasons, usage), true)
             }
             Err(error) => {
-                // Headers are sent: report the error in-band, as OpenAI does, then end.
+                // Headers are sent: report the error in-band, then end.
                 tracing::warn!(request_id = %id, %error, "stream ended by an error");
-                (vec![to_json(&error.body()), "[DONE]".to_owned()], true)
+                (self.format.failure(to_json(&error.body())), true)
             }
         }
     }

@@ -67,6 +67,60 @@ async fn a_suffix_gets_the_middle_and_stops_at_the_fim_end() {
 }
 
 #[tokio::test]
+async fn llama_cpps_infill_route_answers_in_its_own_shape() {
+    let (_nats, gateway, _worker) = stack(MODEL, &[], &[]).await;
+    // The same middle as `suffix` gives: the line before the cursor joins the prefix.
+    let body = json!({"model": MODEL, "input_prefix": "def add(a, b):\n", "prompt": "    ",
+                      "input_suffix": "\n\nprint(add(1, 2))\n", "n_predict": 32,
+                      "temperature": 0, "cache_prompt": true, "id_slot": -1});
+    let answer = ok_json(&gateway, "/infill", &body).await;
+    assert_eq!(answer["content"], "return fill(2, 3)\n", "{answer}");
+    assert_eq!(answer["stop"], true, "{answer}");
+    assert_eq!(answer["stop_type"], "eos", "{answer}");
+    assert_eq!(answer["tokens_predicted"], 7, "{answer}");
+    assert!(answer["tokens_evaluated"].as_u64().unwrap() > 0, "{answer}");
+
+    // Streamed as llama.cpp streams: pieces, then one last event with the counts, no [DONE].
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let response = post(&gateway, "/infill", &streamed).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).expect("each event is JSON"))
+        .collect();
+    let (last, pieces) = events.split_last().expect("events");
+    let content: String = pieces
+        .iter()
+        .filter_map(|e| e["content"].as_str())
+        .collect();
+    assert_eq!(content, "return fill(2, 3)\n", "{text}");
+    assert!(pieces.iter().all(|e| e["stop"] == false), "{text}");
+    assert_eq!(
+        (&last["stop"], &last["tokens_predicted"]),
+        (&json!(true), &json!(7)),
+        "{text}"
+    );
+
+    // What it does not do is named; `model` is required, as on every route here.
+    for (field, value) in [("n_indent", json!(4)), ("samplers", json!(["top_k"]))] {
+        let mut refused = body.clone();
+        refused[field] = value;
+        expect_error(post(&gateway, "/infill", &refused).await, 400, Some(field)).await;
+    }
+    let mut anonymous = body.clone();
+    anonymous.as_object_mut().unwrap().remove("model");
+    expect_error(
+        post(&gateway, "/infill", &anonymous).await,
+        400,
+        Some("model"),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_field_the_worker_refuses_is_a_400_naming_it() {
     // No worker: the test takes the request off the queue and answers as a worker whose model
     // has no FIM tokens does.

@@ -56,7 +56,34 @@ pub trait ChunkFormat: Send + 'static {
     fn token(&mut self, id: Uuid, model: &str, token: ChoiceToken) -> String;
     fn finish(&self, id: Uuid, model: &str, choice: u32, finish_reason: FinishReason) -> String;
     fn usage(&self, id: Uuid, model: &str, usage: UsageBody) -> String;
+
+    /// The chunks that end a stream: each choice's finish, the usage when the client asked for
+    /// it, then OpenAI's `[DONE]`.
+    fn closing(
+        &self,
+        id: Uuid,
+        model: &str,
+        finish_reasons: Vec<FinishReason>,
+        usage: Option<UsageBody>,
+    ) -> Vec<String> {
+        let mut chunks: Vec<String> = (0..)
+            .zip(finish_reasons)
+            .map(|(choice, reason)| self.finish(id, model, choice, reason))
+            .collect();
+        chunks.extend(usage.map(|usage| self.usage(id, model, usage)));
+        chunks.push(DONE.to_owned());
+        chunks
+    }
+
+    /// The chunks that end a stream cut short by an error after its headers were sent: the
+    /// error's body in-band, as OpenAI sends it, then `[DONE]`.
+    fn failure(&self, error_body: String) -> Vec<String> {
+        vec![error_body, DONE.to_owned()]
+    }
 }
+
+/// The last `data` of an OpenAI stream.
+const DONE: &str = "[DONE]";
 
 /// A chunk (or an in-band error body) as one line of JSON.
 pub fn to_json(chunk: &impl Serialize) -> String {

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`endpoint`]: what a generation endpoint defines for the one handler.
-//! - [`completions`], [`chat`]: the two endpoints' bodies, answers and chunks.
+//! - [`completions`], [`chat`]: the two OpenAI endpoints' bodies, answers and chunks.
+//! - [`infill`]: llama.cpp's `/infill` (fill-in-the-middle for editor plugins).
 //! - [`common`]: the sampling fields both share, validated into `SamplingParams`.
 //! - [`fields`]: every field each body may carry, and whether it is honoured, ignored or
 //!   refused (nothing is silently ignored).
@@ -18,6 +19,7 @@ pub mod common;
 pub mod completions;
 pub mod endpoint;
 pub mod fields;
+pub mod infill;
 pub mod json;
 pub mod logprobs;
 pub mod response;

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`paths`]: the route templates and the `endpoint` label.
-//! - [`generate`]: the one handler behind `/v1/completions` and `/v1/chat/completions`.
+//! - [`generate`]: the one handler behind `/v1/completions`, `/v1/chat/completions` and
+//!   `/infill`.
 //! - [`models`]: the model list, `/v1/models`.
 //! - [`health`]: `/healthz` and `/readyz`.
 
@@ -16,6 +17,7 @@ use crate::error::ApiError;
 use crate::http_metrics::record_request_metrics;
 use crate::openai::chat::ChatRequest;
 use crate::openai::completions::CompletionRequest;
+use crate::openai::infill::InfillRequest;
 use crate::request_context::with_request_context;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -30,6 +32,7 @@ pub fn app(state: AppState, access: Access) -> Router {
         .route(paths::COMPLETIONS, post(generate::<CompletionRequest>))
         .route(paths::CHAT_COMPLETIONS, post(generate::<ChatRequest>))
         .route(paths::MODELS, get(models::list_models))
+        .route(paths::INFILL, post(generate::<InfillRequest>))
         .route_layer(from_fn_with_state(access, authorize));
     let max_body_bytes = state.config.max_body_bytes;
     Router::new()
