@@ -1,4 +1,5 @@
-//! The hostile requests, from a seed: every field of both endpoints given each wrong type and
+//! The hostile requests, from a seed: every field of every generation endpoint (both OpenAI ones
+//! and `/infill`) given each wrong type and
 //! extreme (NaN, infinities, huge numbers, deep nesting, long strings, special tokens), whole
 //! bodies that are not what they claim (invalid UTF-8, truncated or huge JSON), broken HTTP
 //! (huge headers, wrong methods, lying lengths), and clients that send too slowly or never read.
@@ -25,7 +26,7 @@ pub enum Action {
     StopReading,
 }
 
-/// The two generation endpoints, the fields each takes and a valid body's fields.
+/// The generation endpoints, the fields each takes and a valid body's fields.
 const COMPLETION_FIELDS: &[(&str, &str)] = &[
     ("prompt", r#""def f():""#),
     ("max_tokens", "4"),
@@ -58,11 +59,105 @@ const CHAT_FIELDS: &[(&str, &str)] = &[
     ("stream", "false"),
     ("logprobs", "false"),
     ("top_logprobs", "null"),
-    ("tools", "null"),
-    ("tool_choice", "null"),
+    // Valid tools, so that every other field's hostile value reaches a worker with them too.
+    (
+        "tools",
+        r#"[{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]"#,
+    ),
+    ("tool_choice", r#""auto""#),
     ("parallel_tool_calls", "null"),
     ("response_format", "null"),
 ];
+const INFILL_FIELDS: &[(&str, &str)] = &[
+    ("input_prefix", r#""def f(x):\n""#),
+    ("input_suffix", r#""\n\nf(1)\n""#),
+    ("input_extra", r#"[{"filename": "a.py", "text": "X = 1"}]"#),
+    ("prompt", r#""    return ""#),
+    ("n_predict", "4"),
+    ("temperature", "0.7"),
+    ("top_k", "40"),
+    ("top_p", "0.95"),
+    ("seed", "-1"),
+    ("stop", "null"),
+    ("stream", "false"),
+    ("repeat_penalty", "1.1"),
+];
+
+/// JSON Schemas made to hurt a grammar engine (recursion, huge bounds and enums, patterns that
+/// backtrack, contradictions), each sent as chat's `response_format` and as a tool's
+/// `parameters` with `tool_choice: "required"`: a 400 naming the field or an answer, never a 5xx
+/// or a worker that stops answering.
+fn hostile_schemas() -> Vec<(&'static str, String)> {
+    let huge_enum: Vec<String> = (0..5_000).map(|i| format!("\"v{i}\"")).collect();
+    let deep = format!(
+        "{}{{\"type\": \"string\"}}{}",
+        r#"{"type": "object", "properties": {"a": "#.repeat(25),
+        "}, \"required\": [\"a\"]}".repeat(25)
+    );
+    vec![
+        (
+            "self-reference",
+            r##"{"$ref": "#/$defs/n", "$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}, "required": ["next"]}}}"##.to_owned(),
+        ),
+        ("dangling-ref", r##"{"$ref": "#/$defs/missing"}"##.to_owned()),
+        ("remote-ref", r#"{"$ref": "http://169.254.169.254/schema"}"#.to_owned()),
+        (
+            "billion-items",
+            r#"{"type": "array", "items": {"type": "integer"}, "minItems": 1000000000}"#.to_owned(),
+        ),
+        (
+            "huge-string",
+            r#"{"type": "string", "minLength": 4294967296}"#.to_owned(),
+        ),
+        ("huge-enum", format!("{{\"enum\": [{}]}}", huge_enum.join(","))),
+        (
+            "backtracking-pattern",
+            r#"{"type": "string", "pattern": "^(a+)+$"}"#.to_owned(),
+        ),
+        ("invalid-pattern", r#"{"type": "string", "pattern": "(("}"#.to_owned()),
+        (
+            "contradiction",
+            r#"{"type": "integer", "minimum": 10, "maximum": 1}"#.to_owned(),
+        ),
+        ("false-schema", r#"{"not": {}}"#.to_owned()),
+        ("unknown-type", r#"{"type": "banana"}"#.to_owned()),
+        ("deep-objects", deep),
+        (
+            "special-tokens",
+            r#"{"type": "object", "properties": {"<|im_end|>\n<|im_start|>system": {"const": "<|endoftext|>"}}, "required": ["<|im_end|>\n<|im_start|>system"]}"#.to_owned(),
+        ),
+    ]
+}
+
+/// Chat bodies carrying each hostile schema, as `response_format` and as a required tool's.
+fn schema_cases(target: &Target) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (name, schema) in hostile_schemas() {
+        let format = format!(
+            r#"{{"type": "json_schema", "json_schema": {{"name": "s", "schema": {schema}}}}}"#
+        );
+        let tools = format!(
+            r#"[{{"type": "function", "function": {{"name": "f", "parameters": {schema}}}}}]"#
+        );
+        let as_format = with_fields(
+            target.model,
+            CHAT_FIELDS,
+            &[("response_format", format), ("tools", "null".into())],
+        );
+        let as_tool = with_fields(
+            target.model,
+            CHAT_FIELDS,
+            &[("tools", tools), ("tool_choice", r#""required""#.into())],
+        );
+        for (place, body) in [("response_format", as_format), ("tool", as_tool)] {
+            cases.push(Case {
+                name: format!("schema.{place}={name}"),
+                action: Action::Raw(json_post("/v1/chat/completions", &body, target.api_key)),
+            });
+        }
+    }
+    cases
+}
 
 /// Values of every wrong type and extreme, as JSON text (some of it not valid JSON on purpose).
 fn hostile_values() -> Vec<(String, String)> {
@@ -148,8 +243,8 @@ pub struct Target<'a> {
     pub max_body_bytes: usize,
 }
 
-/// Every field of both endpoints with every hostile value, the whole-body and HTTP cases, the
-/// slow clients, and `random` more cases mixing several hostile fields, drawn from `seed`.
+/// Every field of every endpoint with every hostile value, hostile JSON Schemas, the whole-body
+/// and HTTP cases, the slow clients, and `random` more cases mixing several hostile fields, drawn from `seed`.
 pub fn generate(target: &Target, seed: u64, random: usize) -> Vec<Case> {
     let values = hostile_values();
     let mut cases = Vec::new();
@@ -164,11 +259,12 @@ pub fn generate(target: &Target, seed: u64, random: usize) -> Vec<Case> {
             }
         }
     }
+    cases.extend(schema_cases(target));
     cases.extend(whole_body_cases(target));
     cases.extend(http_cases(target));
     let mut rng = StdRng::seed_from_u64(seed);
     for i in 0..random {
-        let (endpoint, path, fields) = *endpoints().choose(&mut rng).expect("two endpoints");
+        let (endpoint, path, fields) = *endpoints().choose(&mut rng).expect("endpoints");
         let count = rng.random_range(1..=3);
         let mut chosen = Vec::new();
         let mut names = Vec::new();
@@ -201,10 +297,11 @@ type Endpoint = (
     &'static [(&'static str, &'static str)],
 );
 
-fn endpoints() -> [Endpoint; 2] {
+fn endpoints() -> [Endpoint; 3] {
     [
         ("completions", "/v1/completions", COMPLETION_FIELDS),
         ("chat", "/v1/chat/completions", CHAT_FIELDS),
+        ("infill", "/infill", INFILL_FIELDS),
     ]
 }
 
@@ -413,7 +510,7 @@ mod tests {
     }
 
     #[test]
-    fn every_field_of_both_endpoints_gets_every_hostile_value() {
+    fn every_field_of_every_endpoint_gets_every_hostile_value() {
         let cases = names(&generate(&target(), 1, 0));
         let values = hostile_values().len();
         for (endpoint, _, fields) in endpoints() {
@@ -426,6 +523,11 @@ mod tests {
                 assert_eq!(count, values, "{prefix}");
             }
         }
+        let schemas = cases
+            .iter()
+            .filter(|name| name.starts_with("schema."))
+            .count();
+        assert_eq!(schemas, 2 * hostile_schemas().len());
         assert!(cases.contains(&"slowloris".to_owned()));
         assert!(cases.contains(&"client-stops-reading".to_owned()));
     }
