@@ -235,7 +235,10 @@ impl Executor {
         cancelled: &Arc<AtomicBool>,
     ) -> Vec<JoinHandle<Result<Finished, BackendError>>> {
         if let Some((param, message)) = job.request.params.output_out_of_range() {
-            let refused = BackendError::InvalidField { param, message };
+            let refused = BackendError::InvalidField {
+                param: param.into(),
+                message,
+            };
             return vec![tokio::spawn(async move { Err(refused) })];
         }
         (0..job.request.params.n)
@@ -343,7 +346,7 @@ fn error_event(attempt: u32, error: BackendError) -> (WorkerEvent, Outcome) {
         BackendError::InvalidField { param, message } => (
             ErrorKind::InvalidRequest,
             message,
-            Some(param.to_owned()),
+            Some(param.into_owned()),
             Outcome::Failed,
         ),
         BackendError::Internal(error) => {
@@ -407,7 +410,7 @@ mod tests {
     #[test]
     fn a_failed_choice_fails_the_request_over_its_cancelled_siblings() {
         let invalid = || BackendError::InvalidField {
-            param: "suffix",
+            param: "suffix".into(),
             message: "m".into(),
         };
         let result = combine(vec![
@@ -417,10 +420,7 @@ mod tests {
         ]);
         assert!(matches!(
             result,
-            Err(BackendError::InvalidField {
-                param: "suffix",
-                ..
-            })
+            Err(BackendError::InvalidField { param, .. }) if param == "suffix"
         ));
         let result = combine(vec![
             finished(FinishReason::Stop, 1),

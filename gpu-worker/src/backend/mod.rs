@@ -7,8 +7,11 @@
 
 pub mod candle;
 pub mod chain_hash;
+pub mod constraint;
 pub mod stop;
 pub mod synthetic;
+
+use std::borrow::Cow;
 
 use coder_nats::{FinishReason, GenerationRequest, TokenLogprobs, Usage};
 
@@ -63,7 +66,8 @@ pub enum BackendError {
     /// As `InvalidRequest`, caused by one request field, which the gateway's 400 names.
     #[error("{message}")]
     InvalidField {
-        param: &'static str,
+        /// The field's path as the client wrote it (`suffix`, `tools[2].function.parameters`).
+        param: Cow<'static, str>,
         message: String,
     },
     /// The sink asked to stop.

@@ -141,7 +141,7 @@ impl CandleBackend {
             Prompt::Infill(infill) => self.fim()?.encode(&self.vocab, infill)?,
             Prompt::Conversation(_) => {
                 return Err(BackendError::InvalidField {
-                    param: "tools",
+                    param: "tools".into(),
                     message: "tools and structured output are not supported by this worker yet"
                         .to_owned(),
                 })
@@ -159,7 +159,7 @@ impl CandleBackend {
     /// The model's FIM tokens, or the 400 a fill-in-the-middle request gets without them.
     fn fim(&self) -> Result<&FimTokens, BackendError> {
         self.vocab.fim().ok_or_else(|| BackendError::InvalidField {
-            param: "suffix",
+            param: "suffix".into(),
             message: "this model has no fill-in-the-middle tokens: `suffix` cannot be used with it"
                 .to_owned(),
         })

@@ -181,7 +181,7 @@ impl Backend for SyntheticBackend {
         let params = &request.params;
         if let Prompt::Conversation(_) = &request.prompt {
             return Err(BackendError::InvalidField {
-                param: "tools",
+                param: "tools".into(),
                 message: "tools and structured output are not supported by this worker yet"
                     .to_owned(),
             });
