@@ -18,21 +18,26 @@
 //!   prefix and the suffix), then the FIM end token (counted, as a model's end token is), so
 //!   `finish_reason` is `stop` unless `max_tokens` cuts it;
 //! - log probabilities: the chosen token has probability 1/2 and the `k`-th alternative
-//!   (other corpus tokens, distinct) 2^-(k+1), so they are sorted, at most 0 and sum below 1.
+//!   (other corpus tokens, distinct) 2^-(k+1), so they are sorted, at most 0 and sum below 1;
+//! - tools and `response_format`: tool calls in Hermes syntax and schema-valid JSON
+//!   (`structured.rs`), as text in pieces of up to 4 bytes (one token each), then an end token
+//!   (counted), so `finish_reason` is `stop` unless `max_tokens` cuts it.
 //!
 //! # Layout
 //! - `mod.rs`: the backend and its text.
 //! - `prefix_cache.rs`: the prompt text it has seen.
+//! - `structured.rs`: its tool calls and JSON answers.
 
 mod prefix_cache;
+mod structured;
 
+use super::constraint::{byte_token_env, Constraints};
 use super::stop::{StopCheck, StopMatcher};
 use super::{Backend, BackendError, BackendInfo, Finished, Flow, StepObserver, TokenSink};
 use coder_nats::{
     FinishReason, GenerationRequest, Infill, Logprob, Prompt, SamplingParams, TokenLogprobs, Usage,
 };
 use prefix_cache::{TextPrefixCache, BYTES_PER_TOKEN};
-use std::borrow::Cow;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -51,6 +56,8 @@ pub struct SyntheticBackend {
     tokens: Vec<&'static str>,
     prefixes: Mutex<TextPrefixCache>,
     observer: RwLock<Option<Arc<dyn StepObserver>>>,
+    /// The grammar engine over the byte vocabulary, for shaped answers.
+    constraints: Constraints,
 }
 
 impl SyntheticBackend {
@@ -68,6 +75,7 @@ impl SyntheticBackend {
             tokens: split_tokens(CORPUS),
             prefixes: Mutex::new(TextPrefixCache::new(prefix_cache_bytes)),
             observer: RwLock::new(None),
+            constraints: Constraints::new(&byte_token_env()).expect("the byte vocabulary indexes"),
         }
     }
 
@@ -93,6 +101,31 @@ pub fn infill_middle(infill: &Infill) -> String {
         infill.prefix.lines().count(),
         infill.suffix.lines().count()
     )
+}
+
+/// An answer fixed before generation starts (a FIM middle, a shaped answer): its tokens, and
+/// whether an end token follows them.
+struct Script {
+    pieces: Vec<String>,
+    ends: bool,
+}
+
+impl Script {
+    /// `text` as tokens of up to [`BYTES_PER_TOKEN`] bytes, cut between characters.
+    fn in_pieces(text: &str, ends: bool) -> Self {
+        let mut pieces = Vec::new();
+        let mut piece = String::new();
+        for c in text.chars() {
+            if !piece.is_empty() && piece.len() + c.len_utf8() > BYTES_PER_TOKEN {
+                pieces.push(std::mem::take(&mut piece));
+            }
+            piece.push(c);
+        }
+        if !piece.is_empty() {
+            pieces.push(piece);
+        }
+        Self { pieces, ends }
+    }
 }
 
 /// Words and the whitespace between them, in order.
@@ -139,6 +172,31 @@ pub fn prompt_tokens(prompt: &Prompt) -> u32 {
 }
 
 impl SyntheticBackend {
+    /// The fixed answer to `prompt`, if it has one: a FIM middle, or a shaped answer within
+    /// `max_tokens`.
+    fn script(
+        &self,
+        prompt: &Prompt,
+        hash: u64,
+        max_tokens: u32,
+    ) -> Result<Option<Script>, BackendError> {
+        Ok(match prompt {
+            Prompt::Infill(infill) => Some(Script {
+                pieces: split_tokens(&infill_middle(infill))
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+                ends: true,
+            }),
+            Prompt::Conversation(conversation) => {
+                let budget = max_tokens as usize * BYTES_PER_TOKEN;
+                structured::answer(&self.constraints, conversation, hash, budget)?
+                    .map(|walked| Script::in_pieces(&walked.text, walked.complete))
+            }
+            Prompt::Text(_) | Prompt::Chat(_) => None,
+        })
+    }
+
     /// The documented made-up log probabilities of `chosen` (see the module's docs), with `top`
     /// alternatives: the chosen token first, then distinct corpus tokens after `position`.
     fn logprobs(&self, chosen: &str, position: usize, top: u32) -> TokenLogprobs {
@@ -179,13 +237,6 @@ impl Backend for SyntheticBackend {
         sink: &mut dyn TokenSink,
     ) -> Result<Finished, BackendError> {
         let params = &request.params;
-        if let Prompt::Conversation(_) = &request.prompt {
-            return Err(BackendError::InvalidField {
-                param: "tools".into(),
-                message: "tools and structured output are not supported by this worker yet"
-                    .to_owned(),
-            });
-        }
         let prompt_tokens = prompt_tokens(&request.prompt);
         super::check_context(prompt_tokens as usize, params.max_tokens, CONTEXT_LENGTH)?;
         if let Some((field, value)) = params.penalty_out_of_range() {
@@ -197,12 +248,9 @@ impl Backend for SyntheticBackend {
             )));
         }
         let cached_tokens = self.cached_tokens(&request.prompt, prompt_tokens);
-        let offset = (text_hash(request) % self.tokens.len() as u64) as usize;
-        let middle = match &request.prompt {
-            Prompt::Infill(infill) => Some(infill_middle(infill)),
-            _ => None,
-        };
-        let middle_tokens = middle.as_deref().map(split_tokens);
+        let hash = text_hash(request);
+        let offset = (hash % self.tokens.len() as u64) as usize;
+        let script = self.script(&request.prompt, hash, params.max_tokens)?;
         let mut stops = StopMatcher::new(&params.stop);
         let mut completion_tokens = 0;
         let mut finish_reason = FinishReason::Length;
@@ -215,24 +263,27 @@ impl Backend for SyntheticBackend {
             }
             let position = completion_tokens as usize;
             completion_tokens += 1;
-            let token = match &middle_tokens {
-                Some(middle) => match middle.get(position) {
-                    Some(token) => Cow::Borrowed(*token),
+            let token = match &script {
+                Some(script) => match script.pieces.get(position) {
+                    Some(token) => token.as_str(),
                     None => {
-                        // The FIM end token: no text, and the middle is complete.
-                        finish_reason = FinishReason::Stop;
+                        // The end token: no text, and the answer is complete.
+                        finish_reason = match script.ends {
+                            true => FinishReason::Stop,
+                            false => FinishReason::Length,
+                        };
                         break;
                     }
                 },
-                None => Cow::Borrowed(self.tokens[(offset + position) % self.tokens.len()]),
+                None => self.tokens[(offset + position) % self.tokens.len()],
             };
-            let (text, stopped) = match stops.push(&token) {
+            let (text, stopped) = match stops.push(token) {
                 StopCheck::Emit(text) => (text, false),
                 StopCheck::Stopped(text) => (text, true),
             };
             let logprobs = params
                 .logprobs
-                .map(|top| self.logprobs(&token, offset + position, top));
+                .map(|top| self.logprobs(token, offset + position, top));
             if sink.generated(&text, logprobs) == Flow::Stop {
                 return Err(BackendError::Cancelled);
             }
@@ -371,6 +422,63 @@ mod tests {
             text(f32::NAN, 0.0),
             Err(BackendError::InvalidRequest(_))
         ));
+    }
+
+    #[derive(Default)]
+    struct Pieces(Vec<String>);
+
+    impl TokenSink for Pieces {
+        fn token(&mut self, text: &str) -> Flow {
+            self.0.push(text.to_owned());
+            Flow::Continue
+        }
+        fn is_cancelled(&self) -> bool {
+            false
+        }
+    }
+
+    fn required_call(max_tokens: u32) -> GenerationRequest {
+        let tool = coder_nats::Tool {
+            name: "get_weather".into(),
+            description: None,
+            parameters: Some(serde_json::json!({"type": "object",
+                "properties": {"city": {"type": "string"}}, "required": ["city"]})),
+            strict: false,
+        };
+        let conversation = coder_nats::Conversation {
+            tools: vec![tool],
+            tool_choice: coder_nats::ToolChoice::Required,
+            ..coder_nats::Conversation::plain(vec![coder_nats::ChatMessage::new("user", "hi")])
+        };
+        let mut request = request("", SamplingParams::default());
+        request.prompt = Prompt::Conversation(conversation);
+        request.params.max_tokens = max_tokens;
+        request
+    }
+
+    #[test]
+    fn a_required_call_comes_as_hermes_text_in_token_sized_pieces_then_stops() {
+        let backend = SyntheticBackend::new(Duration::ZERO, 0);
+        let mut sink = Pieces::default();
+
+        let done = backend.generate(&required_call(64), &mut sink).unwrap();
+
+        assert_eq!(
+            sink.0.concat(),
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"\"}}\n</tool_call>"
+        );
+        assert!(sink.0.iter().all(|piece| (1..=4).contains(&piece.len())));
+        assert_eq!(sink.0[..3], ["<too", "l_ca", "ll>\n"]);
+        assert_eq!(done.finish_reason, FinishReason::Stop);
+        // The pieces, then the end token.
+        assert_eq!(done.usage.completion_tokens, sink.0.len() as u32 + 1);
+
+        let mut sink = Pieces::default();
+        let cut = backend.generate(&required_call(5), &mut sink).unwrap();
+        assert_eq!(
+            (sink.0.concat().as_str(), cut.finish_reason),
+            ("<tool_call>\n{\"name\":", FinishReason::Length)
+        );
     }
 
     #[test]
