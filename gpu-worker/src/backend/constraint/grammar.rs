@@ -5,7 +5,8 @@
 //! - `tool_choice: required`: one or more calls to the offered tools in the model's own call
 //!   syntax ([`ToolFormat`]); exactly one when `parallel_tool_calls` is false or the syntax holds
 //!   only one. A call is `call_open {"name": <a tool's name>, "<arguments_key>": <arguments valid
-//!   against that tool's parameters>} call_close`; Hermes calls follow one another on new lines.
+//!   against that tool's parameters>} call_close`; Hermes calls follow one another on new lines,
+//!   and may end with one.
 //! - `tool_choice: {"function": ...}`: exactly one call, to that function.
 //! - `tool_choice: auto` with tools offered and a JSON `response_format`: either the JSON answer
 //!   or calls, the model chooses; with free text the answer is not constrained (calls are
@@ -186,11 +187,17 @@ impl LarkBuilder {
         }
         self.rules
             .push(format!("call: {}", alternatives.join(" | ")));
-        let calls = match spec.several {
-            true => "calls: call (\"\\n\" call)*",
-            false => "calls: call",
+        let several = match spec.several {
+            true => " (\"\\n\" call)*",
+            false => "",
         };
-        self.rules.push(calls.to_owned());
+        // After a closing tag a model writes a newline before its end of turn (Qwen's
+        // `</tool_call>\n` is one token): allowed, without committing to another call.
+        let trailing = match spec.format.call_close().is_empty() {
+            true => "",
+            false => " \"\\n\"?",
+        };
+        self.rules.push(format!("calls: call{several}{trailing}"));
         "calls".to_owned()
     }
 

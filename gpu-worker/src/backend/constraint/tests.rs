@@ -87,6 +87,7 @@ fn required_takes_one_or_more_calls_to_the_offered_tools_with_valid_arguments() 
 
     assert!(accepts(&required, &paris));
     assert!(accepts(&required, &format!("{paris}\n{now}")));
+    assert!(accepts(&required, &format!("{paris}\n{now}\n")));
     assert!(accepts(
         &required,
         &call("get_weather", r#"{"city": "Oslo", "unit": "c"}"#)
@@ -111,7 +112,12 @@ fn parallel_tool_calls_false_takes_exactly_one_call() {
     let paris = call("get_weather", r#"{"city": "Paris"}"#);
 
     assert!(accepts(&single, &paris));
+    assert!(
+        accepts(&single, &format!("{paris}\n")),
+        "a newline may end it"
+    );
     assert!(!accepts(&single, &format!("{paris}\n{paris}")));
+    assert!(!accepts(&single, &format!("{paris}\n\n")));
 }
 
 #[test]
