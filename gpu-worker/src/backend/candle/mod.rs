@@ -17,7 +17,8 @@
 //! - [`text`]: tokenizers, chat templates, streaming detokenization.
 //! - `gguf_meta.rs`: typed GGUF metadata look-ups, below everything else.
 //! - [`engine`]: the engine thread, its scheduling and KV budget, and a request's decoding.
-//! - `sampler.rs`: picking the next token.
+//! - `sampler.rs`: picking the next token (among the ones a grammar allows, if any).
+//! - `structured.rs`: the vocabulary and tool-call syntax constrained decoding needs.
 
 mod engine;
 mod gguf_meta;
@@ -25,6 +26,7 @@ mod kernels;
 mod load;
 mod models;
 mod sampler;
+mod structured;
 #[cfg(test)]
 mod test_gguf;
 mod text;
@@ -33,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use coder_nats::{FinishReason, GenerationRequest, Prompt, SamplingParams, Usage};
+use coder_nats::{Conversation, FinishReason, GenerationRequest, Prompt, SamplingParams, Usage};
 
 pub use self::kernels::cpu_kernels::CpuKernels;
 pub use self::kernels::qmatrix::PromptTiles;
@@ -41,9 +43,11 @@ pub use self::load::options::CandleOptions;
 
 use self::engine::{Engine, EngineConfig};
 use self::models::SessionPool;
+use self::structured::Structured;
 use self::text::chat::ChatTemplate;
 use self::text::fim::FimTokens;
 use self::text::vocab::Vocab;
+use super::constraint::Constraint;
 use super::{Backend, BackendError, BackendInfo, Finished, Flow, StepObserver, TokenSink};
 
 /// A model loaded with candle, ready to generate.
@@ -52,6 +56,8 @@ pub struct CandleBackend {
     engine: Engine,
     vocab: Arc<Vocab>,
     chat: ChatTemplate,
+    /// The grammar engine over this vocabulary, for answers with a required shape.
+    structured: Structured,
     architecture: String,
     load_duration: Duration,
 }
@@ -83,6 +89,8 @@ impl CandleBackend {
             prefix_cache_bytes: options.prefix_cache_bytes,
         };
         let vocab = Arc::new(loaded.vocab);
+        progress.stage("indexing the vocabulary");
+        let structured = Structured::new(&vocab, &loaded.chat)?;
         let engine = Engine::start(SessionPool::new(loaded.model), Arc::clone(&vocab), config)?;
         let mut backend = Self {
             info: BackendInfo {
@@ -94,6 +102,7 @@ impl CandleBackend {
             engine,
             vocab,
             chat: loaded.chat,
+            structured,
             architecture: loaded.architecture,
             load_duration: Duration::ZERO,
         };
@@ -172,15 +181,35 @@ impl CandleBackend {
         params: &SamplingParams,
         sink: &mut dyn TokenSink,
     ) -> Result<Finished, BackendError> {
-        self.generate_ending(prompt, params, Vec::new(), sink)
+        self.generate_ending(prompt, params, Vec::new(), None, sink)
     }
 
-    /// As [`Self::generate_tokens`], also ending at the tokens `ends`.
+    /// As [`Self::generate_tokens`], with the answer shaped as `conversation` asks (its
+    /// `response_format` and `tool_choice`, see [`super::constraint`]); its messages are not
+    /// read: `prompt` is the input.
+    pub fn generate_tokens_shaped(
+        &self,
+        prompt: &[u32],
+        params: &SamplingParams,
+        conversation: &Conversation,
+        sink: &mut dyn TokenSink,
+    ) -> Result<Finished, BackendError> {
+        let shape = Prompt::Conversation(Conversation {
+            messages: Vec::new(),
+            ..conversation.clone()
+        });
+        let constraint = self.structured.constraint(&shape)?;
+        self.generate_ending(prompt, params, Vec::new(), constraint, sink)
+    }
+
+    /// As [`Self::generate_tokens`], also ending at the tokens `ends`, and following
+    /// `constraint`'s grammar when there is one.
     fn generate_ending(
         &self,
         prompt: &[u32],
         params: &SamplingParams,
         ends: Vec<u32>,
+        constraint: Option<Constraint>,
         sink: &mut dyn TokenSink,
     ) -> Result<Finished, BackendError> {
         super::check_context(prompt.len(), params.max_tokens, self.info.context_length)?;
@@ -204,7 +233,8 @@ impl CandleBackend {
         if sink.is_cancelled() {
             return Err(BackendError::Cancelled);
         }
-        self.engine.generate(prompt.to_vec(), params, ends, sink)
+        self.engine
+            .generate(prompt.to_vec(), params, ends, constraint, sink)
     }
 
     /// One short prompt and one decode step: candle repacks quantized weights for its fast
@@ -232,12 +262,13 @@ impl Backend for CandleBackend {
         request: &GenerationRequest,
         sink: &mut dyn TokenSink,
     ) -> Result<Finished, BackendError> {
+        let constraint = self.structured.constraint(&request.prompt)?;
         let prompt = self.encode_prompt(&request.prompt)?;
         let ends = match &request.prompt {
             Prompt::Infill(_) => self.fim()?.ends.clone(),
             _ => Vec::new(),
         };
-        self.generate_ending(&prompt, &request.params, ends, sink)
+        self.generate_ending(&prompt, &request.params, ends, constraint, sink)
     }
 
     fn waiting(&self) -> usize {

@@ -1,5 +1,7 @@
 //! Next-token choice from logits: greedy, or seeded sampling with temperature, top-k and top-p,
-//! after the penalties against repetition ([`penalties`]).
+//! after the penalties against repetition ([`penalties`]), among the tokens a grammar allows
+//! when there is one (the mask comes first: penalties, temperature and the cuts see only
+//! allowed tokens, and so do the log probabilities).
 //!
 //! # Layout
 //!
@@ -12,6 +14,8 @@ mod penalties;
 use candle_core::{DType, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use coder_nats::SamplingParams;
+
+use crate::backend::constraint::AllowedTokens;
 
 use logprobs::{IdLogprobs, LogDistribution};
 use penalties::{GeneratedCounts, Penalties};
@@ -64,17 +68,19 @@ impl Sampler {
     /// sends one).
     #[cfg(test)]
     pub fn sample(&mut self, logits: &Tensor, history: &[u32]) -> candle_core::Result<u32> {
-        Ok(self.sample_with_logprobs(logits, history)?.token)
+        Ok(self.sample_with_logprobs(logits, history, None)?.token)
     }
 
     /// As [`Self::sample`], with the log probabilities the request asked for, read from the
-    /// distribution the token was drawn from (see [`logprobs`]).
+    /// distribution the token was drawn from (see [`logprobs`]), and only among `allowed`
+    /// tokens when given.
     pub fn sample_with_logprobs(
         &mut self,
         logits: &Tensor,
         history: &[u32],
+        allowed: Option<&AllowedTokens>,
     ) -> candle_core::Result<Sampled> {
-        if self.penalties.are_none() && self.logprobs.is_none() {
+        if self.penalties.are_none() && self.logprobs.is_none() && allowed.is_none() {
             let token = self.processor.sample(logits)?;
             self.generated.record(token);
             return Ok(Sampled {
@@ -86,6 +92,9 @@ impl Sampler {
             return Err(candle_core::Error::Msg(reason));
         }
         let mut values = logits.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        if let Some(allowed) = allowed {
+            allowed.mask_logits(&mut values);
+        }
         if !self.penalties.are_none() {
             let recent = &history[history.len().saturating_sub(REPETITION_WINDOW)..];
             self.penalties.apply(&mut values, recent, &self.generated);
@@ -237,7 +246,7 @@ mod tests {
             logprobs: Some(3),
             ..Default::default()
         });
-        let sampled = sampler.sample_with_logprobs(&logits(), &[]).unwrap();
+        let sampled = sampler.sample_with_logprobs(&logits(), &[], None).unwrap();
         let logprobs = sampled.logprobs.unwrap();
         assert_eq!(sampled.token, 1);
         assert_eq!(logprobs.top[0], logprobs.chosen);
@@ -253,7 +262,7 @@ mod tests {
                 logprobs: Some(0),
                 ..params
             });
-            let sampled = sampler.sample_with_logprobs(&logits(), &[1]).unwrap();
+            let sampled = sampler.sample_with_logprobs(&logits(), &[1], None).unwrap();
             sampled.logprobs.unwrap()
         };
         let greedy = SamplingParams {
@@ -281,6 +290,48 @@ mod tests {
         });
         assert_eq!(hot.chosen.0, 1);
         assert!(hot.chosen.1 < plain.chosen.1, "temperature flattens");
+    }
+
+    #[test]
+    fn a_mask_leaves_only_its_tokens_to_draw() {
+        let allowed = AllowedTokens::of(8, &[3, 6]);
+        let mut greedy = Sampler::new(&params(0.0, 1));
+        let picked = greedy.sample_with_logprobs(&logits(), &[], Some(&allowed));
+        assert_eq!(picked.unwrap().token, 3, "token 1 (2.0) is masked");
+        let mut hot = Sampler::new(&SamplingParams {
+            temperature: 5.0,
+            seed: 9,
+            ..Default::default()
+        });
+        let draws: Vec<u32> = (0..64)
+            .map(|_| {
+                let sampled = hot.sample_with_logprobs(&logits(), &[], Some(&allowed));
+                sampled.unwrap().token
+            })
+            .collect();
+        assert!(draws.iter().all(|t| [3, 6].contains(t)), "{draws:?}");
+        assert!(draws.contains(&3) && draws.contains(&6), "{draws:?}");
+    }
+
+    #[test]
+    fn masked_logprobs_are_over_the_allowed_tokens_after_the_penalties() {
+        let allowed = AllowedTokens::of(8, &[3, 6]);
+        let mut sampler = Sampler::new(&SamplingParams {
+            temperature: 0.0,
+            repetition_penalty: 2.0,
+            logprobs: Some(2),
+            ..Default::default()
+        });
+        // Token 3 (1.9) seen halves to 0.95 and loses to token 6 (1.0).
+        let sampled = sampler
+            .sample_with_logprobs(&logits(), &[3], Some(&allowed))
+            .unwrap();
+        let logprobs = sampled.logprobs.unwrap();
+        assert_eq!(sampled.token, 6);
+        let expected = 1.0 - (0.95f32.exp() + 1.0f32.exp()).ln();
+        assert!((logprobs.chosen.1 - expected).abs() < 1e-5, "{logprobs:?}");
+        let ids: Vec<u32> = logprobs.top.iter().map(|&(id, _)| id).collect();
+        assert_eq!(ids, [6, 3]);
     }
 
     #[test]

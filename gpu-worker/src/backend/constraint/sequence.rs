@@ -42,6 +42,16 @@ impl Constraint {
 pub struct AllowedTokens(SimpleVob);
 
 impl AllowedTokens {
+    /// The set of `ids` among `size` tokens.
+    #[cfg(test)]
+    pub fn of(size: usize, ids: &[u32]) -> Self {
+        let mut set = SimpleVob::alloc(size);
+        for &id in ids {
+            set.allow_token(id);
+        }
+        Self(set)
+    }
+
     pub fn contains(&self, token: u32) -> bool {
         (token as usize) < self.0.len() && self.0.is_allowed(token)
     }

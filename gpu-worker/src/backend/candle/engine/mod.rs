@@ -36,6 +36,7 @@ pub use self::sequence::Event;
 use self::sequence::{Ending, Sequence, Submission};
 use super::models::{Session, SessionPool, StepInput};
 use super::text::vocab::Vocab;
+use crate::backend::constraint::Constraint;
 use crate::backend::{BackendError, Finished, StepObserver, StepStats, TokenSink};
 
 /// How often a thread waiting on a request checks its sink's cancel flag and deadline.
@@ -88,12 +89,14 @@ impl Engine {
 
     /// Runs `prompt` to its end through the engine, relaying its text to `sink` on the calling
     /// thread, which blocks; the sink's cancel flag and `Flow::Stop` end it at the next step.
-    /// `ends` are tokens that end it beyond the model's end tokens.
+    /// `ends` are tokens that end it beyond the model's end tokens; `constraint`, a grammar its
+    /// tokens must follow.
     pub fn generate(
         &self,
         prompt: Vec<u32>,
         params: &SamplingParams,
         ends: Vec<u32>,
+        constraint: Option<Constraint>,
         sink: &mut dyn TokenSink,
     ) -> Result<Finished, BackendError> {
         let (events, received) = mpsc::channel();
@@ -102,6 +105,7 @@ impl Engine {
             prompt,
             params: params.clone(),
             ends,
+            constraint,
             events,
             cancelled: Arc::clone(&cancelled),
         };

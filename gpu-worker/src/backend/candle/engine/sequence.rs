@@ -4,6 +4,11 @@
 //! towards `max_tokens` and the usage, an end-of-turn token included; each one is reported
 //! exactly once, with the text it releases (text held back for an incomplete character or a
 //! possible stop string goes out with a later token, at the latest with the last one).
+//!
+//! A sequence with a [`Constraint`] samples only among the tokens its grammar allows (the mask
+//! goes on the logits before anything else, so log probabilities describe the masked
+//! distribution) and advances the grammar by each token; a complete grammar allows only an
+//! end-of-turn token, which ends it with `stop`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
@@ -17,6 +22,7 @@ use crate::backend::candle::sampler::logprobs::IdLogprobs;
 use crate::backend::candle::sampler::Sampler;
 use crate::backend::candle::text::detokenize::IncrementalDecoder;
 use crate::backend::candle::text::vocab::Vocab;
+use crate::backend::constraint::Constraint;
 use crate::backend::stop::{StopCheck, StopMatcher};
 use crate::backend::{BackendError, Finished};
 
@@ -36,6 +42,8 @@ pub struct Submission {
     pub params: SamplingParams,
     /// Tokens that end this request beyond the model's end tokens (a FIM middle's ends).
     pub ends: Vec<u32>,
+    /// The grammar its answer must follow, if any.
+    pub constraint: Option<Constraint>,
     pub events: Sender<Event>,
     pub cancelled: Arc<AtomicBool>,
 }
@@ -81,6 +89,7 @@ pub struct Sequence<'v> {
     /// Prompt tokens the session held from the prefix cache when it started.
     cached: usize,
     sampler: Sampler,
+    constraint: Option<Constraint>,
     decoder: IncrementalDecoder<'v>,
     stops: StopMatcher,
     vocab: &'v Vocab,
@@ -91,11 +100,12 @@ impl<'v> Sequence<'v> {
     /// A sequence whose `session` already holds the first `cached` prompt tokens (a prefix
     /// cache's hit; 0 for none).
     pub fn new(
-        submission: Submission,
+        mut submission: Submission,
         session: Box<dyn Session>,
         cached: usize,
         vocab: &'v Vocab,
     ) -> Self {
+        let constraint = submission.constraint.take();
         let stops = StopMatcher::new(&submission.params.stop);
         let sampler = Sampler::new(&submission.params);
         Self {
@@ -105,6 +115,7 @@ impl<'v> Sequence<'v> {
             cached,
             session,
             sampler,
+            constraint,
             decoder: IncrementalDecoder::new(vocab.tokenizer()),
             stops,
             vocab,
@@ -146,14 +157,22 @@ impl<'v> Sequence<'v> {
     /// Samples the next token from the logits after the last fed one and sends its text.
     /// Returns how the request finished, or `None` while it goes on.
     pub fn advance(&mut self, logits: &Tensor) -> Result<Option<Finished>, BackendError> {
+        let allowed = match &mut self.constraint {
+            Some(constraint) => Some(constraint.allowed()?),
+            None => None,
+        };
         let sampled = self
             .sampler
-            .sample_with_logprobs(logits, &self.history)
+            .sample_with_logprobs(logits, &self.history, allowed.as_ref())
             .map_err(|e| BackendError::Internal(anyhow::Error::new(e).context("sampling")))?;
         let token = sampled.token;
         self.history.push(token);
         self.generated += 1;
-        if self.vocab.is_eos(token) || self.submission.ends.contains(&token) {
+        let ends = self.vocab.is_eos(token) || self.submission.ends.contains(&token);
+        if let (Some(constraint), false) = (&mut self.constraint, ends) {
+            constraint.advance(token)?;
+        }
+        if ends {
             // An end token is not part of the text: no log probabilities for it.
             let (text, _) = self.release(None)?;
             self.send(Event::Token(text, None));
