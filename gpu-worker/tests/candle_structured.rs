@@ -10,12 +10,13 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use coder_nats::GenerationRequest;
 use coder_nats::{
     ChatMessage, Conversation, FinishReason, Prompt, ResponseFormat, SamplingParams, Tool,
     ToolChoice,
 };
 use gpu_worker::backend::candle::{CandleBackend, CandleOptions};
-use gpu_worker::backend::{Finished, Flow, TokenSink};
+use gpu_worker::backend::{Backend, BackendError, Finished, Flow, TokenSink};
 use serde_json::{json, Value};
 
 const MODEL_FILE: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
@@ -218,5 +219,27 @@ fn a_seeded_constrained_request_gives_the_same_tokens_alone_and_in_a_batch() {
     let text = alone.1.concat();
     if alone.0.finish_reason == FinishReason::Stop {
         serde_json::from_str::<Value>(&text).expect(&text);
+    }
+}
+
+#[test]
+fn a_schema_the_engine_cannot_enforce_is_refused_naming_its_field() {
+    let Some(backend) = backend() else { return };
+    let mut conversation = weather_required();
+    conversation.messages = chat("Use tools.", "Weather in Oslo?");
+    conversation.tools[0].parameters = Some(json!({"type": "object", "if": {"required": ["a"]}}));
+    let request = GenerationRequest {
+        id: uuid::Uuid::now_v7(),
+        model: "qwen2.5-coder-1.5b-instruct".into(),
+        prompt: Prompt::Conversation(conversation),
+        params: params(8, 0.0, 1),
+    };
+
+    match backend.generate(&request, &mut Recorder::default()) {
+        Err(BackendError::InvalidField { param, message }) => {
+            assert_eq!(param, "tools[0].function.parameters");
+            assert!(message.contains("cannot be enforced"), "{message}");
+        }
+        other => panic!("{:?}", other.map(|f| f.finish_reason)),
     }
 }

@@ -31,7 +31,7 @@ use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::TokEnv;
 use llguidance::{Matcher, ParserFactory};
 
-pub use self::grammar::{for_conversation, FieldSchema, Grammar};
+pub use self::grammar::{FieldSchema, Grammar};
 pub use self::sequence::{AllowedTokens, Constraint};
 pub use self::vocabulary::{byte_token_env, token_env, TokenSpelling, BYTE_END_OF_TURN};
 use crate::backend::BackendError;

@@ -31,11 +31,6 @@ impl Constraint {
             .consume_token(token)
             .with_context(|| format!("advancing the grammar by token {token}"))
     }
-
-    /// Whether the grammar admits no token but an end of turn (the answer is complete).
-    pub fn is_complete(&self) -> bool {
-        self.matcher.is_stopped()
-    }
 }
 
 /// The set of token ids a grammar allows at one step.
