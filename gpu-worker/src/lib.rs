@@ -26,7 +26,8 @@
 //! - [`load`]: building the configured backend.
 //! - [`backend`]: the `Backend` trait; `synthetic`, and `candle` in folders by concern:
 //!   `load/` (checkpoints to a model), `models/` (architectures, their table, KV sessions),
-//!   `kernels/` (CPU kernels per instruction-set level), `text/` (tokenizers, chat templates).
+//!   `kernels/` (CPU kernels per instruction-set level), `text/` (tokenizers, chat templates);
+//!   `constraint/`, the grammars both follow for structured output and required tool calls.
 //! - [`tool_calls`]: tool-call syntax per model family, and parsing it out of the output.
 //! - [`bench`]: speed and memory of a model file.
 

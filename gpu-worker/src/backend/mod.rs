@@ -4,6 +4,10 @@
 //! dedicated thread, never on the async executor, and receives tokens through a [`TokenSink`].
 //! The sink is also the cancellation channel: a backend checks [`TokenSink::is_cancelled`] between
 //! prompt chunks and stops as soon as [`TokenSink::token`] answers [`Flow::Stop`].
+//!
+//! Both backends shape an answer the same way when a request asks for JSON or a tool call:
+//! through [`constraint`], which turns the request into a grammar and each step into a token
+//! mask (the candle engine samples under it, the synthetic backend walks it).
 
 pub mod candle;
 pub mod chain_hash;
