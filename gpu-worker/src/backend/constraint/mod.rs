@@ -23,7 +23,7 @@ mod sequence;
 mod vocabulary;
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use coder_nats::Conversation;
@@ -40,10 +40,14 @@ use crate::tool_calls::format::ToolFormat;
 /// Compiled grammars kept for reuse, most recent last.
 const CACHED_GRAMMARS: usize = 16;
 
+/// One grammar's compiled matcher, once compiled. Callers wanting the same grammar wait on it
+/// while it compiles (a request's `n` choices start together), others do not.
+type CompiledSlot = Arc<Mutex<Option<Matcher>>>;
+
 /// A vocabulary's grammar compiler, and the grammars it compiled lately.
 pub struct Constraints {
     factory: ParserFactory,
-    compiled: Mutex<VecDeque<(String, Matcher)>>,
+    compiled: Mutex<VecDeque<(String, CompiledSlot)>>,
 }
 
 impl Constraints {
@@ -70,26 +74,33 @@ impl Constraints {
         }
     }
 
-    /// A fresh constraint following `grammar`.
+    /// A fresh constraint following `grammar`, compiled once while it stays in the cache.
     pub fn for_grammar(&self, grammar: &Grammar) -> Result<Constraint, BackendError> {
-        let mut compiled = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = compiled.iter().position(|(lark, _)| *lark == grammar.lark) {
-            let entry = compiled.remove(at).expect("the position is in range");
-            let constraint = Constraint::new(entry.1.deep_clone());
-            compiled.push_back(entry);
-            return Ok(constraint);
+        let slot = self.slot(&grammar.lark);
+        let mut compiled = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let matcher = match &mut *compiled {
+            Some(matcher) => matcher,
+            empty => {
+                let matcher = self.compile(&grammar.lark);
+                empty.insert(matcher.map_err(|error| self.refusal(grammar, error))?)
+            }
+        };
+        Ok(Constraint::new(matcher.deep_clone()))
+    }
+
+    /// The cache's slot for `lark`, made the most recent (a new, empty one if absent).
+    fn slot(&self, lark: &str) -> CompiledSlot {
+        let mut slots = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = match slots.iter().position(|(cached, _)| cached == lark) {
+            Some(at) => slots.remove(at).expect("the position is in range"),
+            None => (lark.to_owned(), CompiledSlot::default()),
+        };
+        let slot = Arc::clone(&entry.1);
+        if slots.len() == CACHED_GRAMMARS {
+            slots.pop_front();
         }
-        drop(compiled);
-        let matcher = self
-            .compile(&grammar.lark)
-            .map_err(|error| self.refusal(grammar, error))?;
-        let constraint = Constraint::new(matcher.deep_clone());
-        let mut compiled = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
-        if compiled.len() == CACHED_GRAMMARS {
-            compiled.pop_front();
-        }
-        compiled.push_back((grammar.lark.clone(), matcher));
-        Ok(constraint)
+        slots.push_back(entry);
+        slot
     }
 
     fn compile(&self, lark: &str) -> anyhow::Result<Matcher> {

@@ -276,3 +276,25 @@ fn a_compiled_grammar_is_reused_and_each_constraint_has_its_own_state() {
     assert!(first.allowed().unwrap().contains(u32::from(b'}')));
     assert_eq!(constraints.compiled.lock().unwrap().len(), 1);
 }
+
+#[test]
+fn choices_starting_together_share_one_compiled_grammar_and_a_refusal_is_not_cached() {
+    let constraints = constraints();
+    let object = answering(ResponseFormat::JsonObject);
+    std::thread::scope(|scope| {
+        let choices: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| constraints.for_conversation(&object, None).unwrap()))
+            .collect();
+        for choice in choices {
+            let mut constraint = choice.join().unwrap().unwrap();
+            assert!(constraint.allowed().unwrap().contains(u32::from(b'{')));
+        }
+    });
+    assert_eq!(constraints.compiled.lock().unwrap().len(), 1);
+
+    let refused = answering(schema(json!({"if": {}})));
+    for _ in 0..2 {
+        let result = constraints.for_conversation(&refused, None);
+        assert!(matches!(result, Err(BackendError::InvalidField { .. })));
+    }
+}
