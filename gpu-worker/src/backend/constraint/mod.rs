@@ -17,6 +17,7 @@
 //! - `vocabulary.rs`: a vocabulary as llguidance sees it (and the byte vocabulary).
 //! - `grammar.rs`: the Lark grammar of a conversation's answer.
 //! - `sequence.rs`: one sequence's grammar state and the tokens it allows.
+//! - `tests.rs`: what the grammars accept and refuse, over the byte vocabulary.
 
 mod grammar;
 mod sequence;
