@@ -90,7 +90,7 @@ impl CandleBackend {
         };
         let vocab = Arc::new(loaded.vocab);
         progress.stage("indexing the vocabulary");
-        let structured = Structured::new(&vocab, &loaded.chat)?;
+        let structured = Structured::new(&vocab, &loaded.chat);
         let engine = Engine::start(SessionPool::new(loaded.model), Arc::clone(&vocab), config)?;
         let mut backend = Self {
             info: BackendInfo {
