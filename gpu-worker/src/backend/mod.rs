@@ -12,12 +12,15 @@
 pub mod candle;
 pub mod chain_hash;
 pub mod constraint;
+pub mod conversation;
 pub mod stop;
 pub mod synthetic;
 
 use std::borrow::Cow;
 
 use coder_nats::{FinishReason, GenerationRequest, TokenLogprobs, Usage};
+
+use crate::tool_calls::format::ToolFormat;
 
 /// What the worker announces about a loaded backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +104,10 @@ pub fn check_context(
 /// per-generation state (KV caches, RNG) inside `generate`.
 pub trait Backend: Send + Sync + 'static {
     fn info(&self) -> &BackendInfo;
+
+    /// The syntax the model writes tool calls in, or `None` when its chat template shows no
+    /// tools to it (requests offering tools are then refused).
+    fn tool_format(&self) -> Option<ToolFormat>;
 
     /// Runs one generation to completion, blocking the calling thread.
     fn generate(

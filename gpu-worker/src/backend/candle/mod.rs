@@ -45,10 +45,12 @@ use self::engine::{Engine, EngineConfig};
 use self::models::SessionPool;
 use self::structured::Structured;
 use self::text::chat::ChatTemplate;
+use self::text::chat_input::ChatInput;
 use self::text::fim::FimTokens;
 use self::text::vocab::Vocab;
 use super::constraint::Constraint;
 use super::{Backend, BackendError, BackendInfo, Finished, Flow, StepObserver, TokenSink};
+use crate::tool_calls::format::ToolFormat;
 
 /// A model loaded with candle, ready to generate.
 pub struct CandleBackend {
@@ -58,6 +60,8 @@ pub struct CandleBackend {
     chat: ChatTemplate,
     /// The grammar engine over this vocabulary, for answers with a required shape.
     structured: Structured,
+    /// The tool-call syntax the chat template shows the model, if any.
+    tool_format: Option<ToolFormat>,
     architecture: String,
     load_duration: Duration,
 }
@@ -101,6 +105,7 @@ impl CandleBackend {
             },
             engine,
             vocab,
+            tool_format: ToolFormat::detect(loaded.chat.source()),
             chat: loaded.chat,
             structured,
             architecture: loaded.architecture,
@@ -138,7 +143,8 @@ impl CandleBackend {
 
     /// The token ids a prompt becomes: a text prompt as is (special-token spellings in it are
     /// control tokens, as llama.cpp's server reads a raw prompt), a chat through the model's
-    /// template with only the template's markup as control tokens. An empty text prompt starts
+    /// template with only the template's markup as control tokens (a conversation with its
+    /// offered tools and the calls and results in its history). An empty text prompt starts
     /// from the BOS token.
     ///
     /// A fill-in-the-middle prompt is built from the model's FIM tokens (`text/fim.rs`); a
@@ -146,14 +152,15 @@ impl CandleBackend {
     pub fn encode_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>, BackendError> {
         let ids = match prompt {
             Prompt::Text(text) => self.vocab.encode(text, true)?,
-            Prompt::Chat(messages) => text::chat_tokens::encode(&self.chat, &self.vocab, messages)?,
+            Prompt::Chat(messages) => {
+                let input = ChatInput::from_messages(messages);
+                text::chat_tokens::encode(&self.chat, &self.vocab, &input)?
+            }
             Prompt::Infill(infill) => self.fim()?.encode(&self.vocab, infill)?,
-            Prompt::Conversation(_) => {
-                return Err(BackendError::InvalidField {
-                    param: "tools".into(),
-                    message: "tools and structured output are not supported by this worker yet"
-                        .to_owned(),
-                })
+            Prompt::Conversation(conversation) => {
+                super::conversation::check(self.tool_format, conversation)?;
+                let input = ChatInput::from_conversation(conversation);
+                text::chat_tokens::encode(&self.chat, &self.vocab, &input)?
             }
         };
         match (ids.is_empty(), self.vocab.bos()) {
@@ -255,6 +262,10 @@ impl CandleBackend {
 impl Backend for CandleBackend {
     fn info(&self) -> &BackendInfo {
         &self.info
+    }
+
+    fn tool_format(&self) -> Option<ToolFormat> {
+        self.tool_format
     }
 
     fn generate(

@@ -34,6 +34,7 @@ mod structured;
 use super::constraint::{byte_token_env, Constraints};
 use super::stop::{StopCheck, StopMatcher};
 use super::{Backend, BackendError, BackendInfo, Finished, Flow, StepObserver, TokenSink};
+use crate::tool_calls::format::ToolFormat;
 use coder_nats::{
     FinishReason, GenerationRequest, Infill, Logprob, Prompt, SamplingParams, TokenLogprobs, Usage,
 };
@@ -229,6 +230,11 @@ impl SyntheticBackend {
 impl Backend for SyntheticBackend {
     fn info(&self) -> &BackendInfo {
         &self.info
+    }
+
+    /// Its calls are written in the Hermes syntax.
+    fn tool_format(&self) -> Option<ToolFormat> {
+        Some(ToolFormat::Hermes)
     }
 
     fn generate(

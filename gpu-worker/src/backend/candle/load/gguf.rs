@@ -7,8 +7,6 @@ use std::path::Path;
 
 use anyhow::Context;
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::tokenizer::TokenizerFromGguf;
-use tokenizers::Tokenizer;
 
 use super::progress::ProgressReader;
 use super::{Loaded, Source};
@@ -16,6 +14,7 @@ use crate::backend::candle::gguf_meta::{string, u32_meta};
 use crate::backend::candle::models::registry::{self, GgufInput};
 use crate::backend::candle::text::chat::ChatTemplate;
 use crate::backend::candle::text::fim::DeclaredFim;
+use crate::backend::candle::text::gguf_tokens;
 use crate::backend::candle::text::spm;
 use crate::backend::candle::text::vocab::Vocab;
 
@@ -75,7 +74,7 @@ fn vocab(content: &Content, path: &Path, explicit: Option<&Path>) -> anyhow::Res
         None => {
             let built = match spm::describes(content) {
                 true => spm::from_gguf(content),
-                false => Tokenizer::from_gguf(content).map_err(anyhow::Error::new),
+                false => gguf_tokens::from_gguf(content),
             };
             built.map_err(|e| {
                 anyhow::anyhow!(

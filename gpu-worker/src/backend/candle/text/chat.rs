@@ -3,10 +3,14 @@
 //! Templates are written for Hugging Face `transformers`, which renders them with Jinja2 in a
 //! sandbox with `trim_blocks` and `lstrip_blocks` on, Python string methods available
 //! (`.strip()`, `.startswith()`, ...), loop controls, and the helpers `raise_exception` and
-//! `strftime_now`. minijinja with `minijinja-contrib`'s Python compatibility covers that.
+//! `strftime_now`, and its own `tojson` (Python's `json.dumps`: `", "` and `": "` between items,
+//! keys in their order, nothing HTML-escaped, `indent` honoured). minijinja with
+//! `minijinja-contrib`'s Python compatibility and the [`python_json`] filter cover that.
 
-use coder_nats::ChatMessage;
 use minijinja::{context, Environment, Error, ErrorKind};
+
+use super::chat_input::ChatInput;
+use super::python_json;
 
 /// Used when a model ships no template: plain `role: content` lines.
 const FALLBACK_TEMPLATE: &str = "{% for message in messages %}{{ message.role }}: \
@@ -41,6 +45,7 @@ impl ChatTemplate {
         minijinja_contrib::add_to_environment(&mut env);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
+        env.add_filter("tojson", python_json::tojson);
         env.add_template_owned("chat", source.clone())
             .map_err(|e| anyhow::anyhow!("the model's chat template does not compile: {e:#}"))?;
         Ok(Self {
@@ -57,12 +62,18 @@ impl ChatTemplate {
         [&self.source, &self.bos_token, &self.eos_token]
     }
 
-    /// The prompt text for `messages`, ending where the assistant's answer starts (see
+    /// The template's source, as compiled (the fallback when the model has none).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The prompt text for `input`, ending where the assistant's answer starts (see
     /// [`super::chat_tokens`] for its token ids).
-    pub fn render(&self, messages: &[ChatMessage]) -> Result<String, Error> {
+    pub fn render(&self, input: &ChatInput) -> Result<String, Error> {
         let template = self.env.get_template("chat")?;
         template.render(context! {
-            messages => messages,
+            messages => &input.messages,
+            tools => &input.tools,
             add_generation_prompt => true,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
@@ -105,9 +116,10 @@ fn strftime_now(format: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coder_nats::ChatMessage;
 
-    fn messages() -> Vec<ChatMessage> {
-        vec![
+    fn messages() -> ChatInput {
+        ChatInput::from_messages(&[
             ChatMessage {
                 role: "system".into(),
                 content: "  Be brief.  ".into(),
@@ -120,7 +132,7 @@ mod tests {
                 name: None,
                 ..Default::default()
             },
-        ]
+        ])
     }
 
     #[test]
