@@ -1,18 +1,21 @@
 //! Running one delivered request: `started`, tokens, `final`/`error`, in-progress acks while it
 //! runs, and the ack only after the gateway confirmed the last event (a nak when it lost some:
-//! [`crate::end_receipt`]).
+//! [`crate::end_receipt`]). Each choice runs on its own thread ([`crate::choice`]); in a
+//! conversation offering tools, its token events carry content text and tool-call pieces.
 
 use crate::backend::{Backend, BackendError, Finished};
 use crate::cancel::CancelRegistry;
+use crate::choice::run_choice;
 use crate::end_receipt::{confirm_end, Confirmed, CONFIRM_WINDOW};
 use crate::job::{intake, Intake, Job};
 use crate::sink::{ChannelSink, Generated};
 use crate::slots::Slots;
+use crate::tool_calls::choice::parser_for;
 use async_nats::jetstream::{AckKind, Message};
 use coder_nats::{EndReceipt, ErrorKind, FinishReason, Usage, WorkerEvent};
 use metrics_common::names::value::Outcome;
 use metrics_common::WorkerMetrics;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -144,17 +147,18 @@ impl Executor {
 
         let mut progress = tokio::time::interval(self.progress_every);
         progress.tick().await;
-        // Per choice: the index of its next token event (tokens without text send none).
+        // Per choice: the index of its next token event (tokens without text, log probabilities
+        // or call pieces send none).
         let mut indexes = vec![0u32; generations.len()];
         loop {
             tokio::select! {
                 token = tokens.recv() => match token {
-                    Some(Generated { choice, text, logprobs }) => {
-                        let index = &mut indexes[choice as usize];
-                        if !text.is_empty() || logprobs.is_some() {
+                    Some(generated) => {
+                        let index = &mut indexes[generated.choice as usize];
+                        if generated.has_output() {
+                            let Generated { choice, text, logprobs, tool_calls } = generated;
                             let event = WorkerEvent::Token {
-                                attempt, index: *index, text, choice, logprobs,
-                                tool_calls: Vec::new(),
+                                attempt, index: *index, text, choice, logprobs, tool_calls,
                             };
                             self.publish(&job, event).await;
                             *index += 1;
@@ -243,15 +247,16 @@ impl Executor {
         }
         (0..job.request.params.n)
             .map(|choice| {
+                let parser = parser_for(&job.request, choice, self.backend.tool_format());
                 let sink =
-                    ChannelSink::new(tokens.clone(), choice, Arc::clone(cancelled), job.deadline);
+                    ChannelSink::new(tokens.clone(), choice, Arc::clone(cancelled), job.deadline)
+                        .with_tool_calls(parser);
                 self.generate_choice(job, choice, sink, Arc::clone(cancelled))
             })
             .collect()
     }
 
-    /// Runs choice `choice` of the job on its own blocking thread; a choice that fails raises
-    /// `cancelled`, so its siblings stop too (the request fails as a whole).
+    /// Runs choice `choice` of the job on its own blocking thread ([`run_choice`]).
     fn generate_choice(
         &self,
         job: &Job,
@@ -263,11 +268,7 @@ impl Executor {
         let mut request = job.request.clone();
         request.params = request.params.for_choice(choice);
         tokio::task::spawn_blocking(move || {
-            let result = backend.generate(&request, &mut sink);
-            if matches!(&result, Err(error) if !matches!(error, BackendError::Cancelled)) {
-                cancelled.store(true, Ordering::Relaxed);
-            }
-            result
+            run_choice(backend.as_ref(), &request, &mut sink, &cancelled)
         })
     }
 

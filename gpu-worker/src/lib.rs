@@ -17,7 +17,7 @@
 //! - [`slots`]: the slot pool (sequences of the engine's batch).
 //! - [`step_metrics`]: the engine's forward steps into the metrics.
 //! - [`job`]: message → job, expired or poison (pure, unit-tested).
-//! - [`execute`]: one request's events and acks.
+//! - [`execute`]: one request's events and acks; [`choice`]: one choice's generation thread.
 //! - [`end_receipt`]: the last event sent until the gateway answers (ack, or nak to redeliver).
 //! - [`sink`]: the token channel from the generation thread.
 //! - [`cancel`]: the cancel stream followed, per-request flags; [`recent_cancels`]: cancels
@@ -35,6 +35,7 @@ pub mod affinity;
 pub mod backend;
 pub mod bench;
 pub mod cancel;
+pub mod choice;
 pub mod config;
 pub mod consumer;
 pub mod end_receipt;

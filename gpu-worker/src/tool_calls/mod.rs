@@ -9,11 +9,13 @@
 //! - [`format`]: the syntaxes and how a template shows which one it uses.
 //! - [`parser`]: one choice's output into content and deltas, per syntax: [`hermes`],
 //!   [`llama3_json`].
+//! - [`choice`]: which choices are parsed, and the finish reason their calls give.
 //! - [`call`]: one call's JSON object read as it streams (name check, argument pieces).
 //! - [`json_scan`]: a JSON object's top level, a character at a time.
 //! - [`parsed`]: the content and deltas a piece of output gives.
 
 pub mod call;
+pub mod choice;
 pub mod format;
 pub mod hermes;
 pub mod json_scan;
