@@ -120,6 +120,38 @@ fn a_recorded_qwen_call_is_one_call_and_no_content() {
     );
 }
 
+/// The same model's greedy answer in a Markdown fence, without the tags (see
+/// [`super::hermes`]).
+const QWEN_PARIS_FENCED: &str =
+    "```json\n{\n  \"name\": \"get_weather\",\n  \"arguments\": {\n    \
+    \"city\": \"Paris\"\n  }\n}\n```";
+
+#[test]
+fn a_recorded_fenced_call_at_the_start_is_a_call() {
+    hermes(
+        QWEN_PARIS_FENCED,
+        expect(
+            "",
+            vec![call(0, "get_weather", "{\n    \"city\": \"Paris\"\n  }")],
+        ),
+    );
+    let bare = "\n{\"name\": \"get_time\", \"arguments\": {}} Done.";
+    hermes(bare, expect("Done.", vec![call(0, "get_time", "{}")]));
+}
+
+#[test]
+fn objects_and_fences_that_are_not_calls_or_not_at_the_start_are_content() {
+    for text in [
+        "{\"answer\": 42}",
+        "```json\n{\"name\": \"rm_rf\", \"arguments\": {}}\n```",
+        "```python\nprint(1)\n```",
+        "Here: ```json\n{\"name\": \"get_time\", \"arguments\": {}}\n```",
+        "```json\n[1]```",
+    ] {
+        hermes(text, expect(text, vec![]));
+    }
+}
+
 #[test]
 fn text_before_calls_is_content_and_the_newlines_between_them_are_dropped() {
     let text = "Let me check both.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": \
@@ -308,7 +340,7 @@ fn the_first_delta_names_the_call_as_soon_as_its_name_is_complete() {
 /// text, no panic, and the same result whole, by character and cut in two anywhere.
 #[test]
 fn stitched_fragments_parse_the_same_however_they_are_fed() {
-    const FRAGMENTS: [&str; 22] = [
+    const FRAGMENTS: [&str; 24] = [
         "<tool_call>",
         "</tool_call>",
         "<tool_",
@@ -331,6 +363,8 @@ fn stitched_fragments_parse_the_same_however_they_are_fed() {
         "é",
         "\\",
         "tru",
+        "```json\n",
+        "```",
     ];
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     for _ in 0..300 {
