@@ -58,6 +58,12 @@ impl QueueClient {
                 ..SamplingParams::default()
             },
         };
+        self.submit_request(request, deadline).await
+    }
+
+    /// Queues `request` (for its `model`), wanted until `deadline`.
+    pub async fn submit_request(&self, request: GenerationRequest, deadline: SystemTime) -> Queued {
+        let model = request.model.as_str();
         let reply_to = subjects::reply_subject(&self.gateway_id, request.id);
         let events = self
             .client
