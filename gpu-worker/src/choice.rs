@@ -191,4 +191,17 @@ mod tests {
         let plain = scripted(vec!["It is sunny."], FinishReason::Stop);
         assert_eq!(run(&plain).0.unwrap().finish_reason, FinishReason::Stop);
     }
+
+    #[test]
+    fn a_redelivered_choice_sends_the_same_events_and_ids() {
+        let backend = scripted(
+            vec!["<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n</tool_call>"],
+            FinishReason::Stop,
+        );
+        let (first, first_sent) = run(&backend);
+        let (again, again_sent) = run(&backend);
+        assert_eq!(first.unwrap(), again.unwrap());
+        assert_eq!(first_sent, again_sent);
+        assert!(first_sent.iter().any(|g| !g.tool_calls.is_empty()));
+    }
 }
