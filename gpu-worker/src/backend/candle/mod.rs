@@ -158,7 +158,8 @@ impl CandleBackend {
             }
             Prompt::Infill(infill) => self.fim()?.encode(&self.vocab, infill)?,
             Prompt::Conversation(conversation) => {
-                super::conversation::check(self.tool_format, conversation)?;
+                super::conversation::check_tools(self.tool_format, conversation)?;
+                super::conversation::refuse_until_constrained(conversation)?;
                 let input = ChatInput::from_conversation(conversation);
                 text::chat_tokens::encode(&self.chat, &self.vocab, &input)?
             }
