@@ -107,21 +107,21 @@ fn llama(text: &str, expected: Assembled) {
     check(ToolFormat::Llama3Json, true, text, &expected);
 }
 
-/// Qwen2.5-Coder-1.5B-Instruct's answer (greedy) to "What is the weather in Paris?" with a
-/// `get_weather` tool.
+/// A call to `get_weather` for "What is the weather in Paris?" in the form Qwen's template asks
+/// for (and the Hermes grammar of constrained decoding writes).
 const QWEN_PARIS: &str = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \
     \"Paris\"}}\n</tool_call>";
 
 #[test]
-fn a_recorded_qwen_call_is_one_call_and_no_content() {
+fn a_tagged_qwen_call_is_one_call_and_no_content() {
     hermes(
         QWEN_PARIS,
         expect("", vec![call(0, "get_weather", r#"{"city": "Paris"}"#)]),
     );
 }
 
-/// The same model's greedy answer in a Markdown fence, without the tags (see
-/// [`super::hermes`]).
+/// Qwen2.5-Coder-1.5B-Instruct Q4_K_M's answer (greedy, CPU) to that question: the call in a
+/// Markdown fence, without the tags (see [`super::hermes`]).
 const QWEN_PARIS_FENCED: &str =
     "```json\n{\n  \"name\": \"get_weather\",\n  \"arguments\": {\n    \
     \"city\": \"Paris\"\n  }\n}\n```";
@@ -137,6 +137,16 @@ fn a_recorded_fenced_call_at_the_start_is_a_call() {
     );
     let bare = "\n{\"name\": \"get_time\", \"arguments\": {}} Done.";
     hermes(bare, expect("Done.", vec![call(0, "get_time", "{}")]));
+}
+
+/// The same model's greedy answer once the history holds the call and its result: the call
+/// again, with the doubled braces of the template's example. Not a JSON object: content.
+const QWEN_AFTER_RESULT: &str =
+    "{{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}";
+
+#[test]
+fn the_recorded_doubled_brace_call_is_content() {
+    hermes(QWEN_AFTER_RESULT, expect(QWEN_AFTER_RESULT, vec![]));
 }
 
 #[test]
