@@ -7,6 +7,9 @@
 //! the name is known. A call is broken when its text stops being a JSON object of that shape:
 //! not an object, a name that is not a string or not offered, arguments that are not an
 //! object, a key twice; the caller decides what its text becomes.
+//!
+//! The arguments are read under either key, `arguments` (Hermes) or `parameters` (Llama 3), as
+//! vLLM's parsers accept both: small models mix them up.
 
 use coder_nats::structure::tool_call_id;
 use uuid::Uuid;
@@ -41,7 +44,6 @@ pub enum CallState {
 #[derive(Debug)]
 pub struct CallReader {
     index: u32,
-    arguments_key: &'static str,
     scanner: ObjectScanner,
     name: Option<String>,
     /// Arguments text read before the name was known.
@@ -50,11 +52,10 @@ pub struct CallReader {
 }
 
 impl CallReader {
-    /// A reader for the choice's call `index`, whose arguments are under `arguments_key`.
-    pub fn new(index: u32, arguments_key: &'static str) -> Self {
+    /// A reader for the choice's call `index`.
+    pub fn new(index: u32) -> Self {
         Self {
             index,
-            arguments_key,
             scanner: ObjectScanner::new(),
             name: None,
             held_arguments: String::new(),
@@ -74,7 +75,7 @@ impl CallReader {
             return CallState::Broken { streamed: false };
         }
         let key = self.scanner.key();
-        let in_arguments = key.as_deref() == Some(self.arguments_key);
+        let in_arguments = matches!(key.as_deref(), Some("arguments" | "parameters"));
         if scanned.in_value && in_arguments {
             if self.scanner.value().len() == c.len_utf8() && (c != '{' || self.has_arguments) {
                 return CallState::Broken { streamed: false };

@@ -220,7 +220,7 @@ impl HermesParser {
         self.state = State::Call {
             opening,
             text: String::new(),
-            reader: CallReader::new(self.calls, "arguments"),
+            reader: CallReader::new(self.calls),
             closer,
         };
     }

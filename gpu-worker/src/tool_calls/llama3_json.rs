@@ -117,7 +117,7 @@ impl Llama3JsonParser {
             return State::Start { held };
         }
         if after_tag.unwrap_or(opening) == "{" {
-            let mut reader = CallReader::new(0, "parameters");
+            let mut reader = CallReader::new(0);
             // `{` opens the object; the reader cannot break or end on it.
             reader.push('{', &self.context, out);
             return State::Call { text: held, reader };

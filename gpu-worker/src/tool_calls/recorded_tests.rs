@@ -322,6 +322,21 @@ fn a_llama_answer_that_is_not_a_call_is_content() {
 }
 
 #[test]
+fn either_arguments_key_is_read_but_only_once() {
+    let text =
+        "<tool_call>{\"name\": \"get_time\", \"parameters\": {\"zone\": \"UTC\"}}</tool_call>";
+    hermes(
+        text,
+        expect("", vec![call(0, "get_time", r#"{"zone": "UTC"}"#)]),
+    );
+    let text = "{\"name\": \"get_time\", \"arguments\": {}}";
+    llama(text, expect("", vec![call(0, "get_time", "{}")]));
+    let twice = "{\"name\": \"get_time\", \"arguments\": {}, \"parameters\": {}}";
+    // The second breaks the announced call at its `{`: the rest is content from there.
+    llama(twice, expect("{}}", vec![call(0, "get_time", "{}")]));
+}
+
+#[test]
 fn text_after_a_llama_call_is_content() {
     let text = "{\"name\": \"get_time\", \"parameters\": {}} and more";
     llama(text, expect("and more", vec![call(0, "get_time", "{}")]));
