@@ -1,10 +1,7 @@
 //! What a backend checks of a [`Conversation`] before it renders it: offered tools need a model
 //! whose chat template shows tools to it (a [`ToolFormat`]), else the request is refused,
 //! naming `tools`, rather than answered as if no tools had been offered.
-//!
-//! Until constrained decoding enforces them, `response_format` other than text and a required
-//! or named `tool_choice` are refused too, naming the field (never dropped silently): delete
-//! [`refuse_until_constrained`] and its call when constrained decoding is merged.
+//! (`response_format` and a required call are constrained decoding's: `super::constraint`.)
 
 use coder_nats::Conversation;
 
@@ -27,28 +24,10 @@ pub fn check_tools(
     Ok(())
 }
 
-/// Refuses what only constrained decoding can honour (see the module's doc).
-pub fn refuse_until_constrained(conversation: &Conversation) -> Result<(), BackendError> {
-    if !conversation.response_format.is_text() {
-        return Err(not_yet("response_format"));
-    }
-    if conversation.requires_a_call() {
-        return Err(not_yet("tool_choice"));
-    }
-    Ok(())
-}
-
-fn not_yet(param: &'static str) -> BackendError {
-    BackendError::InvalidField {
-        param: param.into(),
-        message: format!("`{param}` is not supported by this worker yet"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coder_nats::{ChatMessage, ResponseFormat, Tool, ToolChoice};
+    use coder_nats::{ChatMessage, Tool, ToolChoice};
 
     fn with_tool(choice: ToolChoice) -> Conversation {
         Conversation {
@@ -80,19 +59,5 @@ mod tests {
         assert!(check_tools(Some(ToolFormat::Hermes), &offered).is_ok());
         // Tools not shown to the model need no format.
         assert!(check_tools(None, &with_tool(ToolChoice::None)).is_ok());
-    }
-
-    #[test]
-    fn what_needs_constrained_decoding_is_refused_naming_its_field() {
-        let required = with_tool(ToolChoice::Required);
-        let refused = refused_param(refuse_until_constrained(&required));
-        assert_eq!(refused.as_deref(), Some("tool_choice"));
-        let json = Conversation {
-            response_format: ResponseFormat::JsonObject,
-            ..with_tool(ToolChoice::None)
-        };
-        let refused = refused_param(refuse_until_constrained(&json));
-        assert_eq!(refused.as_deref(), Some("response_format"));
-        assert!(refuse_until_constrained(&with_tool(ToolChoice::Auto)).is_ok());
     }
 }

@@ -94,7 +94,8 @@ impl CandleBackend {
         };
         let vocab = Arc::new(loaded.vocab);
         progress.stage("indexing the vocabulary");
-        let structured = Structured::new(&vocab, &loaded.chat);
+        let tool_format = ToolFormat::detect(loaded.chat.source());
+        let structured = Structured::new(&vocab, tool_format);
         let engine = Engine::start(SessionPool::new(loaded.model), Arc::clone(&vocab), config)?;
         let mut backend = Self {
             info: BackendInfo {
@@ -105,7 +106,7 @@ impl CandleBackend {
             },
             engine,
             vocab,
-            tool_format: ToolFormat::detect(loaded.chat.source()),
+            tool_format,
             chat: loaded.chat,
             structured,
             architecture: loaded.architecture,
@@ -159,7 +160,6 @@ impl CandleBackend {
             Prompt::Infill(infill) => self.fim()?.encode(&self.vocab, infill)?,
             Prompt::Conversation(conversation) => {
                 super::conversation::check_tools(self.tool_format, conversation)?;
-                super::conversation::refuse_until_constrained(conversation)?;
                 let input = ChatInput::from_conversation(conversation);
                 text::chat_tokens::encode(&self.chat, &self.vocab, &input)?
             }

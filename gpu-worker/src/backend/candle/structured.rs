@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use coder_nats::{Conversation, Prompt};
 
-use super::text::chat::ChatTemplate;
 use super::text::vocab::Vocab;
 use crate::backend::constraint::{token_env, Constraint, Constraints, TokenSpelling};
 use crate::backend::BackendError;
@@ -21,8 +20,9 @@ pub struct Structured {
 }
 
 impl Structured {
-    /// Indexes `vocab` for the grammar engine (about half a second for 150k tokens).
-    pub fn new(vocab: &Vocab, chat: &ChatTemplate) -> Self {
+    /// Indexes `vocab` for the grammar engine (about half a second for 150k tokens); the model
+    /// writes its calls in `tool_format`.
+    pub fn new(vocab: &Vocab, tool_format: Option<ToolFormat>) -> Self {
         let started = Instant::now();
         let ends: Vec<u32> = vocab.eos_ids().collect();
         let constraints = token_env(spellings(vocab), &ends)
@@ -35,8 +35,6 @@ impl Structured {
                 );
             })
             .ok();
-        let [template, ..] = chat.own_text();
-        let tool_format = ToolFormat::detect(template);
         tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
             ?tool_format,
