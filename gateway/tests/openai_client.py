@@ -2,10 +2,122 @@
 
 Usage: openai_client.py BASE_URL MODEL   (exit status 0 when every check passes)
 """
+import json
 import sys
 import uuid
 
+import jsonschema
 from openai import BadRequestError, OpenAI
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather of a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+CLOCK = {"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}}
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+
+
+def check_call(call, tools):
+    """A call names one of `tools` and its arguments validate against that tool's schema."""
+    by_name = {tool["function"]["name"]: tool["function"] for tool in tools}
+    assert call.type == "function" and call.id, call
+    assert call.function.name in by_name, call
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, by_name[call.function.name].get("parameters", {}))
+
+
+def streamed_calls(stream):
+    """The calls and finish reason of a streamed chat answer, assembled as clients assemble them."""
+    calls, finish = {}, None
+    for chunk in stream:
+        for choice in chunk.choices:
+            for piece in choice.delta.tool_calls or []:
+                call = calls.setdefault(piece.index, {"id": None, "name": None, "arguments": ""})
+                call["id"] = call["id"] or piece.id
+                call["name"] = call["name"] or piece.function.name
+                call["arguments"] += piece.function.arguments or ""
+            finish = choice.finish_reason or finish
+    return [calls[index] for index in sorted(calls)], finish
+
+
+def check_tools(client, model):
+    """A round trip (tools, a call, its result, an answer), whole and streamed; `required` and a
+    named function always yield a call; JSON answers parse and follow their schema."""
+    question = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
+    tools = [WEATHER, CLOCK]
+    for choice in ["required", {"type": "function", "function": {"name": "get_weather"}}]:
+        answer = client.chat.completions.create(
+            model=model, messages=question, tools=tools, tool_choice=choice,
+            max_tokens=64, seed=3, temperature=0,
+        )
+        message = answer.choices[0].message
+        assert answer.choices[0].finish_reason == "tool_calls", answer
+        assert message.tool_calls, answer
+        for call in message.tool_calls:
+            check_call(call, tools)
+        if isinstance(choice, dict):
+            assert {call.function.name for call in message.tool_calls} == {"get_weather"}, answer
+
+    # The call goes back with its result; the answer is text.
+    call = message.tool_calls[0]
+    history = question + [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": '{"celsius": 18, "sky": "clear"}'},
+    ]
+    final = client.chat.completions.create(
+        model=model, messages=history, tools=tools, tool_choice="none", max_tokens=16, seed=3,
+    )
+    assert final.choices[0].message.content, final
+    assert not final.choices[0].message.tool_calls, final
+
+    # Streamed: index, id and name first, then argument pieces.
+    stream = client.chat.completions.create(
+        model=model, messages=question, tools=tools, tool_choice="required",
+        max_tokens=64, seed=3, temperature=0, stream=True,
+    )
+    calls, finish = streamed_calls(stream)
+    assert finish == "tool_calls" and calls, (finish, calls)
+    # The same seeded request as the whole `required` one above: the same calls (ids are the
+    # request's own).
+    required = client.chat.completions.create(
+        model=model, messages=question, tools=tools, tool_choice="required",
+        max_tokens=64, seed=3, temperature=0,
+    )
+    whole = [(c.function.name, c.function.arguments) for c in required.choices[0].message.tool_calls]
+    assert [(c["name"], c["arguments"]) for c in calls] == whole, (calls, whole)
+    assert all(c["id"] for c in calls), calls
+
+    person = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "Invent a person. Answer in JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}},
+        max_tokens=64, seed=3, temperature=0,
+    )
+    assert person.choices[0].finish_reason == "stop", person
+    jsonschema.validate(json.loads(person.choices[0].message.content), PERSON)
+    anything = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "List three colours as JSON."}],
+        response_format={"type": "json_object"}, max_tokens=64, seed=3, temperature=0,
+    )
+    assert isinstance(json.loads(anything.choices[0].message.content), dict), anything
 
 
 def main() -> None:
@@ -103,7 +215,10 @@ def main() -> None:
     assert indexes == {0, 1}, indexes
     checks += 1
 
-    tool = {"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}}
+    check_tools(client, model)
+    checks += 1
+
+    tool = CLOCK
     refusals = [
         ("tool_choice", {"tool_choice": "required"}),
         ("tools[0].function.name", {"tools": [{**tool, "function": {"name": "a b"}}]}),

@@ -132,7 +132,8 @@ pub async fn read_sse(response: reqwest::Response) -> Vec<Value> {
 }
 
 /// Runs `openai_client.py` (the official openai Python client, both modes, completions and chat,
-/// penalties accepted, fill-in-the-middle, log probabilities, `n` choices, a repeated prompt's
+/// penalties accepted, fill-in-the-middle, log probabilities, `n` choices, tool calls (a round
+/// trip, required and named, streamed), JSON answers that follow their schema, a repeated prompt's
 /// cached tokens, and unsupported or out-of-range fields refused by name) against the gateway
 /// and asserts
 /// every check passed.
@@ -158,7 +159,7 @@ pub async fn assert_openai_client_works(gateway: &Gateway, model: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("openai client: 10 checks passed"),
+        stdout.contains("openai client: 11 checks passed"),
         "{stdout}"
     );
 }
