@@ -43,19 +43,26 @@ async fn text_of(gateway: &Gateway, path: &str, body: &Value) -> String {
 }
 
 #[tokio::test]
-async fn tools_structured_output_and_unknown_fields_are_refused_by_name() {
+async fn malformed_tools_and_formats_and_unknown_fields_are_refused_by_name() {
     let (_nats, gateway, _worker) = stack(MODEL, &[], &[]).await;
     let tool = json!({"type": "function", "function": {"name": "get_time", "parameters": {}}});
     let refused_chat = [
-        (json!({"tools": [tool]}), "tools"),
-        (json!({"tools": [tool], "tool_choice": "required"}), "tools"),
+        (
+            json!({"tools": [{"type": "custom", "function": {"name": "f"}}]}),
+            "tools[0].type",
+        ),
+        (
+            json!({"tools": [tool], "tool_choice": {"type": "function",
+                                                   "function": {"name": "other"}}}),
+            "tool_choice.function.name",
+        ),
         (json!({"tool_choice": "required"}), "tool_choice"),
-        (json!({"parallel_tool_calls": true}), "parallel_tool_calls"),
+        (json!({"parallel_tool_calls": "yes"}), "parallel_tool_calls"),
         (json!({"functions": [{"name": "f"}]}), "functions"),
         (json!({"function_call": "auto"}), "function_call"),
         (
-            json!({"response_format": {"type": "json_object"}}),
-            "response_format",
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}),
+            "response_format.json_schema.schema",
         ),
         (json!({"logit_bias": {"1": 100}}), "logit_bias"),
         (json!({"logprobs": "yes"}), "logprobs"),
@@ -99,16 +106,16 @@ async fn tools_structured_output_and_unknown_fields_are_refused_by_name() {
         let response = post(&gateway, "/v1/completions", &completion(extra)).await;
         expect_error(response, 400, Some(field)).await;
     }
-    // What is not yet supported says so.
+    // The deprecated form says what to use instead.
     let response = post(
         &gateway,
         "/v1/chat/completions",
-        &chat(json!({"tools": [tool]})),
+        &chat(json!({"functions": [{"name": "f"}]})),
     )
     .await;
-    let body = expect_error(response, 400, Some("tools")).await;
+    let body = expect_error(response, 400, Some("functions")).await;
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("not supported yet"), "{message}");
+    assert!(message.contains("use `tools`"), "{message}");
 }
 
 #[tokio::test]

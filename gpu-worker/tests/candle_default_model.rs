@@ -5,54 +5,20 @@
 //! One backend is loaded for the whole file and shared by the tests, as a worker shares it
 //! across slots. Generations are kept to a few tokens: the CPU decodes ~25 tokens/s.
 
-use std::path::PathBuf;
+mod candle_support;
+
 use std::sync::OnceLock;
 
+use candle_support::{load_default_model, Recorder};
+
 use coder_nats::{ChatMessage, FinishReason, GenerationRequest, Infill, Prompt, SamplingParams};
-use gpu_worker::backend::candle::{CandleBackend, CandleOptions};
-use gpu_worker::backend::{Backend, BackendError, Finished, Flow, TokenSink};
-
-const MODEL_FILE: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
-
-fn model_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("models")
-        .join(MODEL_FILE)
-}
+use gpu_worker::backend::candle::CandleBackend;
+use gpu_worker::backend::{Backend, BackendError, Finished};
 
 /// The shared backend, or `None` (with a notice) when the model was not fetched.
 fn backend() -> Option<&'static CandleBackend> {
     static BACKEND: OnceLock<Option<CandleBackend>> = OnceLock::new();
-    BACKEND
-        .get_or_init(|| {
-            let path = model_path();
-            if !path.is_file() {
-                eprintln!(
-                    "NOTICE: {} is absent; skipping default-model tests (run scripts/fetch-model.sh)",
-                    path.display()
-                );
-                return None;
-            }
-            let options = CandleOptions::new(path, "qwen2.5-coder-1.5b-instruct");
-            Some(CandleBackend::load(&options).expect("the default model loads"))
-        })
-        .as_ref()
-}
-
-#[derive(Default)]
-struct Recorder {
-    pieces: Vec<String>,
-}
-
-impl TokenSink for Recorder {
-    fn token(&mut self, text: &str) -> Flow {
-        self.pieces.push(text.to_owned());
-        Flow::Continue
-    }
-    fn is_cancelled(&self) -> bool {
-        false
-    }
+    BACKEND.get_or_init(|| load_default_model(None)).as_ref()
 }
 
 fn generate(backend: &CandleBackend, prompt: Prompt, params: SamplingParams) -> (Finished, String) {

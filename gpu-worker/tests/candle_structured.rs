@@ -7,56 +7,25 @@
 //! is built); the answer's shape comes from the conversation given to
 //! [`CandleBackend::generate_tokens_shaped`], as it would from a request's.
 
-use std::path::PathBuf;
+mod candle_support;
+
 use std::sync::OnceLock;
+
+use candle_support::{load_default_model, Recorder};
 
 use coder_nats::GenerationRequest;
 use coder_nats::{
     ChatMessage, Conversation, FinishReason, Prompt, ResponseFormat, SamplingParams, Tool,
     ToolChoice,
 };
-use gpu_worker::backend::candle::{CandleBackend, CandleOptions};
-use gpu_worker::backend::{Backend, BackendError, Finished, Flow, TokenSink};
+use gpu_worker::backend::candle::CandleBackend;
+use gpu_worker::backend::{Backend, BackendError, Finished};
 use serde_json::{json, Value};
-
-const MODEL_FILE: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
 
 /// The shared backend, or `None` (with a notice) when the model was not fetched.
 fn backend() -> Option<&'static CandleBackend> {
     static BACKEND: OnceLock<Option<CandleBackend>> = OnceLock::new();
-    BACKEND
-        .get_or_init(|| {
-            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../models")
-                .join(MODEL_FILE);
-            if !path.is_file() {
-                eprintln!(
-                    "NOTICE: {} is absent; skipping the structured-output tests",
-                    path.display()
-                );
-                return None;
-            }
-            let mut options = CandleOptions::new(path, "qwen2.5-coder-1.5b-instruct");
-            options.max_sequences = 4;
-            Some(CandleBackend::load(&options).expect("the default model loads"))
-        })
-        .as_ref()
-}
-
-/// Each generated token's text.
-#[derive(Default)]
-struct Recorder {
-    pieces: Vec<String>,
-}
-
-impl TokenSink for Recorder {
-    fn token(&mut self, text: &str) -> Flow {
-        self.pieces.push(text.to_owned());
-        Flow::Continue
-    }
-    fn is_cancelled(&self) -> bool {
-        false
-    }
+    BACKEND.get_or_init(|| load_default_model(Some(4))).as_ref()
 }
 
 fn chat(system: &str, user: &str) -> Vec<ChatMessage> {

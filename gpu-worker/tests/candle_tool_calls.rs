@@ -8,38 +8,28 @@
 //! — which the Hermes parser reads as a call because the answer starts with it. The test
 //! asserts the call, not the exact text, so the tagged form passes too.
 
-use std::path::PathBuf;
+mod candle_support;
+
 use std::sync::OnceLock;
+
+use candle_support::{load_default_model, Recorder};
 
 use coder_nats::{
     ChatMessage, Conversation, FinishReason, GenerationRequest, Prompt, SamplingParams, Tool,
     ToolCall,
 };
-use gpu_worker::backend::candle::{CandleBackend, CandleOptions};
-use gpu_worker::backend::{Backend, Flow, TokenSink};
+use gpu_worker::backend::candle::CandleBackend;
+use gpu_worker::backend::Backend;
 use gpu_worker::tool_calls::format::ToolFormat;
 use gpu_worker::tool_calls::{CallContext, ToolCallParser};
 
-const MODEL_FILE: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
 /// Qwen2.5's `<tool_call>` and `</tool_call>`.
 const TOOL_CALL_OPEN: u32 = 151657;
 const TOOL_CALL_CLOSE: u32 = 151658;
 
 fn backend() -> Option<&'static CandleBackend> {
     static BACKEND: OnceLock<Option<CandleBackend>> = OnceLock::new();
-    BACKEND
-        .get_or_init(|| {
-            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../models")
-                .join(MODEL_FILE);
-            if !path.is_file() {
-                eprintln!("NOTICE: {} is absent; skipping", path.display());
-                return None;
-            }
-            let options = CandleOptions::new(path, "qwen2.5-coder-1.5b-instruct");
-            Some(CandleBackend::load(&options).expect("the default model loads"))
-        })
-        .as_ref()
+    BACKEND.get_or_init(|| load_default_model(None)).as_ref()
 }
 
 fn get_weather() -> Tool {
@@ -127,20 +117,6 @@ fn the_qwen_template_shows_tools_and_calls_with_its_tool_call_tokens() {
     );
 }
 
-/// Every piece of text the model writes.
-#[derive(Default)]
-struct Pieces(Vec<String>);
-
-impl TokenSink for Pieces {
-    fn token(&mut self, text: &str) -> Flow {
-        self.0.push(text.to_owned());
-        Flow::Continue
-    }
-    fn is_cancelled(&self) -> bool {
-        false
-    }
-}
-
 #[test]
 fn asked_for_the_weather_in_paris_the_model_calls_get_weather() {
     let Some(backend) = backend() else { return };
@@ -154,11 +130,11 @@ fn asked_for_the_weather_in_paris_the_model_calls_get_weather() {
             ..Default::default()
         },
     };
-    let mut pieces = Pieces::default();
+    let mut pieces = Recorder::default();
 
     let finished = backend.generate(&request, &mut pieces).unwrap();
 
-    let text = pieces.0.concat();
+    let text = pieces.text();
     eprintln!("the model wrote ({:?}): {text:?}", finished.finish_reason);
     let context = CallContext {
         tools: vec!["get_weather".into()],
@@ -166,7 +142,11 @@ fn asked_for_the_weather_in_paris_the_model_calls_get_weather() {
         choice: 0,
     };
     let mut parser = ToolCallParser::new(ToolFormat::Hermes, context, true);
-    let mut parsed: Vec<_> = pieces.0.iter().map(|piece| parser.push(piece)).collect();
+    let mut parsed: Vec<_> = pieces
+        .pieces
+        .iter()
+        .map(|piece| parser.push(piece))
+        .collect();
     parsed.push(parser.finish());
     let content: String = parsed.iter().map(|p| p.content.as_str()).collect();
     let arguments: String = parsed

@@ -37,19 +37,6 @@ async fn worker_exposes_exactly_the_catalogue_names_types_and_label_keys() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// The default model, which `scripts/fetch-model.sh` puts in `models/`.
-fn default_model() -> Option<String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
-    match path.is_file() {
-        true => Some(path.to_string_lossy().into_owned()),
-        false => {
-            eprintln!("NOTICE: {} is absent; skipping", path.display());
-            None
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_candle_worker_exposes_its_engine_steps() {
     let Some(model_path) = default_model() else {

@@ -16,18 +16,6 @@ use worker_support::*;
 
 const MODEL: &str = "qwen2.5-coder-1.5b-instruct";
 
-fn default_model() -> Option<String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
-    match path.is_file() {
-        true => Some(path.to_string_lossy().into_owned()),
-        false => {
-            eprintln!("NOTICE: {} is absent; skipping", path.display());
-            None
-        }
-    }
-}
-
 fn weather_request() -> GenerationRequest {
     let tool = Tool {
         name: "get_weather".into(),

@@ -88,12 +88,6 @@ impl HermesParser {
         self.calls + u32::from(reading)
     }
 
-    pub fn push(&mut self, text: &str, out: &mut Parsed) {
-        for c in text.chars() {
-            self.push_char(c, out);
-        }
-    }
-
     /// The end of the output: what is held back, as content.
     pub fn finish(&mut self, out: &mut Parsed) {
         match std::mem::replace(&mut self.state, text_state(true)) {
@@ -112,7 +106,8 @@ impl HermesParser {
         }
     }
 
-    fn push_char(&mut self, c: char, out: &mut Parsed) {
+    /// Reads the next character of output.
+    pub fn push_char(&mut self, c: char, out: &mut Parsed) {
         match std::mem::replace(&mut self.state, text_state(false)) {
             State::Start { mut held } => {
                 held.push(c);
@@ -178,7 +173,7 @@ impl HermesParser {
                     self.state = State::Closing { held, closer };
                 } else {
                     self.state = text_state(true);
-                    self.push(&held, out);
+                    self.push_str(&held, out);
                 }
             }
         }
@@ -195,8 +190,13 @@ impl HermesParser {
                 self.open_call(held, closer);
                 self.push_char('{', out);
             }
-            Opening::Text => self.push(&held, out),
+            Opening::Text => self.push_str(&held, out),
         }
+    }
+
+    /// Reads held-back text again, in the state it now falls into.
+    fn push_str(&mut self, text: &str, out: &mut Parsed) {
+        text.chars().for_each(|c| self.push_char(c, out));
     }
 
     /// Content whose end may be the start of an opener.

@@ -51,12 +51,6 @@ impl Llama3JsonParser {
         self.calls + u32::from(reading)
     }
 
-    pub fn push(&mut self, text: &str, out: &mut Parsed) {
-        for c in text.chars() {
-            self.push_char(c, out);
-        }
-    }
-
     /// The end of the output: what is held back, as content.
     pub fn finish(&mut self, out: &mut Parsed) {
         match std::mem::replace(&mut self.state, State::Text) {
@@ -67,7 +61,8 @@ impl Llama3JsonParser {
         }
     }
 
-    fn push_char(&mut self, c: char, out: &mut Parsed) {
+    /// Reads the next character of output.
+    pub fn push_char(&mut self, c: char, out: &mut Parsed) {
         self.state = match std::mem::replace(&mut self.state, State::Text) {
             State::Start { mut held } => {
                 held.push(c);

@@ -36,9 +36,11 @@ impl ToolCallParser {
     /// Reads the next piece of output.
     pub fn push(&mut self, text: &str) -> Parsed {
         let mut out = Parsed::default();
-        match self {
-            ToolCallParser::Hermes(parser) => parser.push(text, &mut out),
-            ToolCallParser::Llama3Json(parser) => parser.push(text, &mut out),
+        for c in text.chars() {
+            match self {
+                ToolCallParser::Hermes(parser) => parser.push_char(c, &mut out),
+                ToolCallParser::Llama3Json(parser) => parser.push_char(c, &mut out),
+            }
         }
         out
     }

@@ -1,17 +1,18 @@
 //! Helpers shared by the candle backend's test files: a word-level tokenizer, deterministic
-//! noise for weights, a recording sink and request builders.
+//! noise for weights, the default model, a recording sink and request builders.
 
 #![allow(dead_code)] // each test file uses its own subset
 
 mod noise;
 
+#[allow(unused_imports)] // only the files that build weights use it
 pub use noise::noise;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use coder_nats::{GenerationRequest, Prompt, SamplingParams, TokenLogprobs};
-use gpu_worker::backend::candle::CandleBackend;
+use gpu_worker::backend::candle::{CandleBackend, CandleOptions};
 use gpu_worker::backend::{Backend, Finished, Flow, TokenSink};
 use tokenizers::models::wordlevel::WordLevel;
 use tokenizers::pre_tokenizers::whitespace::Whitespace;
@@ -45,6 +46,31 @@ pub fn write_tokenizer(dir: &Path, vocab_size: usize) {
     let specials = ["<unk>", "<s>", "</s>"].map(|t| AddedToken::from(t.to_owned(), true));
     tokenizer.add_special_tokens(specials).unwrap();
     tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
+}
+
+/// The default model's file, Qwen2.5-Coder-1.5B-Instruct Q4_K_M (`scripts/fetch-model.sh`).
+pub fn default_model_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
+}
+
+/// The default model, loaded with `max_sequences` in a batch (`None`: the backend's default),
+/// or `None` with a notice when the file was not fetched (the test then passes without it).
+pub fn load_default_model(max_sequences: Option<usize>) -> Option<CandleBackend> {
+    let path = default_model_path();
+    if !path.is_file() {
+        eprintln!(
+            "NOTICE: {} is absent; skipping default-model tests (run scripts/fetch-model.sh)",
+            path.display()
+        );
+        return None;
+    }
+    let mut options = CandleOptions::new(path, "qwen2.5-coder-1.5b-instruct");
+    if let Some(max_sequences) = max_sequences {
+        options.max_sequences = max_sequences;
+    }
+    Some(CandleBackend::load(&options).expect("the default model loads"))
 }
 
 /// Records what the backend streams; can ask to stop after some tokens.

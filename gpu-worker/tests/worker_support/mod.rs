@@ -31,3 +31,17 @@ pub async fn worker_on_queue(model: &str, flags: &[&str]) -> (NatsServer, QueueC
     let worker = Worker::start(&nats, model, flags);
     (nats, queue, worker)
 }
+
+/// The default model's file (`scripts/fetch-model.sh` puts it in `models/`), or `None` with a
+/// notice when it was not fetched (the test then passes without it).
+pub fn default_model() -> Option<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+    match path.is_file() {
+        true => Some(path.to_string_lossy().into_owned()),
+        false => {
+            eprintln!("NOTICE: {} is absent; skipping", path.display());
+            None
+        }
+    }
+}
