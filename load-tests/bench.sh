@@ -600,8 +600,9 @@ worker_level() {
 # speed hits every engine and level alike. Levels: `avx2` (the worker with CODER_CPU_KERNELS=avx2
 # against llama.cpp built for AVX2 without AVX-512) wherever the CPU has AVX2, `avxvnni` (the
 # same with AVX-VNNI on both sides) wherever it has AVX-VNNI, and `native` (the worker's detected
-# level, the one users get, against llama.cpp's GGML_NATIVE build) wherever that level is
-# neither of those (an AVX-512 VNNI CPU).
+# level, the one users get, against llama.cpp's GGML_NATIVE build, AMX left out where the CPU
+# lists it: scripts/build-llama-cpp.sh says why) wherever that level is neither of those (an
+# AVX-512 VNNI CPU).
 bench_llama_cpp() {
     local dir="$OUT/6-llama-cpp"
     local path="$MODEL_PATH"

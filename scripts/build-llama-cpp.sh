@@ -4,7 +4,8 @@
 # `llama-server`: load-tests/bench.sh batching), at one x86 instruction-set level:
 #
 #   native  GGML_NATIVE=ON (-march=native): tuned for this machine, as llama.cpp is usually built
-#           for a benchmark; on an AVX-512 CPU it uses AVX-512.
+#           for a benchmark; on an AVX-512 CPU it uses AVX-512. AMX is left out where the CPU
+#           lists it (see below: its kernel faults on these VMs).
 #   avx2    GGML_NATIVE=OFF with each x86 option set explicitly to llama.cpp's own `haswell`
 #           variant (ggml/src/CMakeLists.txt, GGML_CPU_ALL_VARIANTS): SSE4.2, AVX, F16C, FMA,
 #           AVX2, BMI2 on; AVX-VNNI, AVX-512 (F, VBMI, VNNI, BF16) and AMX off. The build a
@@ -43,8 +44,22 @@ VENV_BIN="$REPO_ROOT/.venv/bin"
 
 log() { printf 'build-llama-cpp: %s\n' "$*" >&2; }
 
+BUILD_NAME="$LEVEL"
 case "$LEVEL" in
-    native) ISA_FLAGS=(-DGGML_NATIVE=ON) ;;
+    native)
+        ISA_FLAGS=(-DGGML_NATIVE=ON)
+        # ggml's AMX matrix multiply dies with a general protection fault in
+        # ggml_backend_amx_mul_mat on the VMs that list `amx_tile` here (the guest is not
+        # granted the tile state it asks for), before printing a result. Where the CPU lists AMX,
+        # native leaves it out (-mno-amx-*: explicit ISA flags win over -march=native), so the
+        # native row is llama.cpp's AVX-512 VNNI code, as the worker's is; in a build folder of
+        # its own, so a build with AMX is never reused for it.
+        if grep -qw amx_tile /proc/cpuinfo; then
+            no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+            ISA_FLAGS+=("-DCMAKE_C_FLAGS=$no_amx" "-DCMAKE_CXX_FLAGS=$no_amx")
+            BUILD_NAME=native-noamx
+        fi
+        ;;
     avx2 | avxvnni)
         vnni=OFF
         [ "$LEVEL" = avx2 ] || vnni=ON
@@ -65,7 +80,7 @@ case "$TOOL" in
         exit 2
         ;;
 esac
-BUILD="$CACHE/build-$VERSION-$LEVEL"
+BUILD="$CACHE/build-$VERSION-$BUILD_NAME"
 BIN="$BUILD/bin/$TOOL"
 
 if [ -x "$BIN" ]; then

@@ -86,6 +86,14 @@ def check_tools(client, model):
     )
     assert final.choices[0].message.content, final
     assert not final.choices[0].message.tool_calls, final
+    stream = client.chat.completions.create(
+        model=model, messages=history, tools=tools, tool_choice="none", max_tokens=16, seed=3,
+        stream=True,
+    )
+    chunks = [c for c in stream if c.choices]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text == final.choices[0].message.content, (text, final)
+    assert not any(c.choices[0].delta.tool_calls for c in chunks), chunks
 
     # Streamed: index, id and name first, then argument pieces.
     stream = client.chat.completions.create(
