@@ -18,6 +18,7 @@
 //! partition is an ordinary durable work-queue consumer, and any worker may pull from any of them.
 
 use crate::request::{ChatMessage, Prompt};
+use crate::stable_hash::{mix, Fnv1a};
 
 /// Partitions per model. Part of the contract between gateways and workers (a request is
 /// published to one of them, workers pull from all of them): changing it needs both redeployed.
@@ -130,35 +131,6 @@ fn score(model: &str, partition: u16, worker: &str) -> u64 {
     hash.write(&[0xff]);
     hash.write(&partition.to_le_bytes());
     mix(hash.finish())
-}
-
-/// 64-bit FNV-1a: stable across versions and platforms, unlike the standard library's hasher,
-/// which gateways and workers of different builds must agree with.
-struct Fnv1a(u64);
-
-impl Fnv1a {
-    fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 ^= u64::from(byte);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// SplitMix64's finaliser: FNV's low bits are weak for short inputs, and both the partition (a
-/// modulo) and the scores (compared) want all bits mixed.
-fn mix(mut value: u64) -> u64 {
-    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    value ^ (value >> 31)
 }
 
 #[cfg(test)]

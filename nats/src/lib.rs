@@ -45,6 +45,7 @@ pub mod publish_error;
 pub mod receipt;
 pub mod request;
 pub mod retry;
+mod stable_hash;
 pub mod structure;
 pub mod subjects;
 #[cfg(feature = "testing")]

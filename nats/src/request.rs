@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::stable_hash::mix;
 use crate::structure::{Conversation, ToolCall};
 
 /// One queued request: what to generate, for which model, and how to sample.
@@ -270,12 +271,9 @@ impl SamplingParams {
         if choice == 0 {
             return self.seed;
         }
-        let mut z = self
+        mix(self
             .seed
-            .wrapping_add(u64::from(choice).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+            .wrapping_add(u64::from(choice).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
     }
 
     /// The parameters of choice `choice` alone: its seed, one choice.
@@ -399,6 +397,9 @@ mod tests {
             seeds,
             (0..8).map(|i| params.choice_seed(i)).collect::<Vec<_>>()
         );
+        // Pinned: redelivered requests, and workers of other builds, derive the same seeds.
+        assert_eq!(seeds[1], 0xbdd7_3226_2feb_6e95);
+        assert_eq!(seeds[7], 0x37e9_671c_4537_6d5d);
         let one = params.for_choice(3);
         assert_eq!((one.n, one.seed), (1, seeds[3]));
     }
