@@ -60,8 +60,6 @@ pub struct CandleBackend {
     chat: ChatTemplate,
     /// The grammar engine over this vocabulary, for answers with a required shape.
     structured: Structured,
-    /// The tool-call syntax the chat template shows the model, if any.
-    tool_format: Option<ToolFormat>,
     architecture: String,
     load_duration: Duration,
 }
@@ -94,8 +92,7 @@ impl CandleBackend {
         };
         let vocab = Arc::new(loaded.vocab);
         progress.stage("indexing the vocabulary");
-        let tool_format = ToolFormat::detect(loaded.chat.source());
-        let structured = Structured::new(&vocab, tool_format);
+        let structured = Structured::new(&vocab, ToolFormat::detect(loaded.chat.source()));
         let engine = Engine::start(SessionPool::new(loaded.model), Arc::clone(&vocab), config)?;
         let mut backend = Self {
             info: BackendInfo {
@@ -106,7 +103,6 @@ impl CandleBackend {
             },
             engine,
             vocab,
-            tool_format,
             chat: loaded.chat,
             structured,
             architecture: loaded.architecture,
@@ -159,7 +155,7 @@ impl CandleBackend {
             }
             Prompt::Infill(infill) => self.fim()?.encode(&self.vocab, infill)?,
             Prompt::Conversation(conversation) => {
-                super::conversation::check_tools(self.tool_format, conversation)?;
+                super::conversation::check_tools(self.structured.tool_format(), conversation)?;
                 let input = ChatInput::from_conversation(conversation);
                 text::chat_tokens::encode(&self.chat, &self.vocab, &input)?
             }
@@ -266,7 +262,7 @@ impl Backend for CandleBackend {
     }
 
     fn tool_format(&self) -> Option<ToolFormat> {
-        self.tool_format
+        self.structured.tool_format()
     }
 
     fn generate(

@@ -46,6 +46,11 @@ impl Structured {
         }
     }
 
+    /// The syntax the model writes its calls in, from its chat template.
+    pub fn tool_format(&self) -> Option<ToolFormat> {
+        self.tool_format
+    }
+
     /// The constraint on `prompt`'s answer, if it asks for one.
     pub fn constraint(&self, prompt: &Prompt) -> Result<Option<Constraint>, BackendError> {
         let Prompt::Conversation(conversation) = prompt else {
