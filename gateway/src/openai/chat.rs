@@ -1,7 +1,7 @@
 //! `POST /v1/chat/completions`: the request, its whole answer and its stream chunks.
 
 use super::common::{parse_generation_body, required_model, SamplingFields, UsageBody};
-use super::endpoint::{to_json, ChunkFormat, GenerationEndpoint};
+use super::endpoint::{to_json, GenerationEndpoint, OpenAiChunks};
 use super::fields;
 use super::json::ApiBody;
 use super::logprobs::ChatLogprobs;
@@ -294,7 +294,7 @@ impl ChatResponse {
 #[derive(Default)]
 pub struct ChatChunks;
 
-impl ChunkFormat for ChatChunks {
+impl OpenAiChunks for ChatChunks {
     fn opening(&self, id: Uuid, model: &str, choices: u32) -> Vec<String> {
         (0..choices.max(1))
             .map(|index| {

@@ -4,7 +4,7 @@
 //! fills in, from its own fill-in-the-middle tokens (the worker builds that prompt).
 
 use super::common::{parse_generation_body, required_model, OneOrMany, SamplingFields, UsageBody};
-use super::endpoint::{to_json, ChunkFormat, GenerationEndpoint};
+use super::endpoint::{to_json, GenerationEndpoint, OpenAiChunks};
 use super::fields;
 use super::json::ApiBody;
 use super::logprobs::CompletionLogprobs;
@@ -152,7 +152,7 @@ pub struct CompletionChunks {
     offsets: Vec<usize>,
 }
 
-impl ChunkFormat for CompletionChunks {
+impl OpenAiChunks for CompletionChunks {
     fn opening(&self, _: Uuid, _: &str, _: u32) -> Vec<String> {
         Vec::new()
     }

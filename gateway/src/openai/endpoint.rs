@@ -47,18 +47,44 @@ pub trait GenerationEndpoint: ApiBody + Send + 'static {
     fn answer(id: Uuid, model: &str, choices: Vec<ChoiceOutput>, usage: UsageBody) -> Self::Answer;
 }
 
-/// How an endpoint writes the chunks of a streamed answer, each the `data` of one event; every
-/// chunk names its choice's `index`.
+/// How an endpoint writes the chunks of a streamed answer, each the `data` of one event.
 pub trait ChunkFormat: Send + 'static {
     /// Chunks sent before the first token (chat: the assistant role, once per choice).
     fn opening(&self, id: Uuid, model: &str, choices: u32) -> Vec<String>;
     /// One token's chunk (`&mut`: completions count each choice's text offsets).
     fn token(&mut self, id: Uuid, model: &str, token: ChoiceToken) -> String;
+    /// The chunks that end a stream, after the last token: `usage` when the client asked for
+    /// it.
+    fn closing(
+        &self,
+        id: Uuid,
+        model: &str,
+        finish_reasons: Vec<FinishReason>,
+        usage: Option<UsageBody>,
+    ) -> Vec<String>;
+    /// The chunks that end a stream cut short by an error after its headers were sent.
+    fn failure(&self, error_body: String) -> Vec<String>;
+}
+
+/// OpenAI's streams: every chunk names its choice's `index`; the stream ends with each choice's
+/// finish chunk, the usage chunk when asked for, and `[DONE]`, and an error is sent in-band
+/// before `[DONE]`.
+pub trait OpenAiChunks: Send + 'static {
+    fn opening(&self, id: Uuid, model: &str, choices: u32) -> Vec<String>;
+    fn token(&mut self, id: Uuid, model: &str, token: ChoiceToken) -> String;
     fn finish(&self, id: Uuid, model: &str, choice: u32, finish_reason: FinishReason) -> String;
     fn usage(&self, id: Uuid, model: &str, usage: UsageBody) -> String;
+}
 
-    /// The chunks that end a stream: each choice's finish, the usage when the client asked for
-    /// it, then OpenAI's `[DONE]`.
+impl<T: OpenAiChunks> ChunkFormat for T {
+    fn opening(&self, id: Uuid, model: &str, choices: u32) -> Vec<String> {
+        OpenAiChunks::opening(self, id, model, choices)
+    }
+
+    fn token(&mut self, id: Uuid, model: &str, token: ChoiceToken) -> String {
+        OpenAiChunks::token(self, id, model, token)
+    }
+
     fn closing(
         &self,
         id: Uuid,
@@ -75,8 +101,6 @@ pub trait ChunkFormat: Send + 'static {
         chunks
     }
 
-    /// The chunks that end a stream cut short by an error after its headers were sent: the
-    /// error's body in-band, as OpenAI sends it, then `[DONE]`.
     fn failure(&self, error_body: String) -> Vec<String> {
         vec![error_body, DONE.to_owned()]
     }

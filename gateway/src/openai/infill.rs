@@ -241,20 +241,6 @@ impl ChunkFormat for InfillChunks {
         to_json(&InfillAnswer::piece(token.text))
     }
 
-    fn finish(&self, _: Uuid, model: &str, _: u32, finish_reason: FinishReason) -> String {
-        let usage = coder_nats::Usage::default().into();
-        to_json(&InfillAnswer::last(
-            String::new(),
-            model,
-            finish_reason,
-            usage,
-        ))
-    }
-
-    fn usage(&self, _: Uuid, _: &str, _: UsageBody) -> String {
-        String::new()
-    }
-
     /// One last event with the finish and the counts (the counts are always sent, as llama.cpp
     /// sends them), and no `[DONE]`.
     fn closing(
@@ -277,6 +263,7 @@ impl ChunkFormat for InfillChunks {
         ))]
     }
 
+    /// The error's body, and nothing after it.
     fn failure(&self, error_body: String) -> Vec<String> {
         vec![error_body]
     }
